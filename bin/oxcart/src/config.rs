@@ -1,0 +1,294 @@
+//! The configuration of one oxcart process.
+//!
+//! Layers, each overriding the one before: built-in defaults, a TOML file (`--config` or
+//! `OXCART_CONFIG`), the ecosystem's conventional variables (`DATABASE_URL`), `OXCART_*`
+//! variables (`OXCART_LISTEN`, `OXCART_TOKEN_TTL`, …: the setting's name upper-cased),
+//! and finally command-line flags. Keys are flat, so a setting has the same name in
+//! every layer.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use oxcart_orders::OrdersConfig;
+use oxcart_platform::http::HttpConfig;
+use oxcart_platform::telemetry::LogFormat;
+use oxcart_sqlite::{SqliteConfig, Synchronous};
+use oxcart_users::UsersConfig;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// The services one process can run. All run by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Users,
+    Catalog,
+    Orders,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Self::Users, Self::Catalog, Self::Orders];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Catalog => "catalog",
+            Self::Orders => "orders",
+        }
+    }
+}
+
+/// A set of services, written `users,orders` or `all`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Services(BTreeSet<Service>);
+
+impl Services {
+    pub fn all() -> Self {
+        Self(Service::ALL.into_iter().collect())
+    }
+
+    pub fn contains(&self, service: Service) -> bool {
+        self.0.contains(&service)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Service> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+impl FromStr for Services {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut set = BTreeSet::new();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "all" {
+                set.extend(Service::ALL);
+                continue;
+            }
+            let service = Service::ALL
+                .into_iter()
+                .find(|s| s.name() == name)
+                .ok_or_else(|| {
+                    let known: Vec<_> = Service::ALL.iter().map(|s| s.name()).collect();
+                    format!(
+                        "unknown service `{name}` (known: {}, or all)",
+                        known.join(", ")
+                    )
+                })?;
+            set.insert(service);
+        }
+        if set.is_empty() {
+            return Err("name at least one service, or all".to_owned());
+        }
+        Ok(Self(set))
+    }
+}
+
+impl TryFrom<String> for Services {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<Services> for String {
+    fn from(services: Services) -> Self {
+        services.to_string()
+    }
+}
+
+impl fmt::Display for Services {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self.iter().map(Service::name).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// Every setting of a process, flat: the key is the same in the TOML file, as an
+/// `OXCART_<KEY>` variable and (for the common ones) as a `--key` flag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub services: Services,
+    /// Where the SQLite database and the token signing key live.
+    pub data_dir: PathBuf,
+    /// `sqlite:<path>`; defaults to `<data_dir>/oxcart.db`.
+    pub database_url: Option<String>,
+    /// Apply pending migrations at start. Off when a separate `oxcart migrate` step owns them.
+    pub migrate: bool,
+    pub log_format: LogFormat,
+    /// PEM (PKCS#8 Ed25519) key tokens are signed with; generated into the data directory
+    /// when absent.
+    #[serde(skip_serializing)]
+    pub jwt_private_key: Option<SecretString>,
+    pub listen: SocketAddr,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub sqlite_synchronous: Synchronous,
+    pub sqlite_reader_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub read_wait: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let (http, sqlite) = (HttpConfig::default(), SqliteConfig::default());
+        Self {
+            services: Services::all(),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            migrate: true,
+            log_format: LogFormat::Auto,
+            jwt_private_key: None,
+            listen: http.listen,
+            request_timeout: http.request_timeout,
+            max_body_bytes: http.max_body_bytes,
+            shutdown_grace: http.shutdown_grace,
+            sqlite_synchronous: sqlite.synchronous,
+            sqlite_reader_connections: sqlite.reader_connections,
+            token_ttl: UsersConfig::default().token_ttl,
+            read_wait: OrdersConfig::default().read_wait,
+        }
+    }
+}
+
+impl Config {
+    /// Loads every layer; `flags` holds only the settings given on the command line.
+    pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Env::prefixed("OXCART_").ignore(&["LOG", "CONFIG", "ADMIN_PASSWORD"]))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    /// The database this process uses.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("oxcart.db").display()))
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.data_dir.join("jwt-ed25519.pem")
+    }
+
+    pub fn http(&self) -> HttpConfig {
+        HttpConfig {
+            listen: self.listen,
+            request_timeout: self.request_timeout,
+            max_body_bytes: self.max_body_bytes,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+
+    pub fn sqlite(&self) -> SqliteConfig {
+        SqliteConfig {
+            synchronous: self.sqlite_synchronous,
+            reader_connections: self.sqlite_reader_connections,
+        }
+    }
+
+    pub fn users(&self) -> UsersConfig {
+        UsersConfig {
+            token_ttl: self.token_ttl,
+        }
+    }
+
+    pub fn orders(&self) -> OrdersConfig {
+        OrdersConfig {
+            read_wait: self.read_wait,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "figment::Jail decides its closures' error type"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_parse_lists_and_all() {
+        assert_eq!(
+            "users, orders".parse::<Services>().unwrap().to_string(),
+            "users,orders"
+        );
+        assert_eq!("all".parse::<Services>().unwrap(), Services::all());
+        assert!(
+            "users,billing"
+                .parse::<Services>()
+                .unwrap_err()
+                .contains("unknown service `billing`")
+        );
+        assert!("".parse::<Services>().is_err());
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "oxcart.toml",
+                "listen = \"127.0.0.1:9000\"\ntoken_ttl = \"10m\"\nservices = \"users\"",
+            )?;
+            jail.set_env("DATABASE_URL", "sqlite:conventional.db");
+            jail.set_env("OXCART_TOKEN_TTL", "20m");
+            let config = Config::load(
+                Some(Path::new("oxcart.toml")),
+                serde_json::json!({ "services": "catalog" }),
+            )
+            .map_err(|e| *e)?;
+            assert_eq!(config.listen.port(), 9000);
+            assert_eq!(config.token_ttl.as_secs(), 1200);
+            assert_eq!(config.database_url(), "sqlite:conventional.db");
+            assert_eq!(config.services.to_string(), "catalog");
+
+            jail.set_env("OXCART_DATABASE_URL", "sqlite:ours.db");
+            let config = Config::load(None, serde_json::json!({})).map_err(|e| *e)?;
+            assert_eq!(config.database_url(), "sqlite:ours.db");
+            assert_eq!(config.listen.port(), 8080);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OXCART_REQUEST_TIMEOUT", "soon");
+            let error = Config::load(None, serde_json::json!({})).unwrap_err();
+            assert!(
+                error.to_string().contains("REQUEST_TIMEOUT")
+                    && error.to_string().contains("OXCART_"),
+                "{error}"
+            );
+            Ok(())
+        });
+    }
+}

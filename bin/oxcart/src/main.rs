@@ -1,0 +1,269 @@
+//! `oxcart`: the one binary. Without a subcommand it serves (`oxcart serve`).
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use oxcart::config::{Config, Services};
+use oxcart::{App, open_database, signing_key};
+use oxcart_events::EventStore;
+use oxcart_platform::shutdown;
+use oxcart_platform::telemetry;
+use oxcart_sqlite::{MIGRATOR, SqliteEventStore};
+use oxcart_users::Users;
+use oxcart_users::domain::Registration;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "oxcart",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve(ServeArgs),
+    /// Apply pending database migrations, then exit.
+    Migrate(Common),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage read models.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+    /// Print the OpenAPI document.
+    Openapi {
+        /// Describe only these services.
+        #[arg(long, default_value = "all")]
+        services: Services,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create an administrator account. The password comes from --password-stdin, or
+    /// OXCART_ADMIN_PASSWORD, or --password (visible to other users of the machine).
+    CreateAdmin {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, env = "OXCART_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Replay the event store into fresh read models.
+    Rebuild(Common),
+}
+
+/// Settings every command shares. Flags win over OXCART_* variables, which win over the
+/// config file.
+#[derive(Args, Serialize, Default)]
+struct Common {
+    /// A TOML file with settings (keys as in the README's configuration table).
+    #[arg(long, env = "OXCART_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Directory for the SQLite database and the token signing key [default: ./data]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Database URL, `sqlite:<path>` [default: sqlite:<data-dir>/oxcart.db]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    /// auto (pretty on a terminal, JSON otherwise), pretty or json
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<String>,
+}
+
+#[derive(Args, Serialize, Default)]
+struct ServeArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    common: Common,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    /// Services to run: `all` or a list such as `users,orders` [default: all]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    services: Option<String>,
+    /// Do not apply migrations at start (a separate `oxcart migrate` owns them).
+    #[arg(long)]
+    #[serde(
+        skip_serializing_if = "std::ops::Not::not",
+        rename = "migrate",
+        serialize_with = "negate"
+    )]
+    no_migrate: bool,
+}
+
+fn negate<S: serde::Serializer>(value: &bool, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bool(!value)
+}
+
+fn load(common: &Common, flags: impl Serialize) -> anyhow::Result<Config> {
+    let config = Config::load(common.config.as_deref(), flags).context("invalid configuration")?;
+    telemetry::init_logging(config.log_format);
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Migrate(common)) => {
+            let config = load(&common, &common)?;
+            let db = open_database(&config).await?;
+            db.migrate(&MIGRATOR).await.context("applying migrations")?;
+            db.close().await;
+            println!("migrations applied to {}", config.database_url());
+            Ok(())
+        }
+        Some(Command::Users(UsersCommand::CreateAdmin {
+            common,
+            email,
+            name,
+            password,
+            password_stdin,
+        })) => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("reading the password from stdin")?;
+                line.trim_end_matches(['\r', '\n']).to_owned()
+            } else {
+                password.context(
+                    "give the password with --password-stdin, OXCART_ADMIN_PASSWORD or --password",
+                )?
+            };
+            let config = load(&common, &common)?;
+            let db = open_database(&config).await?;
+            db.migrate(&MIGRATOR).await.context("applying migrations")?;
+            let users = Users::new(db.clone(), signing_key(&config)?, &config.users());
+            let registration = Registration::parse(&email, password, name).map_err(|errors| {
+                let problems: Vec<String> = errors
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e.pointer.as_deref().unwrap_or("#").trim_start_matches("#/"),
+                            e.detail
+                        )
+                    })
+                    .collect();
+                anyhow::anyhow!("{}", problems.join("; "))
+            })?;
+            let admin = users
+                .create_admin(registration)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            db.close().await;
+            println!("created admin {} ({})", admin.email, admin.id);
+            Ok(())
+        }
+        Some(Command::Projections(ProjectionsCommand::Rebuild(common))) => {
+            let config = load(&common, &common)?;
+            let db = open_database(&config).await?;
+            db.migrate(&MIGRATOR).await.context("applying migrations")?;
+            let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(db.clone()));
+            let started = std::time::Instant::now();
+            let rebuilt = oxcart_orders::read_model::rebuild(&db, store.as_ref())
+                .await
+                .map_err(|e| anyhow::anyhow!("rebuild failed: {e}"))?;
+            db.close().await;
+            println!(
+                "rebuilt order read model: {} events, {} orders, up to position {} in {:.2?}",
+                rebuilt.events,
+                rebuilt.orders,
+                rebuilt.position,
+                started.elapsed()
+            );
+            Ok(())
+        }
+        Some(Command::Openapi { services }) => {
+            println!("{}", oxcart::openapi(&services).to_pretty_json()?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = load(&args.common, &args)?;
+    let app = App::build(config).await?;
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        trigger.cancel();
+    });
+    app.run(token).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn only_given_flags_become_settings() {
+        let cli = Cli::parse_from(["oxcart", "--listen", "0.0.0.0:9999", "--no-migrate"]);
+        let flags = serde_json::to_value(&cli.serve).unwrap();
+        assert_eq!(
+            flags,
+            serde_json::json!({ "listen": "0.0.0.0:9999", "migrate": false })
+        );
+        let cli = Cli::parse_from(["oxcart", "serve", "--data-dir", "/tmp/x"]);
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            serde_json::to_value(&args).unwrap(),
+            serde_json::json!({ "data_dir": "/tmp/x" })
+        );
+    }
+}

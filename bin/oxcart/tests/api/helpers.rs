@@ -1,0 +1,70 @@
+//! `TestApp`: the real application, in-process, on a free port with its own database.
+
+use oxcart::App;
+use oxcart::config::Config;
+use oxcart_test_util::api::{Api, PASSWORD};
+use oxcart_users::Users;
+use oxcart_users::domain::Registration;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub struct TestApp {
+    pub api: Api,
+    pub config: Config,
+    /// Holds the data directory until the test ends.
+    _dir: TempDir,
+    pub db: oxcart_platform::db::Db,
+    shutdown: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts the app with the test defaults changed by `configure`.
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        configure(&mut config);
+        let app = App::build(config.clone()).await.expect("app builds");
+        let addr = app.local_addr();
+        let db = app.db().clone();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(app.run(shutdown.clone()));
+        Self {
+            api: Api::new(addr),
+            config,
+            _dir: dir,
+            db,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// Creates an admin the way `oxcart users create-admin` does and signs it in.
+    pub async fn admin(&self) -> String {
+        let email = format!("admin-{}@example.com", Uuid::new_v4().simple());
+        let key = oxcart::signing_key(&self.config).unwrap();
+        let users = Users::new(self.db.clone(), key, &self.config.users());
+        let registration = Registration::parse(&email, PASSWORD.to_owned(), None).unwrap();
+        users.create_admin(registration).await.unwrap();
+        self.api.token(&email, PASSWORD).await
+    }
+
+    /// Signals shutdown and waits for the app to drain and stop.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle
+            .await
+            .expect("app task")
+            .expect("app stops cleanly");
+    }
+}

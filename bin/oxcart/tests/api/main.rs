@@ -1,0 +1,13 @@
+//! oxcart's API test suite: the real application on a free port with its own SQLite
+//! database per test, driven over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod catalog;
+mod docs;
+mod errors;
+mod health;
+mod helpers;
+mod metrics;
+mod orders;
+mod process;
+mod users;

@@ -1,0 +1,230 @@
+//! The real binary as a child process: crash recovery, graceful shutdown, the CLI.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oxcart_test_util::api::{Api, PASSWORD};
+use oxcart_test_util::process::{self, Process};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_oxcart");
+
+async fn create_admin(data_dir: &Path) -> String {
+    let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
+    let dir = data_dir.to_str().unwrap();
+    let output = process::run(
+        Path::new(BIN),
+        &[
+            "users",
+            "create-admin",
+            "--data-dir",
+            dir,
+            "--email",
+            &email,
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("created admin"));
+    email
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_order_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(Path::new(BIN), dir.path(), &[]).await;
+    let api = Api::new(server.addr);
+    let admin = api.token(&create_admin(dir.path()).await, PASSWORD).await;
+    let product = api.product(&admin, "Mug", 990, "EUR", 100).await;
+    let (customer, _) = api.customer().await;
+
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..6)
+        .map(|_| {
+            let (api, customer, acknowledged) =
+                (api.clone(), customer.clone(), Arc::clone(&acknowledged));
+            tokio::spawn(async move {
+                let body = oxcart_test_util::api::order_body(&[(product, 1)]);
+                loop {
+                    let request = api
+                        .client()
+                        .post(api.url("/api/orders"))
+                        .bearer_auth(&customer)
+                        .json(&body);
+                    let Ok(response) = request.send().await else {
+                        break;
+                    };
+                    if response.status() != 201 {
+                        break;
+                    }
+                    let Ok(order) = response.json::<serde_json::Value>().await else {
+                        break;
+                    };
+                    acknowledged
+                        .lock()
+                        .unwrap()
+                        .push(order["id"].as_str().unwrap().to_owned());
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill().await;
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 20,
+        "only {} orders placed under load",
+        acknowledged.len()
+    );
+
+    let server = Process::start(Path::new(BIN), dir.path(), &[]).await;
+    let api = Api::new(server.addr);
+    let admin = api.token(&create_admin(dir.path()).await, PASSWORD).await;
+    for id in &acknowledged {
+        let reply = api
+            .get(&format!("/api/orders/{id}?min_version=1"), Some(&admin))
+            .await;
+        assert_eq!(reply.ok(200)["status"], "CREATED", "order {id}");
+    }
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_closes_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(Path::new(BIN), dir.path(), &[]).await;
+    let api = Api::new(server.addr);
+    let (customer, _) = api.customer().await;
+
+    // A read waiting for a version that never comes is in flight for the read wait (2 s).
+    let waiting = {
+        let (api, customer) = (api.clone(), customer.clone());
+        tokio::spawn(async move {
+            api.get(
+                &format!("/api/orders/{}?min_version=2", uuid::Uuid::now_v7()),
+                Some(&customer),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = server.terminate().await;
+    assert!(status.success(), "{status:?}");
+    // It was answered, not cut off.
+    waiting.await.unwrap().problem(404);
+    // And new connections are refused.
+    assert!(
+        api.client()
+            .get(api.url("/health/live"))
+            .send()
+            .await
+            .is_err()
+    );
+    // The write-ahead log was folded back into the database on close.
+    let wal = dir.path().join("oxcart.db-wal");
+    assert!(
+        !wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0,
+        "WAL left behind"
+    );
+}
+
+#[tokio::test]
+async fn admin_commands_work_on_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let migrated = process::run(Path::new(BIN), &["migrate", "--data-dir", data], None).await;
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+
+    let admin_email = create_admin(dir.path()).await;
+    let duplicate = process::run(
+        Path::new(BIN),
+        &[
+            "users",
+            "create-admin",
+            "--data-dir",
+            data,
+            "--email",
+            &admin_email,
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    )
+    .await;
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+    let weak = process::run(
+        Path::new(BIN),
+        &[
+            "users",
+            "create-admin",
+            "--data-dir",
+            data,
+            "--email",
+            "x@example.com",
+            "--password",
+            "short",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&weak.stderr).contains("password must be at least 8 characters")
+    );
+
+    let server = Process::start(Path::new(BIN), dir.path(), &[]).await;
+    let api = Api::new(server.addr);
+    let admin = api.token(&admin_email, PASSWORD).await;
+    let product = api.product(&admin, "Mug", 990, "EUR", 10).await;
+    let order = api.place_order(&admin, &[(product, 2)]).await;
+    let id = order.ok(201)["id"].as_str().unwrap().to_owned();
+    api.post(
+        &format!("/api/orders/{id}/cancel"),
+        Some(&admin),
+        &json!({}),
+    )
+    .await
+    .ok(200);
+    server.terminate().await;
+
+    let rebuilt = process::run(
+        Path::new(BIN),
+        &["projections", "rebuild", "--data-dir", data],
+        None,
+    )
+    .await;
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    assert!(String::from_utf8_lossy(&rebuilt.stdout).contains("2 events, 1 orders"));
+
+    let document = process::run(Path::new(BIN), &["openapi", "--services", "catalog"], None).await;
+    let document: serde_json::Value = serde_json::from_slice(&document.stdout).unwrap();
+    assert!(
+        document["paths"].get("/api/products").is_some()
+            && document["paths"].get("/api/orders").is_none()
+    );
+
+    let bad = process::run(
+        Path::new(BIN),
+        &["serve", "--data-dir", data, "--services", "billing"],
+        None,
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown service `billing`"));
+}

@@ -1,0 +1,136 @@
+//! The product catalog: products, their prices and their stock.
+//!
+//! # Layout
+//! - [`domain`]: what a valid product, SKU, price and stock level are.
+//! - [`store`]: the `products` table, with cursor pagination by name.
+//! - [`http`]: admin writes (`POST`, `PATCH` with `If-Match`), public reads.
+//!
+//! Prices are integers in the currency's minor unit. Orders never trust a client's
+//! price: they read it from here when the order is placed.
+
+pub mod domain;
+pub mod http;
+pub mod store;
+
+use oxcart_platform::db::{self, Db};
+use oxcart_platform::{FieldError, ProblemKind, ServiceError};
+use uuid::Uuid;
+
+use crate::domain::{Changes, NewProduct, Product};
+use crate::store::{After, ProductStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the request has invalid fields")]
+    Invalid(Vec<FieldError>),
+    #[error("a product with SKU {0} already exists")]
+    SkuTaken(String),
+    #[error("no such product")]
+    NotFound,
+    #[error("the product is at version {actual}, not {expected}")]
+    VersionMismatch { expected: i64, actual: i64 },
+    #[error("the products table holds an unreadable {0}")]
+    Corrupt(String),
+    #[error("storage failed")]
+    Storage(#[from] sqlx::Error),
+}
+
+impl ServiceError for Error {
+    fn kind(&self) -> ProblemKind {
+        match self {
+            Self::Invalid(_) => ProblemKind::Validation,
+            Self::SkuTaken(_) => ProblemKind::Conflict,
+            Self::NotFound => ProblemKind::NotFound,
+            Self::VersionMismatch { .. } => ProblemKind::PreconditionFailed,
+            Self::Corrupt(_) => ProblemKind::Internal,
+            Self::Storage(e) => db::problem_kind(e),
+        }
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Invalid(errors) => errors.clone(),
+            Self::SkuTaken(_) => vec![FieldError::body(&["sku"], "is already in use")],
+            Self::VersionMismatch { .. } => vec![FieldError::header(
+                "if-match",
+                "does not match the current ETag",
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The catalog service; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: ProductStore,
+}
+
+impl Catalog {
+    pub fn new(db: Db) -> Self {
+        Self {
+            store: ProductStore::new(db),
+        }
+    }
+
+    pub async fn create(&self, new: NewProduct) -> Result<Product, Error> {
+        let now = db::now();
+        let product = Product {
+            id: Uuid::now_v7(),
+            sku: new.sku,
+            name: new.name,
+            description: new.description,
+            price: new.price,
+            currency: new.currency,
+            stock: new.stock,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert(&product).await?;
+        tracing::info!(product_id = %product.id, sku = %product.sku, "product created");
+        Ok(product)
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Product, Error> {
+        self.store.get(id).await?.ok_or(Error::NotFound)
+    }
+
+    /// The products among `ids` that exist.
+    pub async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Product>, Error> {
+        self.store.get_many(ids).await
+    }
+
+    pub async fn list(
+        &self,
+        search: Option<&str>,
+        after: Option<&After>,
+        limit: u32,
+    ) -> Result<Vec<(Product, After)>, Error> {
+        let search = search
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_lowercase);
+        self.store.list(search.as_deref(), after, limit).await
+    }
+
+    /// Applies `changes`, provided the product is still at `if_version` when one is given.
+    pub async fn update(
+        &self,
+        id: Uuid,
+        if_version: Option<i64>,
+        changes: Changes,
+    ) -> Result<Product, Error> {
+        self.store
+            .update(id, |product| {
+                if let Some(expected) = if_version.filter(|v| *v != product.version) {
+                    return Err(Error::VersionMismatch {
+                        expected,
+                        actual: product.version,
+                    });
+                }
+                Ok(product.apply(changes))
+            })
+            .await
+    }
+}

@@ -1,0 +1,19 @@
+//! Events: what they look like, where they are kept, and how read models follow them.
+//!
+//! # Layout
+//! - [`envelope`]: the spec's event envelope (`eventId`, `eventType`, `orderId`,
+//!   `timestamp`, `userId`, `data`, `metadata.correlationId`/`causationId`) plus the
+//!   stream `version`, the global `position` and a `schemaVersion`.
+//! - [`store`]: the `EventStore` port: append-only streams with optimistic concurrency and
+//!   one global order. Adapters: [`memory`] here, SQLite in `oxcart-sqlite`.
+//! - [`projection`]: runs a read model forward from a stored checkpoint.
+//! - [`backoff`]: exponential backoff with jitter for anything that retries.
+
+pub mod backoff;
+pub mod envelope;
+pub mod memory;
+pub mod projection;
+pub mod store;
+
+pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
+pub use store::{Appended, Error, EventStore};

@@ -1,0 +1,313 @@
+//! The orders HTTP API.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use oxcart_events::envelope::Wire;
+use oxcart_platform::auth::Caller;
+use oxcart_platform::db;
+use oxcart_platform::http::page::{self, decode_cursor, encode_cursor};
+use oxcart_platform::http::{Json, Path, Query, RequestContext, etag};
+use oxcart_platform::{ApiError, FieldError, ProblemKind};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::domain::{OrderStatus, PlaceOrder, ShippingAddress};
+use crate::read_model::{After, Filter, OrderView};
+use crate::{Error, Orders};
+
+pub const TAG: &str = "orders";
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const MAX_REASON_CHARS: usize = 500;
+
+pub fn router(orders: Orders) -> OpenApiRouter {
+    routes().with_state(orders)
+}
+
+/// The routes with their OpenAPI description, before the service is attached.
+pub fn routes() -> OpenApiRouter<Orders> {
+    OpenApiRouter::new()
+        .routes(routes!(place_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
+        .routes(routes!(order_events))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlaceOrderRequest {
+    /// What to order; prices come from the catalog.
+    #[schema(min_items = 1, max_items = 100)]
+    pub items: Vec<OrderItemRequest>,
+    pub shipping_address: ShippingAddress,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderItemRequest {
+    pub product_id: Uuid,
+    #[schema(minimum = 1, maximum = 1000, example = 2)]
+    pub quantity: i64,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Shown to the customer and kept in the order's history.
+    #[schema(max_length = 500, example = "ordered the wrong size")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPage {
+    pub items: Vec<OrderView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// An order's events, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderHistory {
+    #[schema(value_type = Vec<Wire>)]
+    pub events: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetQuery {
+    /// Wait until the read model shows at least this version of the order (the `version`
+    /// a write returned), so a client reads its own write.
+    #[param(minimum = 1)]
+    pub min_version: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct ListQuery {
+    /// Only orders with this status.
+    pub status: Option<OrderStatus>,
+    /// Only this customer's orders (admins; customers always see only their own).
+    pub customer_id: Option<Uuid>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default().trim();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(ApiError::field(
+            ProblemKind::MalformedRequest,
+            FieldError::header(IDEMPOTENCY_KEY, "must be 1 to 255 visible ASCII characters"),
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+fn respond(status: StatusCode, view: OrderView) -> Response {
+    let tag = etag(view.version);
+    (status, [(header::ETAG, tag)], Json(view)).into_response()
+}
+
+/// Place an order.
+///
+/// Prices and the total come from the catalog at this moment, never from the request.
+/// With an `Idempotency-Key`, a retry of the same request returns the order as first
+/// placed (with `Idempotent-Replayed: true`) instead of placing another; the same key
+/// with a different body is refused with 422.
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    tag = TAG,
+    security(("bearer" = [])),
+    params(
+        ("idempotency-key" = Option<String>, Header, description = "Makes retries safe: one order per key and customer"),
+        ("x-correlation-id" = Option<String>, Header, description = "Carried into the events' metadata"),
+    ),
+    request_body = PlaceOrderRequest,
+    responses(
+        (status = 201, description = "Placed (or, on a replay, placed earlier)", body = OrderView,
+            headers(("location" = String), ("etag" = String),
+                ("idempotent-replayed" = String, description = "`true` when the response replays an earlier request"))),
+        (status = 422, description = "Invalid items or address, unknown product, mixed currencies, or a reused idempotency key"),
+    )
+)]
+async fn place_order(
+    State(orders): State<Orders>,
+    caller: Caller,
+    context: RequestContext,
+    headers: HeaderMap,
+    Json(request): Json<PlaceOrderRequest>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let items = request
+        .items
+        .into_iter()
+        .map(|item| (item.product_id, item.quantity))
+        .collect();
+    let command = PlaceOrder::parse(items, request.shipping_address).map_err(Error::Invalid)?;
+    let placed = orders
+        .place(&caller, command, key.as_deref(), &context)
+        .await?;
+    let view = OrderView::from(&placed.order);
+    let location = format!("/api/orders/{}", view.id);
+    let mut response = respond(StatusCode::CREATED, view);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if placed.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// An order, to its owner or an admin.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    tag = TAG,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id"), GetQuery),
+    responses(
+        (status = 200, description = "The order", body = OrderView, headers(("etag" = String))),
+        (status = 404, description = "No such order, or not the caller's"),
+        (status = 503, description = "The read model has not reached `min_version` in time; retry"),
+    )
+)]
+async fn get_order(
+    State(orders): State<Orders>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(query): Query<GetQuery>,
+) -> Result<Response, ApiError> {
+    Ok(respond(
+        StatusCode::OK,
+        orders.get(&caller, id, query.min_version).await?,
+    ))
+}
+
+/// Orders, newest first: the caller's own, or everyone's for an admin.
+#[utoipa::path(
+    get,
+    path = "/api/orders",
+    tag = TAG,
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of orders", body = OrderPage),
+        (status = 403, description = "A customer asked for another customer's orders"),
+    )
+)]
+async fn list_orders(
+    State(orders): State<Orders>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<OrderPage>, ApiError> {
+    let limit = page::limit(query.limit)?;
+    let after: Option<After> = decode_cursor(query.cursor.as_deref())?;
+    let customer_id = if caller.is_admin() {
+        query.customer_id
+    } else if query.customer_id.is_none_or(|id| id == caller.user_id) {
+        Some(caller.user_id)
+    } else {
+        return Err(ApiError::new(ProblemKind::Forbidden)
+            .with_detail("customers can list only their own orders"));
+    };
+    let filter = Filter {
+        customer_id,
+        status: query.status,
+    };
+    let mut items = orders.list(&filter, after.as_ref(), limit + 1).await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|v| {
+            encode_cursor(&After {
+                created_at: db::timestamp(v.created_at),
+                id: v.id,
+            })
+        })
+    } else {
+        None
+    };
+    Ok(Json(OrderPage { items, next_cursor }))
+}
+
+/// Cancel an order (its owner or an admin), while it is CREATED or PAID.
+#[utoipa::path(
+    post,
+    path = "/api/orders/{id}/cancel",
+    tag = TAG,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    request_body(content = Option<CancelRequest>, description = "Optional reason"),
+    responses(
+        (status = 200, description = "Cancelled", body = OrderView, headers(("etag" = String))),
+        (status = 404, description = "No such order, or not the caller's"),
+        (status = 409, description = "The order's status does not allow cancelling"),
+    )
+)]
+async fn cancel_order(
+    State(orders): State<Orders>,
+    caller: Caller,
+    context: RequestContext,
+    Path(id): Path<Uuid>,
+    request: Option<Json<CancelRequest>>,
+) -> Result<Response, ApiError> {
+    let reason = request
+        .and_then(|Json(r)| r.reason)
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+    {
+        let error = FieldError::body(
+            &["reason"],
+            format!("must be at most {MAX_REASON_CHARS} characters"),
+        );
+        return Err(Error::Invalid(vec![error]).into());
+    }
+    let order = orders.cancel(&caller, id, reason, &context).await?;
+    Ok(respond(StatusCode::OK, OrderView::from(&order)))
+}
+
+/// An order's events, oldest first (its owner or an admin): the audit trail the order's
+/// state is folded from.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}/events",
+    tag = TAG,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The events", body = OrderHistory),
+        (status = 404, description = "No such order, or not the caller's"),
+    )
+)]
+async fn order_events(
+    State(orders): State<Orders>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<OrderHistory>, ApiError> {
+    let history = orders.history(&caller, id).await?;
+    Ok(Json(OrderHistory {
+        events: history
+            .iter()
+            .map(oxcart_events::RecordedEvent::to_json)
+            .collect(),
+    }))
+}

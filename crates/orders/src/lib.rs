@@ -1,0 +1,103 @@
+//! Orders, event sourced, with a separate read side (CQRS).
+//!
+//! # Layout
+//! - [`domain`]: the aggregate: commands, events, the state machine, the fold. No I/O.
+//! - [`service`]: the command handler (load, decide, append at the expected version,
+//!   re-decide on conflict) and the query entry points.
+//! - [`read_model`]: `order_read_model` and `order_item_read_model`, the projection that
+//!   feeds them from the event store, and the rebuild.
+//! - [`http`]: `POST /api/orders` (with `Idempotency-Key`), reads, cancel, history.
+//!
+//! The write side never reads the read model and the read model is never written but by
+//! its projection: the event store is the one source of truth.
+
+pub mod domain;
+pub mod http;
+pub mod read_model;
+pub mod service;
+
+use std::time::Duration;
+
+use oxcart_events::store::BoxError;
+use oxcart_platform::db;
+use oxcart_platform::{FieldError, ProblemKind, ServiceError};
+
+pub use service::{Orders, Placed, ProductCatalog};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrdersConfig {
+    /// How long a read with `min_version` waits for the read model to catch up.
+    pub read_wait: Duration,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        Self {
+            read_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the request has invalid fields")]
+    Invalid(Vec<FieldError>),
+    #[error("no such order")]
+    NotFound,
+    #[error(transparent)]
+    Refused(#[from] domain::Refused),
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("the order kept changing while this request was applied; retry it")]
+    Contended,
+    #[error("the order is at version {current}; version {requested} does not exist yet")]
+    VersionAhead { requested: u64, current: u64 },
+    #[error("the read model has not caught up with the requested version yet")]
+    Lagging,
+    #[error("the catalog cannot be reached")]
+    Catalog(#[source] BoxError),
+    #[error("the event store failed")]
+    Store(#[from] oxcart_events::Error),
+    #[error("an order's history cannot be read")]
+    History(#[from] domain::HistoryError),
+    #[error("{0} is unreadable")]
+    Corrupt(String),
+    #[error("the read model failed")]
+    ReadModel(#[from] sqlx::Error),
+}
+
+impl ServiceError for Error {
+    fn kind(&self) -> ProblemKind {
+        match self {
+            Self::Invalid(_) => ProblemKind::Validation,
+            Self::NotFound => ProblemKind::NotFound,
+            Self::Refused(_) | Self::Contended => ProblemKind::Conflict,
+            Self::IdempotencyKeyReused => ProblemKind::IdempotencyKeyReused,
+            Self::VersionAhead { .. } => ProblemKind::MalformedRequest,
+            Self::Lagging | Self::Catalog(_) => ProblemKind::Unavailable,
+            Self::Store(oxcart_events::Error::Unavailable(_)) => ProblemKind::Unavailable,
+            Self::Store(oxcart_events::Error::Conflict { .. }) => ProblemKind::Conflict,
+            Self::Store(_) | Self::History(_) | Self::Corrupt(_) => ProblemKind::Internal,
+            Self::ReadModel(e) => db::problem_kind(e),
+        }
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Invalid(errors) => errors.clone(),
+            Self::IdempotencyKeyReused => vec![FieldError::header(
+                "idempotency-key",
+                "was used for a different request",
+            )],
+            Self::VersionAhead { .. } => vec![FieldError::parameter(
+                "min_version",
+                "is ahead of the order",
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        matches!(self, Self::Lagging | Self::Catalog(_)).then_some(Duration::from_secs(1))
+    }
+}

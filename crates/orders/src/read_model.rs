@@ -1,0 +1,339 @@
+//! The query side (CQRS): `order_read_model` and `order_item_read_model`, fed by the
+//! projection from the event store and read by the query endpoints.
+//!
+//! The projection is a pure function of the events (every value it writes, timestamps
+//! included, comes from an event), which is what lets `oxcart projections rebuild`
+//! reproduce the live tables row for row.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use oxcart_events::projection::Projection;
+use oxcart_events::store::BoxError;
+use oxcart_events::{EventStore, Position, RecordedEvent};
+use oxcart_platform::db::{self, Db};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::Error;
+use crate::domain::{AGGREGATE, Order, OrderEvent, OrderLine, OrderStatus, ShippingAddress};
+
+/// The checkpoint name of the order projection.
+pub const PROJECTION: &str = "order-read-model";
+
+/// An order as the API shows it: the same whether built from the aggregate (the answer
+/// to a command) or read from the read model (the answer to a query).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub status: OrderStatus,
+    /// Why the order has its status, when that was given (cancellation, decline).
+    pub status_reason: Option<String>,
+    pub items: Vec<OrderLine>,
+    pub currency: String,
+    /// Sum of the line totals, in minor units.
+    pub total_amount: i64,
+    pub shipping_address: ShippingAddress,
+    /// The order's stream version; pass as `min_version` to read your own write.
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Order> for OrderView {
+    fn from(order: &Order) -> Self {
+        Self {
+            id: order.id,
+            customer_id: order.customer_id,
+            status: order.status,
+            status_reason: order.status_reason.clone(),
+            items: order.items.clone(),
+            currency: order.currency.clone(),
+            total_amount: order.total_amount,
+            shipping_address: order.shipping_address.clone(),
+            version: order.version,
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+        }
+    }
+}
+
+/// Which orders a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub customer_id: Option<Uuid>,
+    pub status: Option<OrderStatus>,
+}
+
+/// Where an order page ends: newest first, by creation time then id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct After {
+    #[serde(rename = "t")]
+    pub created_at: String,
+    #[serde(rename = "i")]
+    pub id: Uuid,
+}
+
+const COLUMNS: &str = "order_id, user_id, status, status_reason, currency, total_amount, shipping_address, version, created_at, updated_at";
+
+#[derive(Debug, Clone)]
+pub struct OrderReadModel {
+    db: Db,
+}
+
+impl OrderReadModel {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<OrderView>, Error> {
+        let sql = format!("SELECT {COLUMNS} FROM order_read_model WHERE order_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(self.db.reader())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut views = self.with_items(vec![row]).await?;
+        Ok(views.pop())
+    }
+
+    pub async fn list(
+        &self,
+        filter: &Filter,
+        after: Option<&After>,
+        limit: u32,
+    ) -> Result<Vec<OrderView>, Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM order_read_model \
+             WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2) \
+               AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND order_id < $4)) \
+             ORDER BY created_at DESC, order_id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.customer_id.map(|id| id.to_string()))
+            .bind(filter.status.map(OrderStatus::as_str))
+            .bind(after.map(|a| a.created_at.clone()))
+            .bind(after.map(|a| a.id.to_string()))
+            .bind(i64::from(limit))
+            .fetch_all(self.db.reader())
+            .await?;
+        self.with_items(rows).await
+    }
+
+    /// Decodes order rows and attaches their lines with one more query.
+    async fn with_items(&self, rows: Vec<AnyRow>) -> Result<Vec<OrderView>, Error> {
+        let mut views = rows
+            .iter()
+            .map(decode_order)
+            .collect::<Result<Vec<_>, _>>()?;
+        if views.is_empty() {
+            return Ok(views);
+        }
+        let placeholders: Vec<String> = (1..=views.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT order_id, product_id, sku, name, unit_price, quantity, line_total FROM order_item_read_model \
+             WHERE order_id IN ({}) ORDER BY order_id, line_no",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for view in &views {
+            query = query.bind(view.id.to_string());
+        }
+        for row in query.fetch_all(self.db.reader()).await? {
+            let order_id: Uuid = parse(&row, "order_id")?;
+            let line = OrderLine {
+                product_id: parse(&row, "product_id")?,
+                sku: row.try_get("sku")?,
+                name: row.try_get("name")?,
+                price: row.try_get("unit_price")?,
+                quantity: u32::try_from(row.try_get::<i64, _>("quantity")?)
+                    .map_err(|_| corrupt("quantity"))?,
+                line_total: row.try_get("line_total")?,
+            };
+            if let Some(view) = views.iter_mut().find(|v| v.id == order_id) {
+                view.items.push(line);
+            }
+        }
+        Ok(views)
+    }
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::Corrupt(format!("order read model {what}"))
+}
+
+fn parse(row: &AnyRow, column: &str) -> Result<Uuid, Error> {
+    row.try_get::<String, _>(column)?
+        .parse()
+        .map_err(|_| corrupt(column))
+}
+
+fn decode_order(row: &AnyRow) -> Result<OrderView, Error> {
+    let status: String = row.try_get("status")?;
+    let address: String = row.try_get("shipping_address")?;
+    let timestamp = |column: &str| -> Result<DateTime<Utc>, Error> {
+        db::parse_timestamp(&row.try_get::<String, _>(column)?).map_err(|_| corrupt(column))
+    };
+    Ok(OrderView {
+        id: parse(row, "order_id")?,
+        customer_id: parse(row, "user_id")?,
+        status: OrderStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        status_reason: row.try_get("status_reason")?,
+        items: Vec::new(),
+        currency: row.try_get("currency")?,
+        total_amount: row.try_get("total_amount")?,
+        shipping_address: serde_json::from_str(&address)
+            .map_err(|_| corrupt("shipping_address"))?,
+        version: u64::try_from(row.try_get::<i64, _>("version")?)
+            .map_err(|_| corrupt("version"))?,
+        created_at: timestamp("created_at")?,
+        updated_at: timestamp("updated_at")?,
+    })
+}
+
+/// Feeds the read model from the event store.
+#[derive(Debug, Clone)]
+pub struct OrderProjection {
+    db: Db,
+}
+
+impl OrderProjection {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl Projection for OrderProjection {
+    fn name(&self) -> &'static str {
+        PROJECTION
+    }
+
+    async fn checkpoint(&self) -> Result<Position, BoxError> {
+        let mut conn = self.db.reader().acquire().await?;
+        Ok(db::checkpoint(&mut conn, PROJECTION).await?)
+    }
+
+    async fn apply(&self, after: Position, events: &[RecordedEvent]) -> Result<Position, BoxError> {
+        let mut tx = self.db.begin().await?;
+        let current = db::checkpoint(&mut tx, PROJECTION).await?;
+        if current != after {
+            // Someone else (a rebuild, another instance) moved on; re-read from there.
+            return Ok(current);
+        }
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(current);
+        };
+        apply_in(&mut tx, events).await?;
+        db::save_checkpoint(&mut tx, PROJECTION, last).await?;
+        tx.commit().await?;
+        Ok(last)
+    }
+}
+
+/// Writes what `events` change in the read model, inside the caller's transaction.
+async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<(), BoxError> {
+    for recorded in events
+        .iter()
+        .filter(|e| e.event.aggregate_type == AGGREGATE)
+    {
+        let Some(event) = OrderEvent::decode(&recorded.event.event_type, &recorded.event.data)?
+        else {
+            continue;
+        };
+        let id = recorded.event.aggregate_id.to_string();
+        let at = db::timestamp(recorded.event.timestamp);
+        let version = i64::try_from(recorded.version)?;
+        if let OrderEvent::Created(created) = &event {
+            sqlx::query(
+                "INSERT INTO order_read_model (order_id, user_id, status, status_reason, currency, total_amount, \
+                 shipping_address, version, created_at, updated_at) VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $8, $8)",
+            )
+            .bind(&id)
+            .bind(created.customer_id.to_string())
+            .bind(OrderStatus::Created.as_str())
+            .bind(&created.currency)
+            .bind(created.total_amount)
+            .bind(serde_json::to_string(&created.shipping_address)?)
+            .bind(version)
+            .bind(&at)
+            .execute(&mut *conn)
+            .await?;
+            for (line_no, line) in created.items.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO order_item_read_model (order_id, line_no, product_id, sku, name, unit_price, quantity, \
+                     line_total) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&id)
+                .bind(i64::try_from(line_no)?)
+                .bind(line.product_id.to_string())
+                .bind(&line.sku)
+                .bind(&line.name)
+                .bind(line.price)
+                .bind(i64::from(line.quantity))
+                .bind(line.line_total)
+                .execute(&mut *conn)
+                .await?;
+            }
+        } else {
+            sqlx::query(
+                "UPDATE order_read_model SET status = $1, status_reason = $2, version = $3, updated_at = $4 \
+                 WHERE order_id = $5",
+            )
+            .bind(event.status().as_str())
+            .bind(event.reason().map(str::to_owned))
+            .bind(version)
+            .bind(&at)
+            .bind(&id)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rebuilt {
+    pub events: u64,
+    pub orders: u64,
+    pub position: Position,
+}
+
+/// Replays the whole store into empty read-model tables, in one transaction: readers see
+/// the old tables until it commits, then the new ones. It holds the write lock for its
+/// duration, so run it when writes can wait.
+pub async fn rebuild(db: &Db, store: &dyn EventStore) -> Result<Rebuilt, BoxError> {
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM order_item_read_model")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM order_read_model")
+        .execute(&mut *tx)
+        .await?;
+    let mut rebuilt = Rebuilt {
+        events: 0,
+        orders: 0,
+        position: 0,
+    };
+    loop {
+        let events = store.read_all(rebuilt.position, 1000).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            break;
+        };
+        apply_in(&mut tx, &events).await?;
+        rebuilt.events += events.len() as u64;
+        rebuilt.position = last;
+    }
+    db::save_checkpoint(&mut tx, PROJECTION, rebuilt.position).await?;
+    let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_read_model")
+        .fetch_one(&mut *tx)
+        .await?;
+    rebuilt.orders = u64::try_from(orders)?;
+    tx.commit().await?;
+    Ok(rebuilt)
+}

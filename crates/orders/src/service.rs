@@ -1,0 +1,284 @@
+//! The command handler and the query side's entry points.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use oxcart_events::store::BoxError;
+use oxcart_events::{EventStore, Metadata, NewEvent, Position, RecordedEvent};
+use oxcart_platform::auth::Caller;
+use oxcart_platform::db;
+use oxcart_platform::http::RequestContext;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::Error;
+use crate::domain::{
+    self, AGGREGATE, Order, OrderEvent, PlaceOrder, ProductSnapshot, SCHEMA_VERSION,
+};
+use crate::read_model::{After, Filter, OrderReadModel, OrderView};
+
+/// Where orders learn a product's current name, SKU and price. In one process it is the
+/// catalog itself; split apart, a client of the catalog service.
+#[async_trait]
+pub trait ProductCatalog: Send + Sync + 'static {
+    /// The products among `ids` that exist.
+    async fn snapshots(&self, ids: &[Uuid]) -> Result<Vec<ProductSnapshot>, BoxError>;
+}
+
+/// How many times a command is re-decided when another writer changed the order first.
+const ATTEMPTS: usize = 3;
+
+/// Namespace of order ids derived from idempotency keys.
+const IDEMPOTENT_ORDERS: Uuid = Uuid::from_u128(0x6f78_6361_7274_4f72_6465_7273_4b65_7973);
+
+/// The result of placing an order.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub order: Order,
+    /// True when this was a retry of an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// The orders service; cheap to clone.
+#[derive(Clone)]
+pub struct Orders {
+    store: Arc<dyn EventStore>,
+    catalog: Arc<dyn ProductCatalog>,
+    read_model: OrderReadModel,
+    /// The in-process projection's progress, when it runs in this process.
+    progress: Option<watch::Receiver<Position>>,
+    read_wait: Duration,
+}
+
+impl Orders {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        catalog: Arc<dyn ProductCatalog>,
+        read_model: OrderReadModel,
+        read_wait: Duration,
+    ) -> Self {
+        Self {
+            store,
+            catalog,
+            read_model,
+            progress: None,
+            read_wait,
+        }
+    }
+
+    /// Lets reads with `min_version` wake as soon as the projection moves.
+    pub fn with_progress(mut self, progress: watch::Receiver<Position>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Places an order, at most once per idempotency key.
+    ///
+    /// A keyed order's id is derived from the caller and the key, so a retry addresses
+    /// the same stream: if the first attempt committed, the append finds the stream
+    /// taken and the retry answers with the order as first placed. Nothing else needs
+    /// storing, and no race between two retries can place it twice.
+    pub async fn place(
+        &self,
+        caller: &Caller,
+        command: PlaceOrder,
+        key: Option<&str>,
+        context: &RequestContext,
+    ) -> Result<Placed, Error> {
+        let fingerprint = command.fingerprint();
+        let id = match key {
+            Some(key) => Uuid::new_v5(
+                &IDEMPOTENT_ORDERS,
+                format!("{}:{key}", caller.user_id).as_bytes(),
+            ),
+            None => Uuid::now_v7(),
+        };
+        if key.is_some()
+            && let Some(placed) = self.replay(id, &fingerprint).await?
+        {
+            return Ok(placed);
+        }
+        let products = self
+            .catalog
+            .snapshots(&command.product_ids())
+            .await
+            .map_err(Error::Catalog)?;
+        let created = domain::place(caller.user_id, &command, &products).map_err(Error::Invalid)?;
+        let event = OrderEvent::Created(created);
+        let mut new = envelope(id, caller.user_id, &event, context);
+        new.metadata.idempotency_key = key.map(str::to_owned);
+        new.metadata.request_fingerprint = key.map(|_| fingerprint.clone());
+        let at = new.timestamp;
+        match self.store.append(id, 0, vec![new]).await {
+            Ok(appended) => {
+                let order = Order::created(id, &event, appended.version, at)?;
+                tracing::info!(order_id = %id, total = order.total_amount, currency = %order.currency, "order placed");
+                Ok(Placed {
+                    order,
+                    replayed: false,
+                })
+            }
+            // A concurrent retry with the same key won the race.
+            Err(oxcart_events::Error::Conflict { .. }) if key.is_some() => {
+                self.replay(id, &fingerprint).await?.ok_or(Error::Contended)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The order as first placed under a key, if one was.
+    async fn replay(&self, id: Uuid, fingerprint: &str) -> Result<Option<Placed>, Error> {
+        let history = self.store.read_stream(id).await?;
+        let Some(first) = history.first() else {
+            return Ok(None);
+        };
+        if first.event.metadata.request_fingerprint.as_deref() != Some(fingerprint) {
+            return Err(Error::IdempotencyKeyReused);
+        }
+        let order = Order::from_history(&history[..1])?.ok_or(Error::NotFound)?;
+        Ok(Some(Placed {
+            order,
+            replayed: true,
+        }))
+    }
+
+    /// Cancels an order on behalf of its owner or an admin.
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        reason: Option<String>,
+        context: &RequestContext,
+    ) -> Result<Order, Error> {
+        let order = self
+            .transition(id, context, |order| {
+                if !caller.may_access(order.customer_id) {
+                    return Err(Error::NotFound);
+                }
+                Ok(order.cancel(caller.user_id, reason.clone())?)
+            })
+            .await?;
+        tracing::info!(order_id = %id, by = %caller.user_id, "order cancelled");
+        Ok(order)
+    }
+
+    /// Loads the order, decides, and appends at the version it decided on. If another
+    /// writer got there first the decision is made again on the new state: safe, because
+    /// deciding is a pure function of that state.
+    async fn transition(
+        &self,
+        id: Uuid,
+        context: &RequestContext,
+        decide: impl Fn(&Order) -> Result<OrderEvent, Error>,
+    ) -> Result<Order, Error> {
+        for _ in 0..ATTEMPTS {
+            let order = self.load(id).await?.ok_or(Error::NotFound)?;
+            let event = decide(&order)?;
+            let new = envelope(id, order.customer_id, &event, context);
+            let at = new.timestamp;
+            match self.store.append(id, order.version, vec![new]).await {
+                Ok(appended) => return Ok(order.evolve(&event, appended.version, at)?),
+                Err(oxcart_events::Error::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(Error::Contended)
+    }
+
+    /// The order's current state, from its events.
+    pub async fn load(&self, id: Uuid) -> Result<Option<Order>, Error> {
+        Ok(Order::from_history(&self.store.read_stream(id).await?)?)
+    }
+
+    /// An order from the read model. With `min_version`, waits (up to the configured
+    /// read wait) until the read model has caught up with that version, so a client can
+    /// read its own write.
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        min_version: Option<u64>,
+    ) -> Result<OrderView, Error> {
+        let deadline = Instant::now() + self.read_wait;
+        let mut progress = self.progress.clone();
+        loop {
+            if let Some(progress) = progress.as_mut() {
+                progress.borrow_and_update();
+            }
+            match self.read_model.get(id).await? {
+                Some(view) if !caller.may_access(view.customer_id) => return Err(Error::NotFound),
+                Some(view) if min_version.is_none_or(|min| view.version >= min) => return Ok(view),
+                None if min_version.is_none() => return Err(Error::NotFound),
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            // Woken by the in-process projection when there is one; else a short poll.
+            let poll = tokio::time::sleep(Duration::from_millis(25));
+            match progress.as_mut() {
+                Some(progress) => {
+                    tokio::select! {
+                        _ = progress.changed() => {}
+                        () = poll => {}
+                    }
+                }
+                None => poll.await,
+            }
+        }
+        // Still behind: the event store knows whether the version will ever come.
+        let order = self
+            .load(id)
+            .await?
+            .filter(|o| caller.may_access(o.customer_id))
+            .ok_or(Error::NotFound)?;
+        match min_version {
+            Some(min) if min > order.version => Err(Error::VersionAhead {
+                requested: min,
+                current: order.version,
+            }),
+            _ => Err(Error::Lagging),
+        }
+    }
+
+    /// Orders newest first: the caller's own, or anyone's for an admin.
+    pub async fn list(
+        &self,
+        filter: &Filter,
+        after: Option<&After>,
+        limit: u32,
+    ) -> Result<Vec<OrderView>, Error> {
+        self.read_model.list(filter, after, limit).await
+    }
+
+    /// The order's events, oldest first, to its owner or an admin.
+    pub async fn history(&self, caller: &Caller, id: Uuid) -> Result<Vec<RecordedEvent>, Error> {
+        let history = self.store.read_stream(id).await?;
+        let order = Order::from_history(&history)?.ok_or(Error::NotFound)?;
+        if !caller.may_access(order.customer_id) {
+            return Err(Error::NotFound);
+        }
+        Ok(history)
+    }
+}
+
+/// Wraps an order event in the spec's envelope.
+fn envelope(id: Uuid, customer: Uuid, event: &OrderEvent, context: &RequestContext) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: event.event_type().to_owned(),
+        schema_version: SCHEMA_VERSION,
+        aggregate_type: AGGREGATE.to_owned(),
+        aggregate_id: id,
+        user_id: Some(customer),
+        timestamp: db::now(),
+        data: event.data(),
+        metadata: Metadata {
+            correlation_id: context.correlation_id.clone(),
+            causation_id: context.request_id.clone(),
+            ..Metadata::default()
+        },
+    }
+}

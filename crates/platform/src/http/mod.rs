@@ -1,0 +1,116 @@
+//! HTTP scaffolding shared by every service: the layers around the routes, the server
+//! loop with graceful drain, and problem-aware extractors.
+
+pub mod extract;
+pub mod middleware;
+pub mod page;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::response::IntoResponse;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::metrics::Metrics;
+use crate::problem::{ApiError, ProblemKind};
+
+pub use extract::{Json, Path, Query, RequestContext};
+
+/// Settings of the HTTP server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// A request that takes longer is answered with a 503 `timeout` problem.
+    pub request_timeout: Duration,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 256 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Wraps the assembled routes in the layers every request passes through.
+///
+/// Layers applied with `Router::layer` run after routing, which is what lets the
+/// observing middleware label metrics and spans with the matched route template.
+pub fn finish(routes: Router, config: &HttpConfig, metrics: &Metrics) -> Router {
+    let observe = middleware::Observe {
+        metrics: metrics.http().clone(),
+        timeout: config.request_timeout,
+    };
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                tracing::error!("handler panicked");
+                ApiError::new(ProblemKind::Internal).into_response()
+            },
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            observe,
+            middleware::observe,
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// A strong `ETag` for a resource version: `"3"`.
+pub fn etag(version: impl std::fmt::Display) -> http::HeaderValue {
+    http::HeaderValue::from_str(&format!("\"{version}\""))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("\"0\""))
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(ProblemKind::NotFound).with_detail(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(ProblemKind::MethodNotAllowed).with_detail(format!(
+        "{} is not supported on {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+/// Serves until `shutdown` fires, then stops accepting and lets in-flight requests finish
+/// for at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let drained = shutdown.clone();
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { drained.cancelled().await });
+    let server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = server => result,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; closing them");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Scaffolding every oxcart service shares.
+//!
+//! # Layout
+//! - [`problem`]: RFC 9457 errors; the one place an error becomes an HTTP status.
+//! - [`http`]: the layers around every route (request id, span, metrics, timeout, body
+//!   limit), problem-aware extractors, and the server loop with graceful drain.
+//! - [`auth`]: Ed25519 JWTs, the signing key's life cycle, the `Caller` extractor.
+//! - [`db`]: the SQL handle stores are written against, with separate write and read pools.
+//! - [`health`], [`metrics`], [`docs`]: the operational endpoints every process serves.
+//! - [`money`]: ISO 4217 currencies and minor-unit amounts.
+//! - [`telemetry`], [`shutdown`]: logging set-up, signals and owned background tasks.
+
+pub mod auth;
+pub mod db;
+pub mod docs;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod money;
+pub mod problem;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use problem::{ApiError, FieldError, Problem, ProblemKind, ServiceError, Validator};

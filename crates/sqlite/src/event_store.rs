@@ -1,0 +1,195 @@
+use async_trait::async_trait;
+use oxcart_events::store::{BoxError, check_stream};
+use oxcart_events::{Appended, Error, EventStore, Metadata, NewEvent, Position, RecordedEvent};
+use oxcart_platform::db::{self, Db};
+use oxcart_platform::problem::ProblemKind;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// The event store on SQLite's `events` table.
+///
+/// Appends run in a write transaction that checks the stream's version and inserts the
+/// events; the `(aggregate_id, version)` unique constraint backs the check up against
+/// writers in other processes. After each commit the store rings its doorbell so
+/// in-process projections wake at once.
+#[derive(Debug)]
+pub struct SqliteEventStore {
+    db: Db,
+    head: watch::Sender<Position>,
+}
+
+const COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, version, event_type, schema_version, occurred_at, user_id, metadata, data";
+
+impl SqliteEventStore {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            head: watch::Sender::new(0),
+        }
+    }
+
+    /// Appends inside the caller's transaction, so that the events commit or roll back
+    /// together with the caller's own writes (the outbox: no dual write). Call
+    /// [`notify`](Self::notify) once the transaction has committed.
+    pub async fn append_in(
+        conn: &mut AnyConnection,
+        aggregate_id: Uuid,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, Error> {
+        check_stream(aggregate_id, &events)?;
+        let id = aggregate_id.to_string();
+        let actual = stream_version(conn, &id).await?;
+        if actual != expected_version {
+            return Err(Error::Conflict {
+                aggregate_id,
+                expected: expected_version,
+                actual,
+            });
+        }
+        let mut appended = Appended {
+            version: actual,
+            position: 0,
+        };
+        for event in events {
+            appended.version += 1;
+            let inserted = sqlx::query(
+                "INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, \
+                 occurred_at, user_id, metadata, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING position",
+            )
+            .bind(event.event_id.to_string())
+            .bind(&event.aggregate_type)
+            .bind(&id)
+            .bind(appended.version as i64)
+            .bind(&event.event_type)
+            .bind(i64::from(event.schema_version))
+            .bind(db::timestamp(event.timestamp))
+            .bind(event.user_id.map(|u| u.to_string()))
+            .bind(serde_json::to_string(&event.metadata).map_err(|e| Error::Backend(e.into()))?)
+            .bind(serde_json::to_string(&event.data).map_err(|e| Error::Backend(e.into()))?)
+            .fetch_one(&mut *conn)
+            .await;
+            match inserted {
+                Ok(row) => appended.position = row.try_get("position").map_err(backend)?,
+                // Another process appended between the check and the insert.
+                Err(e) if db::is_unique_violation(&e) && !e.to_string().contains("event_id") => {
+                    let actual = stream_version(conn, &id).await?;
+                    return Err(Error::Conflict {
+                        aggregate_id,
+                        expected: expected_version,
+                        actual,
+                    });
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Ok(appended)
+    }
+
+    /// Wakes subscribers after a transaction containing [`append_in`](Self::append_in) commits.
+    pub fn notify(&self, position: Position) {
+        self.head.send_replace(position);
+    }
+}
+
+async fn stream_version(conn: &mut AnyConnection, aggregate_id: &str) -> Result<u64, Error> {
+    let version: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_id = $1")
+            .bind(aggregate_id)
+            .fetch_one(conn)
+            .await
+            .map_err(backend)?;
+    Ok(version as u64)
+}
+
+fn backend(error: sqlx::Error) -> Error {
+    match db::problem_kind(&error) {
+        ProblemKind::Unavailable => Error::Unavailable(error.into()),
+        _ => Error::Backend(error.into()),
+    }
+}
+
+fn decode(row: &AnyRow) -> Result<RecordedEvent, Error> {
+    let position: Position = row.try_get("position").map_err(backend)?;
+    let corrupt = |source: BoxError| Error::Corrupt { position, source };
+    let text = |column: &str| {
+        row.try_get::<String, _>(column)
+            .map_err(|e| corrupt(e.into()))
+    };
+    let uuid = |value: String| value.parse::<Uuid>().map_err(|e| corrupt(e.into()));
+    let user_id: Option<String> = row.try_get("user_id").map_err(|e| corrupt(e.into()))?;
+    let metadata: Metadata =
+        serde_json::from_str(&text("metadata")?).map_err(|e| corrupt(e.into()))?;
+    Ok(RecordedEvent {
+        position,
+        version: row
+            .try_get::<i64, _>("version")
+            .map_err(|e| corrupt(e.into()))? as u64,
+        event: NewEvent {
+            event_id: uuid(text("event_id")?)?,
+            event_type: text("event_type")?,
+            schema_version: u32::try_from(
+                row.try_get::<i64, _>("schema_version")
+                    .map_err(|e| corrupt(e.into()))?,
+            )
+            .map_err(|e| corrupt(e.into()))?,
+            aggregate_type: text("aggregate_type")?,
+            aggregate_id: uuid(text("aggregate_id")?)?,
+            user_id: user_id.map(uuid).transpose()?,
+            timestamp: db::parse_timestamp(&text("occurred_at")?).map_err(|e| corrupt(e.into()))?,
+            data: serde_json::from_str(&text("data")?).map_err(|e| corrupt(e.into()))?,
+            metadata,
+        },
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        aggregate_id: Uuid,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, Error> {
+        let mut tx = self.db.begin().await.map_err(backend)?;
+        let appended = Self::append_in(&mut tx, aggregate_id, expected_version, events).await?;
+        tx.commit().await.map_err(backend)?;
+        self.notify(appended.position);
+        Ok(appended)
+    }
+
+    async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<RecordedEvent>, Error> {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY version");
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_id.to_string())
+            .fetch_all(self.db.reader())
+            .await
+            .map_err(backend)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.db.reader())
+            .await
+            .map_err(backend)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn head(&self) -> Result<Position, Error> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(self.db.reader())
+            .await
+            .map_err(backend)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Position> {
+        self.head.subscribe()
+    }
+}

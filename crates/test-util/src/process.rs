@@ -1,0 +1,98 @@
+//! Runs the real `oxcart` binary as a child process, for tests that must kill it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+pub struct Process {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Process {
+    /// Starts `bin serve` on a free port with JSON logs and waits until it listens.
+    pub async fn start(bin: &Path, data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("OXCART_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("oxcart starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (ready, listening) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut ready = Some(ready);
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(log) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if log["message"] == "listening"
+                    && let (Some(tx), Some(addr)) = (ready.take(), log["address"].as_str())
+                {
+                    let _ = tx.send(addr.parse::<SocketAddr>().expect("address"));
+                }
+            }
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(60), listening)
+            .await
+            .expect("oxcart listens within a minute")
+            .expect("oxcart exited before listening");
+        Self { child, addr }
+    }
+
+    /// SIGKILL: no chance to flush or drain.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("killed");
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits")
+            .expect("status")
+    }
+}
+
+/// Runs `bin` with `args` to completion, feeding it `stdin`; returns its output.
+pub async fn run(bin: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("command starts");
+    let mut input = child.stdin.take().expect("stdin piped");
+    if let Some(text) = stdin {
+        input
+            .write_all(text.as_bytes())
+            .await
+            .expect("stdin written");
+    }
+    drop(input);
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("finishes")
+        .expect("output")
+}

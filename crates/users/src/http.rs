@@ -1,0 +1,203 @@
+//! The users HTTP API.
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
+use http::{StatusCode, header};
+use oxcart_platform::ApiError;
+use oxcart_platform::auth::{Caller, Role};
+use oxcart_platform::http::{Json, Path};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::domain::{Registration, User};
+use crate::{Error, Users};
+
+pub const TAG: &str = "users";
+
+pub fn router(users: Users) -> OpenApiRouter {
+    routes().with_state(users)
+}
+
+/// The routes with their OpenAPI description, before the service is attached.
+pub fn routes() -> OpenApiRouter<Users> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(sign_in))
+        .routes(routes!(me))
+        .routes(routes!(get_user))
+        .routes(routes!(jwks))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The e-mail to sign in with; matched case-insensitively.
+    #[schema(example = "ada@example.com", max_length = 254)]
+    pub email: String,
+    #[schema(
+        example = "correct horse battery staple",
+        min_length = 8,
+        max_length = 128
+    )]
+    pub password: String,
+    /// Display name, used in e-mails.
+    #[serde(default)]
+    #[schema(example = "Ada Lovelace", max_length = 100)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRequest {
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    #[schema(example = "correct horse battery staple")]
+    pub password: String,
+}
+
+/// An account.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<User> for UserView {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            role: user.role,
+            created_at: user.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: TokenType,
+    /// Seconds until the token expires.
+    #[schema(example = 3600)]
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub enum TokenType {
+    Bearer,
+}
+
+/// Register a customer account.
+#[utoipa::path(
+    post,
+    path = "/api/users",
+    tag = TAG,
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered", body = UserView,
+            headers(("location" = String, description = "URL of the new account"))),
+        (status = 409, description = "The e-mail is already registered"),
+    )
+)]
+async fn register(
+    State(users): State<Users>,
+    Json(request): Json<RegisterRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let registration = Registration::parse(&request.email, request.password, request.name)
+        .map_err(Error::Invalid)?;
+    let user = users.register(registration).await?;
+    let location = format!("/api/users/{}", user.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(UserView::from(user)),
+    ))
+}
+
+/// Exchange an e-mail and password for an access token.
+#[utoipa::path(
+    post,
+    path = "/api/auth/token",
+    tag = TAG,
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 401, description = "The e-mail or password is wrong"),
+    )
+)]
+async fn sign_in(
+    State(users): State<Users>,
+    Json(request): Json<TokenRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let issued = users.sign_in(&request.email, request.password).await?;
+    let body = TokenResponse {
+        access_token: issued.token,
+        token_type: TokenType::Bearer,
+        expires_in: issued.expires_in.as_secs(),
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)))
+}
+
+/// The caller's own account.
+#[utoipa::path(
+    get,
+    path = "/api/users/me",
+    tag = TAG,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account", body = UserView),
+        (status = 404, description = "The account no longer exists"),
+    )
+)]
+async fn me(State(users): State<Users>, caller: Caller) -> Result<Json<UserView>, ApiError> {
+    Ok(Json(users.get(caller.user_id).await?.into()))
+}
+
+/// An account, to its owner or an admin.
+#[utoipa::path(
+    get,
+    path = "/api/users/{id}",
+    tag = TAG,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Account id")),
+    responses(
+        (status = 200, description = "The account", body = UserView),
+        (status = 404, description = "No such account, or not the caller's"),
+    )
+)]
+async fn get_user(
+    State(users): State<Users>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<UserView>, ApiError> {
+    if !caller.may_access(id) {
+        return Err(Error::NotFound.into());
+    }
+    Ok(Json(users.get(id).await?.into()))
+}
+
+/// The public key access tokens are signed with, as a JWK set (RFC 7517).
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = TAG,
+    responses((status = 200, description = "The JWK set", body = Object))
+)]
+async fn jwks(State(users): State<Users>) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(users.jwks()),
+    )
+}
