@@ -7,6 +7,7 @@ use http::{HeaderMap, StatusCode, header};
 use oxcart_platform::auth::Admin;
 use oxcart_platform::http::page::{self, decode_cursor, encode_cursor};
 use oxcart_platform::http::{Json, Path, Query, etag};
+use oxcart_platform::money::currency_schema;
 use oxcart_platform::{ApiError, FieldError, ProblemKind, Validator};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -37,7 +38,11 @@ pub struct CreateProductRequest {
     /// Stock-keeping unit; stored upper-cased, unique.
     #[schema(example = "MUG-01", max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub sku: String,
-    #[schema(example = "Enamel mug", max_length = 200)]
+    #[schema(
+        example = "Enamel mug",
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     #[serde(default)]
     #[schema(example = "Holds 350 ml.", max_length = 5000)]
@@ -45,8 +50,7 @@ pub struct CreateProductRequest {
     /// Price in the currency's minor unit (cents for EUR).
     #[schema(example = 1450, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price: i64,
-    /// ISO 4217 code.
-    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
+    #[schema(schema_with = currency_schema)]
     pub currency: String,
     /// Units on hand.
     #[serde(default)]
@@ -58,13 +62,16 @@ pub struct CreateProductRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateProductRequest {
-    #[schema(max_length = 200)]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: Option<String>,
     #[schema(max_length = 5000)]
     pub description: Option<String>,
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price: Option<i64>,
-    #[schema(pattern = "^[A-Z]{3}$")]
+    #[schema(schema_with = currency_schema)]
     pub currency: Option<String>,
     #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: Option<i64>,

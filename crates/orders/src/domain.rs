@@ -102,22 +102,43 @@ pub struct OrderLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShippingAddress {
-    #[schema(example = "Ada Lovelace", max_length = 100)]
+    #[schema(
+        example = "Ada Lovelace",
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
-    #[schema(example = "12 St James's Square", max_length = 200)]
+    #[schema(
+        example = "12 St James's Square",
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub line1: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub line2: Option<String>,
-    #[schema(example = "London", max_length = 100)]
+    #[schema(
+        example = "London",
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub city: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 100)]
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub region: Option<String>,
-    #[schema(example = "SW1Y 4JH", max_length = 20)]
+    #[schema(
+        example = "SW1Y 4JH",
+        max_length = 20,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2 country code.
-    #[schema(example = "GB", pattern = "^[A-Za-z]{2}$")]
+    #[schema(
+        example = "GB",
+        pattern = "^[A-Za-z]{2}$",
+        min_length = 2,
+        max_length = 2
+    )]
     pub country: String,
 }
 
@@ -794,5 +815,105 @@ mod tests {
             Err(HistoryError::NoCreation)
         ));
         assert!(Order::from_history(&[]).unwrap().is_none());
+    }
+}
+
+/// The event payloads are a contract with every consumer; a change to their shape must be
+/// deliberate (`cargo insta review`).
+#[cfg(test)]
+mod contract {
+    use chrono::TimeZone;
+    use oxcart_events::{Metadata, NewEvent, RecordedEvent};
+
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn events() -> Vec<OrderEvent> {
+        let address = ShippingAddress {
+            name: "Ada Lovelace".into(),
+            line1: "12 St James's Square".into(),
+            line2: None,
+            city: "London".into(),
+            region: None,
+            postal_code: "SW1Y 4JH".into(),
+            country: "GB".into(),
+        };
+        let line = OrderLine {
+            product_id: id(2),
+            sku: "MUG-01".into(),
+            name: "Enamel mug".into(),
+            price: 1450,
+            quantity: 2,
+            line_total: 2900,
+        };
+        vec![
+            OrderEvent::Created(OrderCreated {
+                customer_id: id(1),
+                items: vec![line],
+                currency: "EUR".into(),
+                total_amount: 2900,
+                shipping_address: address,
+            }),
+            OrderEvent::Paid(OrderPaid {
+                payment_id: "pay_123".into(),
+                amount: 2900,
+            }),
+            OrderEvent::PaymentFailed(OrderPaymentFailed {
+                reason: "card declined".into(),
+            }),
+            OrderEvent::Cancelled(OrderCancelled {
+                reason: Some("wrong size".into()),
+                cancelled_by: id(1),
+                refund_due: true,
+            }),
+            OrderEvent::Shipped(OrderShipped { shipped_by: id(9) }),
+            OrderEvent::Delivered(OrderDelivered {
+                delivered_by: id(9),
+            }),
+        ]
+    }
+
+    #[test]
+    fn event_payloads() {
+        let payloads: Vec<_> = events()
+            .iter()
+            .map(|e| serde_json::json!({ "eventType": e.event_type(), "data": e.data() }))
+            .collect();
+        insta::assert_json_snapshot!("order_event_payloads", payloads);
+        for event in events() {
+            assert_eq!(
+                OrderEvent::decode(event.event_type(), &event.data()).unwrap(),
+                Some(event)
+            );
+        }
+    }
+
+    #[test]
+    fn envelope() {
+        let created = &events()[0];
+        let recorded = RecordedEvent {
+            position: 42,
+            version: 1,
+            event: NewEvent {
+                event_id: id(7),
+                event_type: created.event_type().into(),
+                schema_version: SCHEMA_VERSION,
+                aggregate_type: AGGREGATE.into(),
+                aggregate_id: id(3),
+                user_id: Some(id(1)),
+                timestamp: Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap(),
+                data: created.data(),
+                metadata: Metadata {
+                    correlation_id: "req-1".into(),
+                    causation_id: "req-1".into(),
+                    idempotency_key: Some("key-1".into()),
+                    request_fingerprint: Some("ab12".into()),
+                },
+            },
+        };
+        insta::assert_json_snapshot!("order_created_envelope", recorded.to_json());
     }
 }

@@ -160,6 +160,17 @@ const CURRENCIES: &[(&str, u8)] = &[
     ("ZWG", 2),
 ];
 
+/// The OpenAPI schema of a currency field: exactly the codes [`Currency::parse`] accepts.
+pub fn currency_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(CURRENCIES.iter().map(|(code, _)| *code)))
+        .description(Some("ISO 4217 currency code"))
+        .examples([serde_json::json!("EUR")])
+        .build()
+}
+
 /// A currency oxcart accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Currency {

@@ -35,8 +35,9 @@ pub fn routes() -> OpenApiRouter<Users> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// The e-mail to sign in with; matched case-insensitively.
-    #[schema(example = "ada@example.com", max_length = 254)]
+    /// The e-mail to sign in with; matched case-insensitively. The domain must be a
+    /// public one (`ada@localhost` is refused).
+    #[schema(example = "ada@example.com", max_length = 254, format = Email, pattern = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")]
     pub email: String,
     #[schema(
         example = "correct horse battery staple",
@@ -46,7 +47,11 @@ pub struct RegisterRequest {
     pub password: String,
     /// Display name, used in e-mails.
     #[serde(default)]
-    #[schema(example = "Ada Lovelace", max_length = 100)]
+    #[schema(
+        example = "Ada Lovelace",
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: Option<String>,
 }
 
