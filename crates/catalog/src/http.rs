@@ -5,7 +5,7 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode, header};
 use oxcart_platform::auth::Admin;
-use oxcart_platform::http::page::{self, decode_cursor, encode_cursor};
+use oxcart_platform::http::page::{self, Page, decode_cursor};
 use oxcart_platform::http::{Json, Path, Query, etag};
 use oxcart_platform::money::currency_schema;
 use oxcart_platform::{ApiError, FieldError, ProblemKind, Validator};
@@ -111,14 +111,6 @@ impl From<Product> for ProductView {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProductPage {
-    pub items: Vec<ProductView>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    pub next_cursor: Option<String>,
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
@@ -217,12 +209,12 @@ async fn create_product(
     path = "/api/products",
     tag = TAG,
     params(ListQuery),
-    responses((status = 200, description = "A page of products", body = ProductPage))
+    responses((status = 200, description = "A page of products", body = Page<ProductView>))
 )]
 async fn list_products(
     State(catalog): State<Catalog>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<ProductPage>, ApiError> {
+) -> Result<Json<Page<ProductView>>, ApiError> {
     let limit = page::limit(query.limit)?;
     let after: Option<After> = decode_cursor(query.cursor.as_deref())?;
     if query.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
@@ -231,21 +223,18 @@ async fn list_products(
             FieldError::parameter("q", "must be at most 100 characters"),
         ));
     }
-    // One extra row tells whether another page follows.
-    let mut rows = catalog
+    let rows = catalog
         .list(query.q.as_deref(), after.as_ref(), limit + 1)
         .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|(_, after)| encode_cursor(after))
-    } else {
-        None
-    };
-    let items = rows
-        .into_iter()
-        .map(|(product, _)| product.into())
-        .collect();
-    Ok(Json(ProductPage { items, next_cursor }))
+    let page = Page::from_rows(rows, limit, |(_, after)| after.clone());
+    Ok(Json(Page {
+        items: page
+            .items
+            .into_iter()
+            .map(|(product, _)| product.into())
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// A product.

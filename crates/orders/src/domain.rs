@@ -475,19 +475,23 @@ pub struct Refused {
     pub action: &'static str,
 }
 
-/// The current state of an order, folded from its events.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An order: the state folded from its events. Commands answer with it and the read model
+/// stores it, so a client sees one shape whichever side answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Order {
     pub id: Uuid,
     pub customer_id: Uuid,
     pub status: OrderStatus,
-    /// Why the order is in its status, when the last event said (a cancellation reason,
-    /// a payment decline).
+    /// Why the order has its status, when that was given (a cancellation reason, a
+    /// payment decline).
     pub status_reason: Option<String>,
     pub items: Vec<OrderLine>,
     pub currency: String,
+    /// Sum of the line totals, in minor units.
     pub total_amount: i64,
     pub shipping_address: ShippingAddress,
+    /// The order's stream version; pass as `min_version` to read your own write.
     pub version: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

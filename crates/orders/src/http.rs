@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use oxcart_events::envelope::Wire;
 use oxcart_platform::auth::Caller;
 use oxcart_platform::db;
-use oxcart_platform::http::page::{self, decode_cursor, encode_cursor};
+use oxcart_platform::http::page::{self, Page, decode_cursor};
 use oxcart_platform::http::{Json, Path, Query, RequestContext, etag};
 use oxcart_platform::{ApiError, FieldError, ProblemKind};
 use serde::{Deserialize, Serialize};
@@ -15,8 +15,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::domain::{OrderStatus, PlaceOrder, ShippingAddress};
-use crate::read_model::{After, Filter, OrderView};
+use crate::domain::{Order, OrderStatus, PlaceOrder, ShippingAddress};
+use crate::read_model::{After, Filter};
 use crate::{Error, Orders};
 
 pub const TAG: &str = "orders";
@@ -59,14 +59,6 @@ pub struct CancelRequest {
     /// Shown to the customer and kept in the order's history.
     #[schema(max_length = 500, example = "ordered the wrong size")]
     pub reason: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderPage {
-    pub items: Vec<OrderView>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    pub next_cursor: Option<String>,
 }
 
 /// An order's events, oldest first.
@@ -116,9 +108,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-fn respond(status: StatusCode, view: OrderView) -> Response {
-    let tag = etag(view.version);
-    (status, [(header::ETAG, tag)], Json(view)).into_response()
+fn respond(status: StatusCode, order: Order) -> Response {
+    let tag = etag(order.version);
+    (status, [(header::ETAG, tag)], Json(order)).into_response()
 }
 
 /// Place an order.
@@ -138,7 +130,7 @@ fn respond(status: StatusCode, view: OrderView) -> Response {
     ),
     request_body = PlaceOrderRequest,
     responses(
-        (status = 201, description = "Placed (or, on a replay, placed earlier)", body = OrderView,
+        (status = 201, description = "Placed (or, on a replay, placed earlier)", body = Order,
             headers(("location" = String), ("etag" = String),
                 ("idempotent-replayed" = String, description = "`true` when the response replays an earlier request"))),
         (status = 422, description = "Invalid items or address, unknown product, mixed currencies, or a reused idempotency key"),
@@ -161,9 +153,8 @@ async fn place_order(
     let placed = orders
         .place(&caller, command, key.as_deref(), &context)
         .await?;
-    let view = OrderView::from(&placed.order);
-    let location = format!("/api/orders/{}", view.id);
-    let mut response = respond(StatusCode::CREATED, view);
+    let location = format!("/api/orders/{}", placed.order.id);
+    let mut response = respond(StatusCode::CREATED, placed.order);
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -183,7 +174,7 @@ async fn place_order(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id"), GetQuery),
     responses(
-        (status = 200, description = "The order", body = OrderView, headers(("etag" = String))),
+        (status = 200, description = "The order", body = Order, headers(("etag" = String))),
         (status = 404, description = "No such order, or not the caller's"),
         (status = 503, description = "The read model has not reached `min_version` in time; retry"),
     )
@@ -208,7 +199,7 @@ async fn get_order(
     security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of orders", body = OrderPage),
+        (status = 200, description = "A page of orders", body = Page<Order>),
         (status = 403, description = "A customer asked for another customer's orders"),
     )
 )]
@@ -216,7 +207,7 @@ async fn list_orders(
     State(orders): State<Orders>,
     caller: Caller,
     Query(query): Query<ListQuery>,
-) -> Result<Json<OrderPage>, ApiError> {
+) -> Result<Json<Page<Order>>, ApiError> {
     let limit = page::limit(query.limit)?;
     let after: Option<After> = decode_cursor(query.cursor.as_deref())?;
     let customer_id = if caller.is_admin() {
@@ -231,19 +222,11 @@ async fn list_orders(
         customer_id,
         status: query.status,
     };
-    let mut items = orders.list(&filter, after.as_ref(), limit + 1).await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|v| {
-            encode_cursor(&After {
-                created_at: db::timestamp(v.created_at),
-                id: v.id,
-            })
-        })
-    } else {
-        None
-    };
-    Ok(Json(OrderPage { items, next_cursor }))
+    let rows = orders.list(&filter, after.as_ref(), limit + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit, |o| After {
+        created_at: db::timestamp(o.created_at),
+        id: o.id,
+    })))
 }
 
 /// Cancel an order (its owner or an admin), while it is CREATED or PAID.
@@ -255,7 +238,7 @@ async fn list_orders(
     params(("id" = Uuid, Path, description = "Order id")),
     request_body(content = Option<CancelRequest>, description = "Optional reason"),
     responses(
-        (status = 200, description = "Cancelled", body = OrderView, headers(("etag" = String))),
+        (status = 200, description = "Cancelled", body = Order, headers(("etag" = String))),
         (status = 404, description = "No such order, or not the caller's"),
         (status = 409, description = "The order's status does not allow cancelling"),
     )
@@ -282,7 +265,7 @@ async fn cancel_order(
         return Err(Error::Invalid(vec![error]).into());
     }
     let order = orders.cancel(&caller, id, reason, &context).await?;
-    Ok(respond(StatusCode::OK, OrderView::from(&order)))
+    Ok(respond(StatusCode::OK, order))
 }
 
 /// An order's events, oldest first (its owner or an admin): the audit trail the order's

@@ -14,53 +14,13 @@ use oxcart_platform::db::{self, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::Error;
-use crate::domain::{AGGREGATE, Order, OrderEvent, OrderLine, OrderStatus, ShippingAddress};
+use crate::domain::{AGGREGATE, Order, OrderEvent, OrderLine, OrderStatus};
 
 /// The checkpoint name of the order projection.
 pub const PROJECTION: &str = "order-read-model";
-
-/// An order as the API shows it: the same whether built from the aggregate (the answer
-/// to a command) or read from the read model (the answer to a query).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderView {
-    pub id: Uuid,
-    pub customer_id: Uuid,
-    pub status: OrderStatus,
-    /// Why the order has its status, when that was given (cancellation, decline).
-    pub status_reason: Option<String>,
-    pub items: Vec<OrderLine>,
-    pub currency: String,
-    /// Sum of the line totals, in minor units.
-    pub total_amount: i64,
-    pub shipping_address: ShippingAddress,
-    /// The order's stream version; pass as `min_version` to read your own write.
-    pub version: u64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<&Order> for OrderView {
-    fn from(order: &Order) -> Self {
-        Self {
-            id: order.id,
-            customer_id: order.customer_id,
-            status: order.status,
-            status_reason: order.status_reason.clone(),
-            items: order.items.clone(),
-            currency: order.currency.clone(),
-            total_amount: order.total_amount,
-            shipping_address: order.shipping_address.clone(),
-            version: order.version,
-            created_at: order.created_at,
-            updated_at: order.updated_at,
-        }
-    }
-}
 
 /// Which orders a list shows.
 #[derive(Debug, Clone, Default)]
@@ -90,7 +50,7 @@ impl OrderReadModel {
         Self { db }
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Option<OrderView>, Error> {
+    pub async fn get(&self, id: Uuid) -> Result<Option<Order>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM order_read_model WHERE order_id = $1");
         let row = sqlx::query(&sql)
             .bind(id.to_string())
@@ -106,7 +66,7 @@ impl OrderReadModel {
         filter: &Filter,
         after: Option<&After>,
         limit: u32,
-    ) -> Result<Vec<OrderView>, Error> {
+    ) -> Result<Vec<Order>, Error> {
         let sql = format!(
             "SELECT {COLUMNS} FROM order_read_model \
              WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2) \
@@ -125,7 +85,7 @@ impl OrderReadModel {
     }
 
     /// Decodes order rows and attaches their lines with one more query.
-    async fn with_items(&self, rows: Vec<AnyRow>) -> Result<Vec<OrderView>, Error> {
+    async fn with_items(&self, rows: Vec<AnyRow>) -> Result<Vec<Order>, Error> {
         let mut views = rows
             .iter()
             .map(decode_order)
@@ -172,13 +132,13 @@ fn parse(row: &AnyRow, column: &str) -> Result<Uuid, Error> {
         .map_err(|_| corrupt(column))
 }
 
-fn decode_order(row: &AnyRow) -> Result<OrderView, Error> {
+fn decode_order(row: &AnyRow) -> Result<Order, Error> {
     let status: String = row.try_get("status")?;
     let address: String = row.try_get("shipping_address")?;
     let timestamp = |column: &str| -> Result<DateTime<Utc>, Error> {
         db::parse_timestamp(&row.try_get::<String, _>(column)?).map_err(|_| corrupt(column))
     };
-    Ok(OrderView {
+    Ok(Order {
         id: parse(row, "order_id")?,
         customer_id: parse(row, "user_id")?,
         status: OrderStatus::parse(&status).ok_or_else(|| corrupt("status"))?,

@@ -17,7 +17,7 @@ use crate::Error;
 use crate::domain::{
     self, AGGREGATE, Order, OrderEvent, PlaceOrder, ProductSnapshot, SCHEMA_VERSION,
 };
-use crate::read_model::{After, Filter, OrderReadModel, OrderView};
+use crate::read_model::{After, Filter, OrderReadModel};
 
 /// Where orders learn a product's current name, SKU and price. In one process it is the
 /// catalog itself; split apart, a client of the catalog service.
@@ -200,7 +200,7 @@ impl Orders {
         caller: &Caller,
         id: Uuid,
         min_version: Option<u64>,
-    ) -> Result<OrderView, Error> {
+    ) -> Result<Order, Error> {
         let deadline = Instant::now() + self.read_wait;
         let mut progress = self.progress.clone();
         loop {
@@ -249,7 +249,7 @@ impl Orders {
         filter: &Filter,
         after: Option<&After>,
         limit: u32,
-    ) -> Result<Vec<OrderView>, Error> {
+    ) -> Result<Vec<Order>, Error> {
         self.read_model.list(filter, after, limit).await
     }
 

@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
 
 use crate::problem::{ApiError, FieldError, ProblemKind};
 
@@ -21,6 +22,33 @@ pub fn limit(requested: Option<u32>) -> Result<u32, ApiError> {
             ProblemKind::MalformedRequest,
             FieldError::parameter("limit", format!("must be between 1 and {MAX_LIMIT}")),
         )),
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Makes a page from `rows` fetched with a limit of `limit + 1`: the extra row, if it
+    /// came, only says that another page follows, whose cursor is `key` of the last item.
+    pub fn from_rows<K: Serialize>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> Self {
+        let limit = limit as usize;
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|last| encode_cursor(&key(last)))
+        } else {
+            None
+        };
+        Self {
+            items: rows,
+            next_cursor,
+        }
     }
 }
 
@@ -60,6 +88,18 @@ mod tests {
         assert_eq!(decode_cursor::<(String, i32)>(None).unwrap(), None);
         assert!(decode_cursor::<(String, i32)>(Some("!!!")).is_err());
         assert!(decode_cursor::<(String, i32)>(Some(&encode_cursor(&"other shape"))).is_err());
+    }
+
+    #[test]
+    fn pages_keep_the_limit_and_point_past_it() {
+        let page = Page::from_rows(vec![1, 2, 3], 2, |n| *n);
+        assert_eq!(page.items, [1, 2]);
+        assert_eq!(
+            decode_cursor::<i32>(page.next_cursor.as_deref()).unwrap(),
+            Some(2)
+        );
+        let last = Page::from_rows(vec![1, 2], 2, |n| *n);
+        assert_eq!((last.items.len(), last.next_cursor), (2, None));
     }
 
     #[test]
