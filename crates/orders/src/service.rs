@@ -192,54 +192,64 @@ impl Orders {
         Ok(Order::from_history(&self.store.read_stream(id).await?)?)
     }
 
-    /// An order from the read model. With `min_version`, waits (up to the configured
-    /// read wait) until the read model has caught up with that version, so a client can
-    /// read its own write.
+    /// An order from the read model. With `min_version`, a read model that has not yet
+    /// reached that version is waited for (up to the configured read wait), so a client
+    /// can read its own write; whether the version exists at all is asked of the event
+    /// store first, so a request for one that never will is answered at once.
     pub async fn get(
         &self,
         caller: &Caller,
         id: Uuid,
         min_version: Option<u64>,
     ) -> Result<Order, Error> {
+        let min = match (self.read_model.get(id).await?, min_version) {
+            (Some(order), _) if !caller.may_access(order.customer_id) => {
+                return Err(Error::NotFound);
+            }
+            (Some(order), None) => return Ok(order),
+            (Some(order), Some(min)) if order.version >= min => return Ok(order),
+            (None, None) => return Err(Error::NotFound),
+            (_, Some(min)) => min,
+        };
+        let current = self
+            .load(id)
+            .await?
+            .filter(|o| caller.may_access(o.customer_id))
+            .ok_or(Error::NotFound)?;
+        if min > current.version {
+            return Err(Error::VersionAhead {
+                requested: min,
+                current: current.version,
+            });
+        }
         let deadline = Instant::now() + self.read_wait;
         let mut progress = self.progress.clone();
         loop {
             if let Some(progress) = progress.as_mut() {
                 progress.borrow_and_update();
             }
-            match self.read_model.get(id).await? {
-                Some(view) if !caller.may_access(view.customer_id) => return Err(Error::NotFound),
-                Some(view) if min_version.is_none_or(|min| view.version >= min) => return Ok(view),
-                None if min_version.is_none() => return Err(Error::NotFound),
-                _ => {}
+            if let Some(order) = self.read_model.get(id).await?.filter(|o| o.version >= min) {
+                return Ok(order);
             }
-            if Instant::now() >= deadline {
-                break;
-            }
-            // Woken by the in-process projection when there is one; else a short poll.
-            let poll = tokio::time::sleep(Duration::from_millis(25));
+            // Woken by the in-process projection when there is one, else a short poll.
+            let poll = tokio::time::sleep(
+                Duration::from_millis(25).min(deadline.saturating_duration_since(Instant::now())),
+            );
             match progress.as_mut() {
-                Some(progress) => {
+                Some(watch) => {
                     tokio::select! {
-                        _ = progress.changed() => {}
+                        changed = watch.changed() => if changed.is_err() {
+                            // The projection has stopped; fall back to polling.
+                            progress = None;
+                        },
                         () = poll => {}
                     }
                 }
                 None => poll.await,
             }
-        }
-        // Still behind: the event store knows whether the version will ever come.
-        let order = self
-            .load(id)
-            .await?
-            .filter(|o| caller.may_access(o.customer_id))
-            .ok_or(Error::NotFound)?;
-        match min_version {
-            Some(min) if min > order.version => Err(Error::VersionAhead {
-                requested: min,
-                current: order.version,
-            }),
-            _ => Err(Error::Lagging),
+            if Instant::now() >= deadline {
+                return Err(Error::Lagging);
+            }
         }
     }
 
