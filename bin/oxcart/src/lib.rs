@@ -172,6 +172,8 @@ impl App {
                 }
             };
         }
+        // The served document comes from `openapi()`, not from this router, so that it is
+        // exactly the one `oxcart openapi` prints and the contract snapshot checks.
         let (routes, _) = api.split_for_parts();
         let router = routes
             .merge(health.router())
