@@ -195,23 +195,6 @@ impl Currency {
     pub fn exponent(self) -> u8 {
         self.exponent
     }
-
-    /// `1999` EUR → `"19.99 EUR"`.
-    pub fn format(self, minor: i64) -> String {
-        let sign = if minor < 0 { "-" } else { "" };
-        let minor = minor.unsigned_abs();
-        if self.exponent == 0 {
-            return format!("{sign}{minor} {}", self.code);
-        }
-        let scale = 10u64.pow(u32::from(self.exponent));
-        format!(
-            "{sign}{}.{:0width$} {}",
-            minor / scale,
-            minor % scale,
-            self.code,
-            width = usize::from(self.exponent)
-        )
-    }
 }
 
 #[cfg(test)]
@@ -224,16 +207,6 @@ mod tests {
         assert_eq!(Currency::parse("JPY").map(Currency::exponent), Some(0));
         assert!(Currency::parse("eur").is_none());
         assert!(Currency::parse("XXX").is_none());
-    }
-
-    #[test]
-    fn formats_in_major_units() {
-        let eur = Currency::parse("EUR").unwrap();
-        assert_eq!(eur.format(1999), "19.99 EUR");
-        assert_eq!(eur.format(5), "0.05 EUR");
-        assert_eq!(eur.format(-120), "-1.20 EUR");
-        assert_eq!(Currency::parse("JPY").unwrap().format(500), "500 JPY");
-        assert_eq!(Currency::parse("KWD").unwrap().format(1234), "1.234 KWD");
     }
 
     #[test]

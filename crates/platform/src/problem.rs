@@ -282,15 +282,6 @@ impl FieldError {
             detail: detail.into(),
         }
     }
-
-    /// The same error, nested under `prefix` (for validating a sub-document).
-    pub fn nested<S: AsRef<str>>(mut self, prefix: &[S]) -> Self {
-        if let Some(pointer) = &self.pointer {
-            let head = json_pointer(prefix);
-            self.pointer = Some(format!("{head}{}", pointer.trim_start_matches('#')));
-        }
-        self
-    }
 }
 
 /// RFC 6901 JSON pointer in URI-fragment form: `["items", "0"]` → `#/items/0`.
@@ -320,10 +311,6 @@ impl Validator {
 
     pub fn push(&mut self, error: FieldError) {
         self.errors.push(error);
-    }
-
-    pub fn is_valid(&self) -> bool {
-        self.errors.is_empty()
     }
 
     /// The built value if nothing failed, else every error recorded.
@@ -510,12 +497,6 @@ mod tests {
         );
         assert_eq!(json_pointer(&["a/b", "c~d"]), "#/a~1b/c~0d");
         assert_eq!(json_pointer::<&str>(&[]), "#");
-    }
-
-    #[test]
-    fn nested_errors_keep_their_pointer_under_the_prefix() {
-        let error = FieldError::body(&["quantity"], "too big").nested(&["items", "3"]);
-        assert_eq!(error.pointer.as_deref(), Some("#/items/3/quantity"));
     }
 
     #[test]

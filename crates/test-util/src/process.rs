@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,6 +14,7 @@ use tokio::sync::oneshot;
 pub struct Process {
     child: Child,
     pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Process {
@@ -32,6 +34,8 @@ impl Process {
             .expect("oxcart starts");
         let stderr = child.stderr.take().expect("stderr piped");
         let (ready, listening) = oneshot::channel();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&logs);
         tokio::spawn(async move {
             let mut ready = Some(ready);
             let mut lines = BufReader::new(stderr).lines();
@@ -39,6 +43,7 @@ impl Process {
                 let Ok(log) = serde_json::from_str::<Value>(&line) else {
                     continue;
                 };
+                kept.lock().expect("log lock").push(log.clone());
                 if log["message"] == "listening"
                     && let (Some(tx), Some(addr)) = (ready.take(), log["address"].as_str())
                 {
@@ -50,7 +55,12 @@ impl Process {
             .await
             .expect("oxcart listens within a minute")
             .expect("oxcart exited before listening");
-        Self { child, addr }
+        Self { child, addr, logs }
+    }
+
+    /// Every JSON log line the process has written so far.
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().expect("log lock").clone()
     }
 
     /// SIGKILL: no chance to flush or drain.

@@ -233,3 +233,97 @@ async fn admin_commands_work_on_the_data_directory() {
     .await;
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown service `billing`"));
 }
+
+#[tokio::test]
+async fn log_lines_are_json_carrying_the_request_id_and_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(Path::new(BIN), dir.path(), &[]).await;
+    let api = Api::new(server.addr);
+    let (customer, _) = api.customer().await;
+    let reply = api
+        .get(
+            &format!("/api/orders/{}", uuid::Uuid::now_v7()),
+            Some(&customer),
+        )
+        .await;
+    reply.problem(404);
+    let request_id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(reply.body["requestId"], request_id.as_str());
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = server.logs();
+    let line = logs
+        .iter()
+        .find(|l| {
+            l["spans"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["request_id"] == request_id.as_str()))
+        })
+        .unwrap_or_else(|| panic!("no log line for request {request_id}: {logs:?}"));
+    let span = &line["spans"][0];
+    assert_eq!(
+        (span["route"].as_str(), span["method"].as_str()),
+        (Some("/api/orders/{id}"), Some("GET"))
+    );
+    assert_eq!(line["message"], "request completed");
+    assert_eq!(line["status"], 404);
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn the_banner_says_where_everything_is() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "pretty",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.starts_with("Ctrl-C");
+            banner.push(line);
+            if done {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("banner within a minute");
+    let banner = banner.join("\n");
+    for (label, path) in [
+        ("API", "/api"),
+        ("Docs", "/docs"),
+        ("OpenAPI", "/openapi.json"),
+        ("Metrics", "/metrics"),
+    ] {
+        let shown = banner
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("{label}: {banner}"));
+        assert!(
+            shown.contains("http://127.0.0.1:") && shown.ends_with(path),
+            "{shown}"
+        );
+    }
+    let data = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("Data"))
+        .unwrap();
+    assert!(
+        data.contains(dir.path().to_str().unwrap()) && data.contains("sqlite:"),
+        "{data}"
+    );
+    child.kill().await.unwrap();
+}

@@ -157,3 +157,30 @@ async fn tokens_verify_against_the_published_key() {
             .contains("invalid_token")
     );
 }
+
+#[tokio::test]
+async fn a_configured_signing_key_is_used_instead_of_a_generated_one() {
+    let key = oxcart_platform::auth::SigningKey::generate().unwrap();
+    let pem = key.to_pem();
+    let app = TestApp::spawn_with(|c| c.jwt_private_key = Some(pem.into())).await;
+    assert!(
+        !app.config.signing_key_path().exists(),
+        "no key should be generated"
+    );
+    let published = app.api.get("/.well-known/jwks.json", None).await;
+    assert_eq!(published.ok(200)["keys"][0]["kid"], key.kid());
+    // A token this key signs is accepted (for an account that does not exist: 404, not 401).
+    let token = key
+        .issuer(std::time::Duration::from_secs(60))
+        .issue(
+            uuid::Uuid::now_v7(),
+            oxcart_platform::auth::Role::Customer,
+            "x@example.com",
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    app.api
+        .get("/api/users/me", Some(&token.token))
+        .await
+        .problem(404);
+}
