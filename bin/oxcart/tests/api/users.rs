@@ -1,7 +1,23 @@
 use oxcart_test_util::api::PASSWORD;
 use serde_json::json;
 
+use oxcart_platform::auth::{Role, SigningKey};
+
 use crate::helpers::TestApp;
+
+/// A token for a made-up account, signed by `key` rather than by the app.
+fn token_signed_by(key: &SigningKey, role: Role) -> String {
+    let issuer = key.issuer(std::time::Duration::from_secs(60));
+    issuer
+        .issue(
+            uuid::Uuid::now_v7(),
+            role,
+            "x@example.com",
+            chrono::Utc::now(),
+        )
+        .unwrap()
+        .token
+}
 
 #[tokio::test]
 async fn registration_sign_in_and_profile() {
@@ -138,17 +154,8 @@ async fn tokens_verify_against_the_published_key() {
         (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
     );
     // A token signed with another key is refused.
-    let foreign = oxcart_platform::auth::SigningKey::generate().unwrap();
-    let forged = foreign
-        .issuer(std::time::Duration::from_secs(60))
-        .issue(
-            uuid::Uuid::now_v7(),
-            oxcart_platform::auth::Role::Admin,
-            "x@example.com",
-            chrono::Utc::now(),
-        )
-        .unwrap();
-    let reply = app.api.get("/api/users/me", Some(&forged.token)).await;
+    let forged = token_signed_by(&SigningKey::generate().unwrap(), Role::Admin);
+    let reply = app.api.get("/api/users/me", Some(&forged)).await;
     reply.problem(401);
     assert!(
         reply.headers["www-authenticate"]
@@ -160,7 +167,7 @@ async fn tokens_verify_against_the_published_key() {
 
 #[tokio::test]
 async fn a_configured_signing_key_is_used_instead_of_a_generated_one() {
-    let key = oxcart_platform::auth::SigningKey::generate().unwrap();
+    let key = SigningKey::generate().unwrap();
     let pem = key.to_pem();
     let app = TestApp::spawn_with(|c| c.jwt_private_key = Some(pem.into())).await;
     assert!(
@@ -170,17 +177,9 @@ async fn a_configured_signing_key_is_used_instead_of_a_generated_one() {
     let published = app.api.get("/.well-known/jwks.json", None).await;
     assert_eq!(published.ok(200)["keys"][0]["kid"], key.kid());
     // A token this key signs is accepted (for an account that does not exist: 404, not 401).
-    let token = key
-        .issuer(std::time::Duration::from_secs(60))
-        .issue(
-            uuid::Uuid::now_v7(),
-            oxcart_platform::auth::Role::Customer,
-            "x@example.com",
-            chrono::Utc::now(),
-        )
-        .unwrap();
+    let token = token_signed_by(&key, Role::Customer);
     app.api
-        .get("/api/users/me", Some(&token.token))
+        .get("/api/users/me", Some(&token))
         .await
         .problem(404);
 }
