@@ -227,14 +227,7 @@ async fn list_products(
         .list(query.q.as_deref(), after.as_ref(), limit + 1)
         .await?;
     let page = Page::from_rows(rows, limit, |(_, after)| after.clone());
-    Ok(Json(Page {
-        items: page
-            .items
-            .into_iter()
-            .map(|(product, _)| product.into())
-            .collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(page.map(|(product, _)| product.into())))
 }
 
 /// A product.

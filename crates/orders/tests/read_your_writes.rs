@@ -49,13 +49,19 @@ async fn reads_wait_for_the_projection_and_report_when_it_lags() {
         Arc::clone(&store),
         Arc::new(OrderProjection::new(db.clone())),
     );
-    let orders = Orders::new(
-        Arc::clone(&store),
-        Arc::new(OneProduct(product.clone())),
-        OrderReadModel::new(db.clone()),
-        Duration::from_millis(200),
-    )
-    .with_progress(runner.progress());
+    // Two handles on the same service: one gives up quickly; the other waits long enough
+    // for the projection run by hand below, however loaded the machine.
+    let with_wait = |wait| {
+        Orders::new(
+            Arc::clone(&store),
+            Arc::new(OneProduct(product.clone())),
+            OrderReadModel::new(db.clone()),
+            wait,
+        )
+        .with_progress(runner.progress())
+    };
+    let orders = with_wait(Duration::from_millis(200));
+    let patient = with_wait(Duration::from_secs(30));
 
     let caller = Caller {
         user_id: Uuid::now_v7(),
@@ -95,8 +101,8 @@ async fn reads_wait_for_the_projection_and_report_when_it_lags() {
 
     // A read already waiting is woken as soon as the projection applies the event.
     let waiting = {
-        let (orders, caller) = (orders.clone(), caller.clone());
-        tokio::spawn(async move { orders.get(&caller, id, Some(1)).await })
+        let caller = caller.clone();
+        tokio::spawn(async move { patient.get(&caller, id, Some(1)).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     runner.catch_up().await.unwrap();

@@ -50,6 +50,14 @@ impl<T> Page<T> {
             next_cursor,
         }
     }
+
+    /// The same page with each item converted.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
 }
 
 pub fn encode_cursor<T: Serialize>(key: &T) -> String {
@@ -98,7 +106,8 @@ mod tests {
             decode_cursor::<i32>(page.next_cursor.as_deref()).unwrap(),
             Some(2)
         );
-        let last = Page::from_rows(vec![1, 2], 2, |n| *n);
+        let last = Page::from_rows(vec![1, 2], 2, |n| *n).map(|n| n * 10);
+        assert_eq!(last.items, [10, 20]);
         assert_eq!((last.items.len(), last.next_cursor), (2, None));
     }
 
