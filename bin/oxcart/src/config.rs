@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use oxcart_events::consumer::RetryPolicy;
 use oxcart_orders::OrdersConfig;
 use oxcart_platform::http::HttpConfig;
 use oxcart_platform::telemetry::LogFormat;
@@ -30,16 +31,32 @@ pub enum Service {
     Users,
     Catalog,
     Orders,
+    Payments,
+    Notifications,
+    Invoices,
+    Analytics,
 }
 
 impl Service {
-    pub const ALL: [Service; 3] = [Self::Users, Self::Catalog, Self::Orders];
+    pub const ALL: [Service; 7] = [
+        Self::Users,
+        Self::Catalog,
+        Self::Orders,
+        Self::Payments,
+        Self::Notifications,
+        Self::Invoices,
+        Self::Analytics,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Users => "users",
             Self::Catalog => "catalog",
             Self::Orders => "orders",
+            Self::Payments => "payments",
+            Self::Notifications => "notifications",
+            Self::Invoices => "invoices",
+            Self::Analytics => "analytics",
         }
     }
 }
@@ -148,6 +165,24 @@ pub struct Config {
     pub token_ttl: Duration,
     #[serde(with = "humantime_serde")]
     pub read_wait: Duration,
+    /// Attempts per event before a consumer dead-letters it.
+    pub consumer_max_attempts: u32,
+    /// The first retry's delay; later ones double (with jitter) up to `consumer_retry_max`.
+    #[serde(with = "humantime_serde")]
+    pub consumer_retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub consumer_retry_max: Duration,
+    /// How long the simulated provider takes to answer for `tok_slow`.
+    #[serde(with = "humantime_serde")]
+    pub payment_slow_delay: Duration,
+    /// `smtp://host:port` (or `smtps://user:pass@host`): send e-mail over SMTP. When
+    /// unset, e-mails are written as `.eml` files to `mail_dir`.
+    #[serde(skip_serializing)]
+    pub smtp_url: Option<SecretString>,
+    /// Where e-mails go without SMTP; defaults to `<data_dir>/mail`.
+    pub mail_dir: Option<PathBuf>,
+    /// The sender of every e-mail.
+    pub mail_from: String,
 }
 
 impl Default for Config {
@@ -168,6 +203,13 @@ impl Default for Config {
             sqlite_reader_connections: sqlite.reader_connections,
             token_ttl: UsersConfig::default().token_ttl,
             read_wait: OrdersConfig::default().read_wait,
+            consumer_max_attempts: RetryPolicy::default().max_attempts,
+            consumer_retry_base: RetryPolicy::default().base_delay,
+            consumer_retry_max: RetryPolicy::default().max_delay,
+            payment_slow_delay: Duration::from_secs(3),
+            smtp_url: None,
+            mail_dir: None,
+            mail_from: "oxcart <orders@oxcart.localhost>".to_owned(),
         }
     }
 }
@@ -180,7 +222,7 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment
-            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Env::raw().only(&["DATABASE_URL", "SMTP_URL"]))
             .merge(Env::prefixed("OXCART_").ignore(&["LOG", "CONFIG", "ADMIN_PASSWORD"]))
             .merge(Serialized::defaults(flags))
             .extract()
@@ -218,6 +260,20 @@ impl Config {
         UsersConfig {
             token_ttl: self.token_ttl,
         }
+    }
+
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.consumer_max_attempts.max(1),
+            base_delay: self.consumer_retry_base,
+            max_delay: self.consumer_retry_max,
+        }
+    }
+
+    pub fn mail_dir(&self) -> PathBuf {
+        self.mail_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("mail"))
     }
 
     pub fn orders(&self) -> OrdersConfig {

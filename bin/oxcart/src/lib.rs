@@ -15,19 +15,31 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use axum::{Extension, Router};
+use oxcart_analytics::{Analytics, AnalyticsHandler};
 use oxcart_catalog::Catalog;
+use oxcart_catalog::stock::StockHandler;
+use oxcart_events::EventStore;
+use oxcart_events::bus::{Bus, LogBus};
+use oxcart_events::consumer::{ConsumerMetrics, ConsumerRunner, DeadLetters, Handler};
 use oxcart_events::projection::ProjectionRunner;
 use oxcart_events::store::BoxError;
+use oxcart_invoices::{InvoiceHandler, Invoices};
+use oxcart_notifications::{EmailHandler, FileMailer, Mailer, Recipient, Recipients, SmtpMailer};
 use oxcart_orders::domain::ProductSnapshot;
+use oxcart_orders::http::OrderMetrics;
 use oxcart_orders::read_model::{OrderProjection, OrderReadModel};
+use oxcart_orders::saga::OrderSaga;
 use oxcart_orders::{Orders, ProductCatalog};
+use oxcart_payments::Payments;
+use oxcart_payments::provider::SimulatedProvider;
+use oxcart_payments::saga::PaymentSaga;
 use oxcart_platform::auth::SigningKey;
 use oxcart_platform::db::{self, Db};
 use oxcart_platform::health::Health;
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::shutdown::Tasks;
 use oxcart_platform::{docs, http};
-use oxcart_sqlite::{MIGRATOR, SqliteEventStore};
+use oxcart_sqlite::{DbCheckpoints, DbDeadLetters, MIGRATOR, SqliteEventStore};
 use oxcart_users::Users;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -39,6 +51,44 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::config::{Config, Service, Services};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Samples what no event updates: how far the projections lag, and how many dead
+/// letters wait per group.
+struct Sampler {
+    db: Db,
+    store: Arc<dyn EventStore>,
+    dead_letters: Arc<dyn DeadLetters>,
+    metrics: ConsumerMetrics,
+    projections: Vec<&'static str>,
+}
+
+impl Sampler {
+    async fn sample(&self) -> Result<(), BoxError> {
+        let head = self.store.head().await?;
+        let mut conn = self.db.reader().acquire().await?;
+        for name in &self.projections {
+            let at = db::checkpoint(&mut conn, name).await?;
+            self.metrics
+                .set_lag(name, u64::try_from(head - at).unwrap_or(0));
+        }
+        drop(conn);
+        self.metrics
+            .set_dead_letters(&self.dead_letters.depth().await?);
+        Ok(())
+    }
+
+    async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            if let Err(error) = self.sample().await {
+                tracing::debug!(error = %error, "cannot sample consumer metrics");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+}
 
 /// Opens the configured database. (PostgreSQL arrives with distributed mode.)
 pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
@@ -74,7 +124,23 @@ pub fn openapi(services: &Services) -> OpenApi {
             ),
             Service::Orders => (
                 oxcart_orders::http::routes().into_openapi(),
-                "Orders: placed, cancelled, and read back.",
+                "Orders: placed, cancelled, shipped, delivered, and read back.",
+            ),
+            Service::Payments => (
+                oxcart_payments::http::routes().into_openapi(),
+                "Charges and refunds, made by the order saga.",
+            ),
+            Service::Notifications => (
+                OpenApiRouter::<()>::new().into_openapi(),
+                "E-mails to customers; no HTTP operations of its own.",
+            ),
+            Service::Invoices => (
+                oxcart_invoices::http::routes().into_openapi(),
+                "Invoices and credit notes as PDF.",
+            ),
+            Service::Analytics => (
+                oxcart_analytics::http::routes().into_openapi(),
+                "Sales and payment figures for admins.",
             ),
         };
         api.merge(part);
@@ -121,6 +187,128 @@ impl ProductCatalog for LocalCatalog {
     }
 }
 
+/// Notifications read customers' addresses through this port; in one process it is the
+/// users service itself.
+struct LocalUsers(Users);
+
+#[async_trait]
+impl Recipients for LocalUsers {
+    async fn recipient(&self, user_id: uuid::Uuid) -> Result<Option<Recipient>, BoxError> {
+        match self.0.get(user_id).await {
+            Ok(user) => Ok(Some(Recipient {
+                email: user.email,
+                name: user.name,
+            })),
+            Err(oxcart_users::Error::NotFound) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// The mailer the configuration asks for: SMTP when `SMTP_URL` is set, else files.
+pub fn mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
+    Ok(match &config.smtp_url {
+        Some(url) => Arc::new(SmtpMailer::new(url.expose_secret()).context("SMTP_URL")?),
+        None => Arc::new(FileMailer::new(config.mail_dir())),
+    })
+}
+
+/// The services of one process, wired to storage and to each other: their routes, the
+/// consumers that feed them and the projections that keep their read models.
+pub struct Assembly {
+    pub routes: OpenApiRouter,
+    pub handlers: Vec<Arc<dyn Handler>>,
+    pub projections: Vec<ProjectionRunner>,
+}
+
+/// Builds what `config.services` needs on `db`, appending to `store` (one per process,
+/// so that its doorbell wakes every consumer). `metrics` receives the services' own
+/// collectors.
+pub fn assemble(
+    config: &Config,
+    db: &Db,
+    store: &Arc<SqliteEventStore>,
+    key: &Arc<SigningKey>,
+    metrics: &Metrics,
+) -> anyhow::Result<Assembly> {
+    let users = Users::new(db.clone(), Arc::clone(key), &config.users());
+    let order_metrics = OrderMetrics::new();
+    metrics.register(order_metrics.collector());
+    let projection =
+        ProjectionRunner::new(store.clone(), Arc::new(OrderProjection::new(db.clone())));
+    let orders = Orders::new(
+        store.clone(),
+        Arc::new(LocalCatalog(Catalog::new(db.clone()))),
+        OrderReadModel::new(db.clone()),
+        config.read_wait,
+    )
+    .with_progress(projection.progress());
+    let mut projection = Some(projection);
+
+    let mut assembly = Assembly {
+        routes: OpenApiRouter::new(),
+        handlers: Vec::new(),
+        projections: Vec::new(),
+    };
+    let mut routes = OpenApiRouter::new();
+    for service in config.services.iter() {
+        match service {
+            Service::Users => routes = routes.merge(oxcart_users::http::router(users.clone())),
+            Service::Catalog => {
+                routes = routes.merge(oxcart_catalog::http::router(Catalog::new(db.clone())));
+                assembly
+                    .handlers
+                    .push(Arc::new(StockHandler::new(db.clone(), store.clone())));
+            }
+            Service::Orders => {
+                routes = routes.merge(oxcart_orders::http::router(
+                    orders.clone(),
+                    order_metrics.clone(),
+                ));
+                assembly
+                    .handlers
+                    .push(Arc::new(OrderSaga::new(orders.clone())));
+                assembly.projections.extend(projection.take());
+            }
+            Service::Payments => {
+                routes = routes.merge(oxcart_payments::http::router(Payments::new(db.clone())));
+                let provider = SimulatedProvider::new(db.clone(), config.payment_slow_delay);
+                assembly.handlers.push(Arc::new(PaymentSaga::new(
+                    db.clone(),
+                    store.clone(),
+                    Arc::new(provider),
+                )));
+            }
+            Service::Notifications => {
+                let handler = EmailHandler::new(
+                    db.clone(),
+                    Arc::new(orders.clone()),
+                    Arc::new(LocalUsers(users.clone())),
+                    mailer(config)?,
+                    &config.mail_from,
+                )
+                .context("mail_from")?;
+                assembly.handlers.push(Arc::new(handler));
+            }
+            Service::Invoices => {
+                routes = routes.merge(oxcart_invoices::http::router(Invoices::new(db.clone())));
+                assembly.handlers.push(Arc::new(InvoiceHandler::new(
+                    db.clone(),
+                    Arc::new(orders.clone()),
+                )));
+            }
+            Service::Analytics => {
+                routes = routes.merge(oxcart_analytics::http::router(Analytics::new(db.clone())));
+                assembly
+                    .handlers
+                    .push(Arc::new(AnalyticsHandler::new(db.clone())));
+            }
+        }
+    }
+    assembly.routes = routes;
+    Ok(assembly)
+}
+
 /// A built process: bound to its port, ready to run.
 pub struct App {
     config: Config,
@@ -128,6 +316,8 @@ pub struct App {
     router: Router,
     listener: TcpListener,
     projections: Vec<ProjectionRunner>,
+    consumers: Vec<ConsumerRunner>,
+    sampler: Sampler,
 }
 
 impl App {
@@ -138,43 +328,48 @@ impl App {
         }
         let key = signing_key(&config)?;
         let metrics = Metrics::new();
+        let consumer_metrics = ConsumerMetrics::new();
+        for collector in consumer_metrics.collectors() {
+            metrics.register(collector);
+        }
         let health = Health::default()
             .with(db::Reachable(db.clone()))
             .with(db::Migrated(db.clone(), &MIGRATOR));
-        let store = Arc::new(SqliteEventStore::new(db.clone()));
-
-        let mut api = OpenApiRouter::new();
-        let mut projections = Vec::new();
-        for service in config.services.iter() {
-            api = match service {
-                Service::Users => api.merge(oxcart_users::http::router(Users::new(
-                    db.clone(),
-                    Arc::clone(&key),
-                    &config.users(),
-                ))),
-                Service::Catalog => {
-                    api.merge(oxcart_catalog::http::router(Catalog::new(db.clone())))
-                }
-                Service::Orders => {
-                    let runner = ProjectionRunner::new(
-                        store.clone(),
-                        Arc::new(OrderProjection::new(db.clone())),
-                    );
-                    let orders = Orders::new(
-                        store.clone(),
-                        Arc::new(LocalCatalog(Catalog::new(db.clone()))),
-                        OrderReadModel::new(db.clone()),
-                        config.read_wait,
-                    )
-                    .with_progress(runner.progress());
-                    projections.push(runner);
-                    api.merge(oxcart_orders::http::router(orders))
-                }
-            };
-        }
+        let sqlite_store = Arc::new(SqliteEventStore::new(db.clone()));
+        let assembly = assemble(&config, &db, &sqlite_store, &key, &metrics)?;
+        let store: Arc<dyn EventStore> = sqlite_store;
+        let bus: Arc<dyn Bus> = Arc::new(LogBus::new(
+            Arc::clone(&store),
+            Arc::new(DbCheckpoints(db.clone())),
+        ));
+        let dead_letters: Arc<dyn DeadLetters> = Arc::new(DbDeadLetters(db.clone()));
+        let consumers = assembly
+            .handlers
+            .into_iter()
+            .map(|handler| {
+                ConsumerRunner::new(
+                    Arc::clone(&bus),
+                    handler,
+                    Arc::clone(&dead_letters),
+                    config.retry(),
+                    consumer_metrics.clone(),
+                )
+            })
+            .collect();
+        let sampler = Sampler {
+            db: db.clone(),
+            store,
+            dead_letters,
+            metrics: consumer_metrics,
+            projections: assembly
+                .projections
+                .iter()
+                .map(ProjectionRunner::name)
+                .collect(),
+        };
         // The served document comes from `openapi()`, not from this router, so that it is
         // exactly the one `oxcart openapi` prints and the contract snapshot checks.
-        let (routes, _) = api.split_for_parts();
+        let (routes, _) = assembly.routes.split_for_parts();
         let router = routes
             .merge(health.router())
             .merge(metrics.router())
@@ -189,7 +384,9 @@ impl App {
             db,
             router,
             listener,
-            projections,
+            projections: assembly.projections,
+            consumers,
+            sampler,
         })
     }
 
@@ -211,8 +408,14 @@ impl App {
         let tasks = Tasks::new(CancellationToken::new());
         for runner in self.projections {
             let token = tasks.token().clone();
-            tasks.spawn("order-projection", runner.run(token));
+            tasks.spawn(runner.name(), runner.run(token));
         }
+        for runner in self.consumers {
+            let token = tasks.token().clone();
+            tasks.spawn(runner.group(), runner.run(token));
+        }
+        let token = tasks.token().clone();
+        tasks.spawn("metrics-sampler", self.sampler.run(token));
         http::serve(
             self.listener,
             self.router,
@@ -227,6 +430,12 @@ impl App {
     }
 
     fn announce(&self, addr: SocketAddr) {
+        let groups: Vec<&str> = self
+            .consumers
+            .iter()
+            .map(ConsumerRunner::group)
+            .chain(self.projections.iter().map(ProjectionRunner::name))
+            .collect();
         let base = format!("http://{addr}");
         let database = self.config.database_url();
         let services = self.config.services.to_string();
@@ -236,6 +445,7 @@ impl App {
             docs = %format!("{base}/docs"),
             metrics = %format!("{base}/metrics"),
             database = %database,
+            consumers = %groups.join(","),
             version = VERSION,
             "listening"
         );

@@ -4,12 +4,14 @@
 //! - [`domain`]: what a valid product, SKU, price and stock level are.
 //! - [`store`]: the `products` table, with cursor pagination by name.
 //! - [`http`]: admin writes (`POST`, `PATCH` with `If-Match`), public reads.
+//! - [`stock`]: the saga step that reserves stock for orders and releases it.
 //!
 //! Prices are integers in the currency's minor unit. Orders never trust a client's
 //! price: they read it from here when the order is placed.
 
 pub mod domain;
 pub mod http;
+pub mod stock;
 pub mod store;
 
 use oxcart_platform::db::{self, Db};

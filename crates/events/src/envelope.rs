@@ -4,7 +4,7 @@
 //! (`aggregateId`, with `aggregateType`) and under the spec's own name for the aggregate
 //! (`orderId` for orders), so consumers written against the spec read it unchanged.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -45,6 +45,34 @@ pub struct NewEvent {
     pub timestamp: DateTime<Utc>,
     pub data: Value,
     pub metadata: Metadata,
+}
+
+impl NewEvent {
+    /// An event that `cause` led to: same conversation (correlation id), caused by that
+    /// event, about the same user. Timestamps keep microseconds, as every store does.
+    pub fn caused_by(
+        cause: &RecordedEvent,
+        event_type: &str,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        data: Value,
+    ) -> Self {
+        Self {
+            event_id: Uuid::now_v7(),
+            event_type: event_type.to_owned(),
+            schema_version: 1,
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id,
+            user_id: cause.event.user_id,
+            timestamp: Utc::now().trunc_subsecs(6),
+            data,
+            metadata: Metadata {
+                correlation_id: cause.event.metadata.correlation_id.clone(),
+                causation_id: cause.event.event_id.to_string(),
+                ..Metadata::default()
+            },
+        }
+    }
 }
 
 /// An event as stored.

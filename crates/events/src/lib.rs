@@ -7,11 +7,17 @@
 //! - [`store`]: the `EventStore` port: append-only streams with optimistic concurrency and
 //!   one global order. Adapters: [`memory`] here, SQLite in `oxcart-sqlite`.
 //! - [`projection`]: runs a read model forward from a stored checkpoint.
+//! - [`outbox`]: appends inside a service's own transaction (no dual write).
+//! - [`bus`]: consumer groups on topics, and the embedded-log adapter [`bus::LogBus`].
+//! - [`consumer`]: the runner every consumer group shares: retries, dead letters, metrics.
 //! - [`backoff`]: exponential backoff with jitter for anything that retries.
 
 pub mod backoff;
+pub mod bus;
+pub mod consumer;
 pub mod envelope;
 pub mod memory;
+pub mod outbox;
 pub mod projection;
 pub mod store;
 

@@ -1,5 +1,6 @@
-//! An in-memory event store: for tests and experiments. It passes the same contract
-//! suite as the durable adapters, but keeps nothing across restarts.
+//! In-memory adapters (event store, checkpoints, dead letters): for tests and
+//! experiments. They pass the same contract suites as the durable adapters, but keep
+//! nothing across restarts.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,8 +9,12 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use chrono::Utc;
+
+use crate::bus::Checkpoints;
+use crate::consumer::{DeadLetter, DeadLetters};
 use crate::envelope::{NewEvent, Position, RecordedEvent};
-use crate::store::{Appended, Error, EventStore, check_stream};
+use crate::store::{Appended, BoxError, Error, EventStore, check_stream};
 
 #[derive(Debug)]
 pub struct MemoryEventStore {
@@ -32,11 +37,7 @@ impl MemoryEventStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // Nothing in the critical sections can panic half way through an append, so a
-        // poisoned lock still guards a consistent log.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.inner)
     }
 }
 
@@ -112,4 +113,108 @@ impl EventStore for MemoryEventStore {
     fn subscribe(&self) -> watch::Receiver<Position> {
         self.head.subscribe()
     }
+}
+
+/// Named positions kept in memory.
+#[derive(Debug, Default)]
+pub struct MemoryCheckpoints(Mutex<HashMap<String, Position>>);
+
+#[async_trait]
+impl Checkpoints for MemoryCheckpoints {
+    async fn load(&self, name: &str) -> Result<Position, BoxError> {
+        Ok(lock(&self.0).get(name).copied().unwrap_or(0))
+    }
+
+    async fn save(&self, name: &str, position: Position) -> Result<(), BoxError> {
+        lock(&self.0).insert(name.to_owned(), position);
+        Ok(())
+    }
+}
+
+/// Dead letters kept in memory.
+#[derive(Debug, Default)]
+pub struct MemoryDeadLetters(Mutex<Vec<DeadLetter>>);
+
+#[async_trait]
+impl DeadLetters for MemoryDeadLetters {
+    async fn park(
+        &self,
+        group: &str,
+        event: &RecordedEvent,
+        error: &str,
+        attempts: u32,
+    ) -> Result<Uuid, BoxError> {
+        let mut letters = lock(&self.0);
+        if let Some(letter) = letters
+            .iter_mut()
+            .find(|l| l.group == group && l.event.event.event_id == event.event.event_id)
+        {
+            letter.error = error.to_owned();
+            letter.attempts += attempts;
+            letter.resolved_at = None;
+            return Ok(letter.id);
+        }
+        let id = Uuid::now_v7();
+        letters.push(DeadLetter {
+            id,
+            group: group.to_owned(),
+            event: event.clone(),
+            error: error.to_owned(),
+            attempts,
+            parked_at: Utc::now(),
+            resolved_at: None,
+        });
+        Ok(id)
+    }
+
+    async fn list(
+        &self,
+        group: Option<&str>,
+        include_resolved: bool,
+    ) -> Result<Vec<DeadLetter>, BoxError> {
+        Ok(lock(&self.0)
+            .iter()
+            .filter(|l| group.is_none_or(|g| g == l.group))
+            .filter(|l| include_resolved || l.resolved_at.is_none())
+            .cloned()
+            .collect())
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<DeadLetter>, BoxError> {
+        Ok(lock(&self.0).iter().find(|l| l.id == id).cloned())
+    }
+
+    async fn resolve(&self, id: Uuid) -> Result<(), BoxError> {
+        if let Some(letter) = lock(&self.0).iter_mut().find(|l| l.id == id) {
+            letter.resolved_at = Some(Utc::now());
+        }
+        Ok(())
+    }
+
+    async fn record_failure(&self, id: Uuid, error: &str) -> Result<(), BoxError> {
+        if let Some(letter) = lock(&self.0).iter_mut().find(|l| l.id == id) {
+            letter.attempts += 1;
+            error.clone_into(&mut letter.error);
+        }
+        Ok(())
+    }
+
+    async fn depth(&self) -> Result<Vec<(String, u64)>, BoxError> {
+        let mut depth: Vec<(String, u64)> = Vec::new();
+        for letter in lock(&self.0).iter().filter(|l| l.resolved_at.is_none()) {
+            match depth.iter_mut().find(|(g, _)| *g == letter.group) {
+                Some((_, n)) => *n += 1,
+                None => depth.push((letter.group.clone(), 1)),
+            }
+        }
+        Ok(depth)
+    }
+}
+
+// Nothing in the critical sections here can panic half way through a change, so a
+// poisoned lock still guards consistent data.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

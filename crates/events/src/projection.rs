@@ -51,6 +51,10 @@ impl ProjectionRunner {
         }
     }
 
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
     /// Follows the projection's checkpoint: lets a reader wait for its own write.
     pub fn progress(&self) -> watch::Receiver<Position> {
         self.progress.subscribe()

@@ -10,3 +10,22 @@ async fn memory() -> (Arc<dyn EventStore>, ()) {
 }
 
 oxcart_test_util::event_store_contract!(memory());
+
+async fn memory_bus() -> (oxcart_test_util::bus::Fixture, ()) {
+    use oxcart_events::bus::LogBus;
+    use oxcart_events::memory::{MemoryCheckpoints, MemoryDeadLetters};
+    let store: Arc<dyn EventStore> = Arc::new(MemoryEventStore::new());
+    let bus = LogBus::new(Arc::clone(&store), Arc::new(MemoryCheckpoints::default()))
+        .with_safety_poll(std::time::Duration::from_secs(3600));
+    let fixture = oxcart_test_util::bus::Fixture {
+        store,
+        bus: Arc::new(bus),
+        dead_letters: Arc::new(MemoryDeadLetters::default()),
+    };
+    (fixture, ())
+}
+
+mod bus {
+    use super::*;
+    oxcart_test_util::bus_contract!(memory_bus());
+}

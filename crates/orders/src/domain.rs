@@ -206,14 +206,33 @@ impl ShippingAddress {
 pub struct PlaceOrder {
     pub items: Vec<(Uuid, u32)>,
     pub shipping_address: ShippingAddress,
+    pub payment_token: String,
 }
+
+/// The payment token an order is charged with when the request names none: the
+/// simulated provider's always-approved test card.
+pub const DEFAULT_PAYMENT_TOKEN: &str = "tok_success";
 
 impl PlaceOrder {
     pub fn parse(
         items: Vec<(Uuid, i64)>,
         address: ShippingAddress,
+        payment_token: Option<String>,
     ) -> Result<Self, Vec<FieldError>> {
         let mut v = Validator::default();
+        let token = payment_token.unwrap_or_else(|| DEFAULT_PAYMENT_TOKEN.to_owned());
+        let token = v.check(
+            &["paymentToken"],
+            if (1..=64).contains(&token.len())
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                Ok(token)
+            } else {
+                Err("must be 1 to 64 letters, digits or underscores".to_owned())
+            },
+        );
         if items.is_empty() {
             v.push(FieldError::body(
                 &["items"],
@@ -250,6 +269,7 @@ impl PlaceOrder {
             Some(Self {
                 items: lines.into_iter().collect::<Option<_>>()?,
                 shipping_address: address?,
+                payment_token: token?,
             })
         })
     }
@@ -331,6 +351,7 @@ pub fn place(
             currency: currency?.to_owned(),
             total_amount: total?,
             shipping_address: command.shipping_address.clone(),
+            payment_token: Some(command.payment_token.clone()),
         })
     })
 }
@@ -338,7 +359,8 @@ pub fn place(
 /// Everything that can happen to an order. The `data` of each event type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderEvent {
-    Created(OrderCreated),
+    /// Boxed: it carries the lines and the address, and dwarfs the other variants.
+    Created(Box<OrderCreated>),
     Paid(OrderPaid),
     PaymentFailed(OrderPaymentFailed),
     Cancelled(OrderCancelled),
@@ -354,6 +376,10 @@ pub struct OrderCreated {
     pub currency: String,
     pub total_amount: i64,
     pub shipping_address: ShippingAddress,
+    /// What payments charges: a provider's token for the customer's card, never the
+    /// card itself. Absent on orders placed before payments existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -447,7 +473,7 @@ impl OrderEvent {
             })
         }
         Ok(Some(match event_type {
-            "order.created" => Self::Created(de(event_type, data)?),
+            "order.created" => Self::Created(Box::new(de(event_type, data)?)),
             "order.paid" => Self::Paid(de(event_type, data)?),
             "order.payment_failed" => Self::PaymentFailed(de(event_type, data)?),
             "order.cancelled" => Self::Cancelled(de(event_type, data)?),
@@ -639,7 +665,7 @@ mod tests {
     #[test]
     fn placing_prices_from_the_catalog() {
         let (a, b) = (product(1450, "EUR"), product(300, "EUR"));
-        let command = PlaceOrder::parse(vec![(a.id, 2), (b.id, 3)], address()).unwrap();
+        let command = PlaceOrder::parse(vec![(a.id, 2), (b.id, 3)], address(), None).unwrap();
         assert_eq!(command.shipping_address.name, "Ada");
         assert_eq!(command.shipping_address.country, "GB");
         assert_eq!(command.shipping_address.line2, None);
@@ -652,8 +678,12 @@ mod tests {
     #[test]
     fn requests_are_checked_line_by_line() {
         let id = Uuid::now_v7();
-        let errors = PlaceOrder::parse(vec![(id, 0), (Uuid::now_v7(), 1001), (id, 1)], address())
-            .unwrap_err();
+        let errors = PlaceOrder::parse(
+            vec![(id, 0), (Uuid::now_v7(), 1001), (id, 1)],
+            address(),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             pointers(&errors),
             [
@@ -662,12 +692,12 @@ mod tests {
                 "#/items/2/productId"
             ]
         );
-        let errors = PlaceOrder::parse(vec![], address()).unwrap_err();
+        let errors = PlaceOrder::parse(vec![], address(), None).unwrap_err();
         assert_eq!(pointers(&errors), ["#/items"]);
         let mut bad = address();
         bad.country = "Britain".into();
         bad.city = String::new();
-        let errors = PlaceOrder::parse(vec![(id, 1)], bad).unwrap_err();
+        let errors = PlaceOrder::parse(vec![(id, 1)], bad, None).unwrap_err();
         assert_eq!(
             pointers(&errors),
             ["#/shippingAddress/city", "#/shippingAddress/country"]
@@ -680,6 +710,7 @@ mod tests {
         let command = PlaceOrder::parse(
             vec![(eur.id, 1), (Uuid::now_v7(), 1), (usd.id, 1)],
             address(),
+            None,
         )
         .unwrap();
         let errors = place(Uuid::now_v7(), &command, &[eur, usd]).unwrap_err();
@@ -692,7 +723,7 @@ mod tests {
     #[test]
     fn totals_that_overflow_are_refused() {
         let big = product(i64::MAX / 2, "EUR");
-        let command = PlaceOrder::parse(vec![(big.id, 3)], address()).unwrap();
+        let command = PlaceOrder::parse(vec![(big.id, 3)], address(), None).unwrap();
         let errors = place(Uuid::now_v7(), &command, &[big]).unwrap_err();
         assert_eq!(pointers(&errors), ["#/items"]);
     }
@@ -700,11 +731,11 @@ mod tests {
     #[test]
     fn fingerprints_tell_requests_apart() {
         let id = Uuid::now_v7();
-        let a = PlaceOrder::parse(vec![(id, 1)], address()).unwrap();
-        let b = PlaceOrder::parse(vec![(id, 2)], address()).unwrap();
+        let a = PlaceOrder::parse(vec![(id, 1)], address(), None).unwrap();
+        let b = PlaceOrder::parse(vec![(id, 2)], address(), None).unwrap();
         assert_eq!(
             a.fingerprint(),
-            PlaceOrder::parse(vec![(id, 1)], address())
+            PlaceOrder::parse(vec![(id, 1)], address(), None)
                 .unwrap()
                 .fingerprint()
         );
@@ -772,9 +803,9 @@ mod tests {
     #[test]
     fn history_folds_into_state_and_decisions_follow_it() {
         let p = product(500, "EUR");
-        let command = PlaceOrder::parse(vec![(p.id, 2)], address()).unwrap();
+        let command = PlaceOrder::parse(vec![(p.id, 2)], address(), None).unwrap();
         let customer = Uuid::now_v7();
-        let created = OrderEvent::Created(place(customer, &command, &[p]).unwrap());
+        let created = OrderEvent::Created(Box::new(place(customer, &command, &[p]).unwrap()));
         let paid = OrderEvent::Paid(OrderPaid {
             payment_id: "pay_1".into(),
             amount: 1000,
@@ -854,13 +885,14 @@ mod contract {
             line_total: 2900,
         };
         vec![
-            OrderEvent::Created(OrderCreated {
+            OrderEvent::Created(Box::new(OrderCreated {
                 customer_id: id(1),
                 items: vec![line],
                 currency: "EUR".into(),
                 total_amount: 2900,
                 shipping_address: address,
-            }),
+                payment_token: Some("tok_success".into()),
+            })),
             OrderEvent::Paid(OrderPaid {
                 payment_id: "pay_123".into(),
                 amount: 2900,

@@ -1,14 +1,16 @@
 //! The orders HTTP API.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use oxcart_events::envelope::Wire;
-use oxcart_platform::auth::Caller;
+use oxcart_platform::auth::{Admin, Caller};
 use oxcart_platform::db;
 use oxcart_platform::http::page::{self, Page, decode_cursor};
 use oxcart_platform::http::{Json, Path, Query, RequestContext, etag};
 use oxcart_platform::{ApiError, FieldError, ProblemKind};
+use prometheus::{IntCounterVec, Opts};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -23,8 +25,53 @@ pub const TAG: &str = "orders";
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const MAX_REASON_CHARS: usize = 500;
 
-pub fn router(orders: Orders) -> OpenApiRouter {
-    routes().with_state(orders)
+pub fn router(orders: Orders, metrics: OrderMetrics) -> OpenApiRouter {
+    routes().layer(Extension(metrics)).with_state(orders)
+}
+
+/// `orders_created_total{status}`: every `POST /api/orders`, by what became of it:
+/// `created`, `replayed` (an idempotent retry), `rejected` (the client's error) or
+/// `failed` (ours). The order-creation SLO is `failed` over all.
+#[derive(Clone)]
+pub struct OrderMetrics {
+    created: IntCounterVec,
+}
+
+impl OrderMetrics {
+    pub fn new() -> Self {
+        let created = IntCounterVec::new(
+            Opts::new(
+                "orders_created_total",
+                "Total number of orders created, by outcome",
+            ),
+            &["status"],
+        )
+        .expect("valid metric definition");
+        for status in ["created", "replayed", "rejected", "failed"] {
+            created.with_label_values(&[status]);
+        }
+        Self { created }
+    }
+
+    pub fn collector(&self) -> Box<dyn prometheus::core::Collector> {
+        Box::new(self.created.clone())
+    }
+
+    fn record(&self, outcome: &Result<Response, ApiError>) {
+        let status = match outcome {
+            Ok(response) if response.headers().contains_key("idempotent-replayed") => "replayed",
+            Ok(_) => "created",
+            Err(error) if error.status().is_client_error() => "rejected",
+            Err(_) => "failed",
+        };
+        self.created.with_label_values(&[status]).inc();
+    }
+}
+
+impl Default for OrderMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The routes with their OpenAPI description, before the service is attached.
@@ -33,6 +80,8 @@ pub fn routes() -> OpenApiRouter<Orders> {
         .routes(routes!(place_order, list_orders))
         .routes(routes!(get_order))
         .routes(routes!(cancel_order))
+        .routes(routes!(ship_order))
+        .routes(routes!(deliver_order))
         .routes(routes!(order_events))
 }
 
@@ -43,6 +92,17 @@ pub struct PlaceOrderRequest {
     #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderItemRequest>,
     pub shipping_address: ShippingAddress,
+    /// The payment provider's token for the customer's card (default `tok_success`).
+    /// The built-in simulated provider knows `tok_success`, `tok_declined`,
+    /// `tok_insufficient_funds`, `tok_transient` (fails once, then succeeds on retry)
+    /// and `tok_slow` (answers after a delay).
+    #[schema(
+        example = "tok_success",
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9_]+$"
+    )]
+    pub payment_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -138,18 +198,33 @@ fn respond(status: StatusCode, order: Order) -> Response {
 )]
 async fn place_order(
     State(orders): State<Orders>,
+    Extension(metrics): Extension<OrderMetrics>,
     caller: Caller,
     context: RequestContext,
     headers: HeaderMap,
-    Json(request): Json<PlaceOrderRequest>,
+    request: Result<Json<PlaceOrderRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
+    let outcome = place(orders, caller, context, headers, request).await;
+    metrics.record(&outcome);
+    outcome
+}
+
+async fn place(
+    orders: Orders,
+    caller: Caller,
+    context: RequestContext,
+    headers: HeaderMap,
+    request: Result<Json<PlaceOrderRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    let Json(request) = request?;
     let key = idempotency_key(&headers)?;
     let items = request
         .items
         .into_iter()
         .map(|item| (item.product_id, item.quantity))
         .collect();
-    let command = PlaceOrder::parse(items, request.shipping_address).map_err(Error::Invalid)?;
+    let command = PlaceOrder::parse(items, request.shipping_address, request.payment_token)
+        .map_err(Error::Invalid)?;
     let placed = orders
         .place(&caller, command, key.as_deref(), &context)
         .await?;
@@ -265,6 +340,54 @@ async fn cancel_order(
         return Err(Error::Invalid(vec![error]).into());
     }
     let order = orders.cancel(&caller, id, reason, &context).await?;
+    Ok(respond(StatusCode::OK, order))
+}
+
+/// Ship a PAID order (admins).
+#[utoipa::path(
+    post,
+    path = "/api/orders/{id}/ship",
+    tag = TAG,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "Shipped", body = Order, headers(("etag" = String))),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such order"),
+        (status = 409, description = "The order is not PAID"),
+    )
+)]
+async fn ship_order(
+    State(orders): State<Orders>,
+    Admin(admin): Admin,
+    context: RequestContext,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let order = orders.ship(admin.user_id, id, &context).await?;
+    Ok(respond(StatusCode::OK, order))
+}
+
+/// Mark a SHIPPED order delivered (admins).
+#[utoipa::path(
+    post,
+    path = "/api/orders/{id}/deliver",
+    tag = TAG,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "Delivered", body = Order, headers(("etag" = String))),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such order"),
+        (status = 409, description = "The order is not SHIPPED"),
+    )
+)]
+async fn deliver_order(
+    State(orders): State<Orders>,
+    Admin(admin): Admin,
+    context: RequestContext,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let order = orders.deliver(admin.user_id, id, &context).await?;
     Ok(respond(StatusCode::OK, order))
 }
 

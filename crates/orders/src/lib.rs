@@ -6,7 +6,9 @@
 //!   re-decide on conflict) and the query entry points.
 //! - [`read_model`]: `order_read_model` and `order_item_read_model`, the projection that
 //!   feeds them from the event store, and the rebuild.
-//! - [`http`]: `POST /api/orders` (with `Idempotency-Key`), reads, cancel, history.
+//! - [`saga`]: the consumer that moves orders on when stock and payments reply.
+//! - [`http`]: `POST /api/orders` (with `Idempotency-Key`), reads, cancel, ship, deliver,
+//!   history.
 //!
 //! The write side never reads the read model and the read model is never written but by
 //! its projection: the event store is the one source of truth.
@@ -14,6 +16,7 @@
 pub mod domain;
 pub mod http;
 pub mod read_model;
+pub mod saga;
 pub mod service;
 
 use std::time::Duration;
@@ -22,7 +25,7 @@ use oxcart_events::store::BoxError;
 use oxcart_platform::db;
 use oxcart_platform::{FieldError, ProblemKind, ServiceError};
 
-pub use service::{Orders, Placed, ProductCatalog};
+pub use service::{OrderSource, Orders, Placed, ProductCatalog};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrdersConfig {

@@ -20,7 +20,7 @@ use crate::Error;
 use crate::domain::{AGGREGATE, Order, OrderEvent, OrderLine, OrderStatus};
 
 /// The checkpoint name of the order projection.
-pub const PROJECTION: &str = "order-read-model";
+pub const PROJECTION: &str = "order-projection";
 
 /// Which orders a list shows.
 #[derive(Debug, Clone, Default)]

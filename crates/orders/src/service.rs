@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::domain::{
-    self, AGGREGATE, Order, OrderEvent, PlaceOrder, ProductSnapshot, SCHEMA_VERSION,
+    self, AGGREGATE, Order, OrderDelivered, OrderEvent, OrderShipped, PlaceOrder, ProductSnapshot,
+    SCHEMA_VERSION,
 };
 use crate::read_model::{After, Filter, OrderReadModel};
 
@@ -106,7 +107,7 @@ impl Orders {
             .await
             .map_err(Error::Catalog)?;
         let created = domain::place(caller.user_id, &command, &products).map_err(Error::Invalid)?;
-        let event = OrderEvent::Created(created);
+        let event = OrderEvent::Created(Box::new(created));
         let mut new = envelope(id, caller.user_id, &event, context);
         new.metadata.idempotency_key = key.map(str::to_owned);
         new.metadata.request_fingerprint = key.map(|_| fingerprint.clone());
@@ -162,6 +163,79 @@ impl Orders {
             .await?;
         tracing::info!(order_id = %id, by = %caller.user_id, "order cancelled");
         Ok(order)
+    }
+
+    /// Ships a PAID order (admins).
+    pub async fn ship(&self, by: Uuid, id: Uuid, context: &RequestContext) -> Result<Order, Error> {
+        let order = self
+            .transition(id, context, |order| {
+                Ok(order.decide(OrderEvent::Shipped(OrderShipped { shipped_by: by }))?)
+            })
+            .await?;
+        tracing::info!(order_id = %id, by = %by, "order shipped");
+        Ok(order)
+    }
+
+    /// Marks a SHIPPED order delivered (admins).
+    pub async fn deliver(
+        &self,
+        by: Uuid,
+        id: Uuid,
+        context: &RequestContext,
+    ) -> Result<Order, Error> {
+        let order = self
+            .transition(id, context, |order| {
+                Ok(order.decide(OrderEvent::Delivered(OrderDelivered { delivered_by: by }))?)
+            })
+            .await?;
+        tracing::info!(order_id = %id, by = %by, "order delivered");
+        Ok(order)
+    }
+
+    /// Applies what another service's event means for an order (the saga's replies),
+    /// once: the event's id becomes the causation id of the order event it leads to, so a
+    /// redelivery finds it in the stream and does nothing. That record and the state
+    /// change are one append, so they cannot part. A reply the order's status no longer
+    /// allows (a payment arriving for an order cancelled meanwhile) changes nothing;
+    /// payments settles that side by refunding when it sees the cancellation.
+    pub async fn react(
+        &self,
+        cause: &RecordedEvent,
+        id: Uuid,
+        decide: impl Fn(&Order) -> Result<OrderEvent, domain::Refused>,
+    ) -> Result<Option<Order>, Error> {
+        let cause_id = cause.event.event_id.to_string();
+        for _ in 0..ATTEMPTS {
+            let history = self.store.read_stream(id).await?;
+            if history
+                .iter()
+                .any(|e| e.event.metadata.causation_id == cause_id)
+            {
+                return Ok(None);
+            }
+            let order = Order::from_history(&history)?.ok_or(Error::NotFound)?;
+            let event = match decide(&order) {
+                Ok(event) => event,
+                Err(refused) => {
+                    tracing::info!(order_id = %id, cause = %cause.event.event_type, %refused, "reply no longer applies");
+                    return Ok(None);
+                }
+            };
+            let mut new =
+                NewEvent::caused_by(cause, event.event_type(), AGGREGATE, id, event.data());
+            new.user_id = Some(order.customer_id);
+            let at = new.timestamp;
+            match self.store.append(id, order.version, vec![new]).await {
+                Ok(appended) => {
+                    let order = order.evolve(&event, appended.version, at)?;
+                    tracing::info!(order_id = %id, status = %order.status, cause = %cause.event.event_type, "order moved on");
+                    return Ok(Some(order));
+                }
+                Err(oxcart_events::Error::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(Error::Contended)
     }
 
     /// Loads the order, decides, and appends at the version it decided on. If another
@@ -271,6 +345,21 @@ impl Orders {
             return Err(Error::NotFound);
         }
         Ok(history)
+    }
+}
+
+/// Where other services read an order: notifications and invoices need its lines, its
+/// total and its customer. In one process it is [`Orders`] itself, reading the order's
+/// stream; split apart, a client of the orders API.
+#[async_trait]
+pub trait OrderSource: Send + Sync + 'static {
+    async fn order(&self, id: Uuid) -> Result<Option<Order>, BoxError>;
+}
+
+#[async_trait]
+impl OrderSource for Orders {
+    async fn order(&self, id: Uuid) -> Result<Option<Order>, BoxError> {
+        Ok(self.load(id).await?)
     }
 }
 

@@ -81,7 +81,7 @@ async fn reads_wait_for_the_projection_and_report_when_it_lags() {
         postal_code: "N1".into(),
         country: "GB".into(),
     };
-    let command = PlaceOrder::parse(vec![(product.id, 2)], address).unwrap();
+    let command = PlaceOrder::parse(vec![(product.id, 2)], address, None).unwrap();
     let placed = orders
         .place(&caller, command, None, &context)
         .await

@@ -125,6 +125,42 @@ pub async fn save_checkpoint(
     .map(drop)
 }
 
+/// Records that consumer group `consumer` applies event `event_id`, inside the transaction
+/// that applies it. False if the group already has: the caller then drops the
+/// transaction, and a redelivered event has no second effect.
+pub async fn claim(
+    conn: &mut sqlx::AnyConnection,
+    consumer: &str,
+    event_id: uuid::Uuid,
+) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (consumer, event_id) DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(event_id.to_string())
+    .bind(timestamp(Utc::now()))
+    .execute(conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Whether consumer group `consumer` has applied event `event_id`: lets a handler skip
+/// slow work (a call to a provider) for an event it has seen.
+pub async fn claimed(
+    conn: &mut sqlx::AnyConnection,
+    consumer: &str,
+    event_id: uuid::Uuid,
+) -> sqlx::Result<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2")
+            .bind(consumer)
+            .bind(event_id.to_string())
+            .fetch_optional(conn)
+            .await?;
+    Ok(found.is_some())
+}
+
 /// Whether a failed statement broke a unique constraint.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     error

@@ -195,6 +195,32 @@ impl Currency {
     pub fn exponent(self) -> u8 {
         self.exponent
     }
+
+    /// An amount in minor units as people read it: `1234` EUR is `12.34 EUR`, `500` JPY
+    /// is `500 JPY`.
+    pub fn format(self, minor: i64) -> String {
+        let sign = if minor < 0 { "-" } else { "" };
+        let minor = minor.unsigned_abs();
+        let scale = 10u64.pow(u32::from(self.exponent));
+        let (major, fraction) = (minor / scale, minor % scale);
+        match self.exponent {
+            0 => format!("{sign}{major} {}", self.code),
+            e => format!(
+                "{sign}{major}.{fraction:0width$} {}",
+                self.code,
+                width = usize::from(e)
+            ),
+        }
+    }
+}
+
+/// `format` for a currency code that may not parse (a stored value): falls back to the
+/// plain minor units.
+pub fn format_amount(code: &str, minor: i64) -> String {
+    Currency::parse(code).map_or_else(
+        || format!("{minor} {code} (minor units)"),
+        |c| c.format(minor),
+    )
 }
 
 #[cfg(test)]
@@ -207,6 +233,16 @@ mod tests {
         assert_eq!(Currency::parse("JPY").map(Currency::exponent), Some(0));
         assert!(Currency::parse("eur").is_none());
         assert!(Currency::parse("XXX").is_none());
+    }
+
+    #[test]
+    fn amounts_format_with_the_currency_exponent() {
+        let eur = Currency::parse("EUR").unwrap();
+        assert_eq!(eur.format(1234), "12.34 EUR");
+        assert_eq!(eur.format(5), "0.05 EUR");
+        assert_eq!(eur.format(-250), "-2.50 EUR");
+        assert_eq!(Currency::parse("JPY").unwrap().format(500), "500 JPY");
+        assert_eq!(Currency::parse("KWD").unwrap().format(1234), "1.234 KWD");
     }
 
     #[test]

@@ -1,4 +1,5 @@
 use async_trait::async_trait;
+use oxcart_events::outbox::Outbox;
 use oxcart_events::store::{BoxError, check_stream};
 use oxcart_events::{Appended, Error, EventStore, Metadata, NewEvent, Position, RecordedEvent};
 use oxcart_platform::db::{self, Db};
@@ -143,6 +144,23 @@ fn decode(row: &AnyRow) -> Result<RecordedEvent, Error> {
             metadata,
         },
     })
+}
+
+#[async_trait]
+impl Outbox for SqliteEventStore {
+    async fn append_in(
+        &self,
+        conn: &mut AnyConnection,
+        aggregate_id: Uuid,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, Error> {
+        Self::append_in(conn, aggregate_id, expected_version, events).await
+    }
+
+    fn committed(&self, position: Position) {
+        self.notify(position);
+    }
 }
 
 #[async_trait]

@@ -4,11 +4,14 @@
 //! - [`connect`]: opens the database file in WAL mode with one writer connection and a
 //!   pool of read-only readers, and [`MIGRATOR`] holds the whole SQLite schema.
 //! - [`SqliteEventStore`]: the event store on the `events` table, which in the all-in-one
-//!   is also the embedded event log.
+//!   is also the embedded event log, and the outbox services append to in their own
+//!   transactions.
+//! - [`DbCheckpoints`] and [`DbDeadLetters`]: consumer-group positions and parked events.
 //!
 //! The services' own tables are queried by their crates through `platform::db::Db`, in
 //! SQL that PostgreSQL speaks too; only what differs between the engines lives here.
 
+mod consumers;
 mod event_store;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{ConnectOptions, Connection, Executor};
 
+pub use consumers::{DbCheckpoints, DbDeadLetters};
 pub use event_store::SqliteEventStore;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

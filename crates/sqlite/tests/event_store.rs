@@ -41,3 +41,27 @@ async fn the_log_refuses_updates_and_deletes() {
         assert!(error.to_string().contains("append-only"), "{error}");
     }
 }
+
+async fn sqlite_bus() -> (oxcart_test_util::bus::Fixture, TempDir) {
+    use oxcart_events::bus::LogBus;
+    use oxcart_sqlite::{DbCheckpoints, DbDeadLetters};
+    let dir = tempfile::tempdir().unwrap();
+    let db = connect(&dir.path().join("oxcart.db"), &SqliteConfig::default())
+        .await
+        .unwrap();
+    db.migrate(&MIGRATOR).await.unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(db.clone()));
+    let bus = LogBus::new(Arc::clone(&store), Arc::new(DbCheckpoints(db.clone())))
+        .with_safety_poll(std::time::Duration::from_secs(3600));
+    let fixture = oxcart_test_util::bus::Fixture {
+        store,
+        bus: Arc::new(bus),
+        dead_letters: Arc::new(DbDeadLetters(db)),
+    };
+    (fixture, dir)
+}
+
+mod bus {
+    use super::*;
+    oxcart_test_util::bus_contract!(sqlite_bus());
+}

@@ -3,10 +3,12 @@
 //! # Layout
 //! - [`event_store`]: the contract every `EventStore` adapter must pass, and
 //!   [`event_store_contract!`] to run it against one.
+//! - [`bus`]: the contract of the bus and dead-letter ports, and [`bus_contract!`].
 //! - [`api`]: a small HTTP client that speaks the oxcart API and checks problem documents.
 //! - [`process`]: runs the real `oxcart` binary as a child, for tests that kill it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
+pub mod bus;
 pub mod event_store;
 pub mod process;

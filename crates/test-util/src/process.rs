@@ -20,6 +20,16 @@ pub struct Process {
 impl Process {
     /// Starts `bin serve` on a free port with JSON logs and waits until it listens.
     pub async fn start(bin: &Path, data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(bin, data_dir, extra, &[]).await
+    }
+
+    /// [`start`](Self::start), with settings given as environment variables.
+    pub async fn start_with_env(
+        bin: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(bin)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
@@ -27,6 +37,7 @@ impl Process {
             .arg(data_dir)
             .args(extra)
             .env("OXCART_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -10,4 +10,5 @@ mod helpers;
 mod metrics;
 mod orders;
 mod process;
+mod saga;
 mod users;

@@ -1,0 +1,406 @@
+//! The order saga end to end on the all-in-one: stock, payments, e-mail, invoices and
+//! analytics, with every effect exactly once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use oxcart_platform::db::Db;
+use oxcart_test_util::api::{Api, order_body};
+use serde_json::{Value, json};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::helpers::TestApp;
+
+pub const TERMINAL: [&str; 3] = ["PAID", "PAYMENT_FAILED", "CANCELLED"];
+
+/// The consumer groups of the all-in-one, plus the order projection.
+pub const GROUPS: [&str; 7] = [
+    "catalog-service",
+    "payment-service",
+    "email-service",
+    "invoice-service",
+    "analytics-service",
+    "order-service",
+    "order-projection",
+];
+
+/// The simulated provider's test cards, in the mix an order takes by its number.
+pub fn token(n: usize) -> &'static str {
+    match n % 10 {
+        6 => "tok_declined",
+        7 => "tok_insufficient_funds",
+        8 => "tok_transient",
+        9 => "tok_slow",
+        _ => "tok_success",
+    }
+}
+
+/// The settings that keep a saga test quick: fast retries, a short slow card.
+pub const FAST: [(&str, &str); 3] = [
+    ("OXCART_CONSUMER_RETRY_BASE", "20ms"),
+    ("OXCART_CONSUMER_RETRY_MAX", "200ms"),
+    ("OXCART_PAYMENT_SLOW_DELAY", "200ms"),
+];
+
+/// Waits until every order in `ids` is in a terminal state and every consumer group has
+/// caught up with the log, so that nothing is still on its way.
+pub async fn settle(db: &Db, ids: &[String], groups: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let statuses = statuses(db).await;
+        let open = ids
+            .iter()
+            .filter(|id| {
+                !statuses
+                    .get(*id)
+                    .is_some_and(|s| TERMINAL.contains(&s.as_str()))
+            })
+            .count();
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(db.reader())
+            .await
+            .unwrap();
+        let mut behind = Vec::new();
+        for &group in groups {
+            let at: Option<i64> =
+                sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+                    .bind(group)
+                    .fetch_optional(db.reader())
+                    .await
+                    .unwrap();
+            if at.unwrap_or(0) < head {
+                behind.push(group);
+            }
+        }
+        if open == 0 && behind.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not settled: {open} orders open, behind: {behind:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn statuses(db: &Db) -> HashMap<String, String> {
+    sqlx::query("SELECT order_id, status FROM order_read_model")
+        .fetch_all(db.reader())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("order_id"), r.get("status")))
+        .collect()
+}
+
+/// Everything the saga did, read back from the database and the mail directory.
+#[derive(Debug)]
+pub struct Audit {
+    pub status: HashMap<String, String>,
+    /// Approved charges at the provider, per order.
+    pub charges: HashMap<String, i64>,
+    /// `payment.succeeded` events per order.
+    pub succeeded_events: HashMap<String, i64>,
+    /// `.eml` files per (order, template).
+    pub mails: HashMap<(String, String), i64>,
+    /// Invoice numbers in order, with their orders.
+    pub invoices: Vec<(String, String)>,
+}
+
+pub async fn audit(db: &Db, mail_dir: &Path) -> Audit {
+    let count = |sql: &'static str| async move {
+        sqlx::query(sql)
+            .fetch_all(db.reader())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+            .collect::<HashMap<_, _>>()
+    };
+    let charges = count(
+        "SELECT idempotency_key, COUNT(*) FROM simulated_provider_operations \
+         WHERE kind = 'charge' AND approved = 1 GROUP BY idempotency_key",
+    )
+    .await;
+    let succeeded_events = count(
+        "SELECT json_extract(data, '$.orderId'), COUNT(*) FROM events \
+         WHERE event_type = 'payment.succeeded' GROUP BY 1",
+    )
+    .await;
+    let invoices =
+        sqlx::query("SELECT number, order_id FROM invoices WHERE kind = 'invoice' ORDER BY number")
+            .fetch_all(db.reader())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get("number"), r.get("order_id")))
+            .collect();
+    let mut mails = HashMap::new();
+    if let Ok(entries) = std::fs::read_dir(mail_dir) {
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "eml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let header = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .unwrap_or_else(|| panic!("{} has no {name}", path.display()))
+                    .trim()
+                    .to_owned()
+            };
+            *mails
+                .entry((header("X-Oxcart-Order-Id"), header("X-Oxcart-Template")))
+                .or_insert(0) += 1;
+        }
+    }
+    Audit {
+        status: statuses(db).await,
+        charges,
+        succeeded_events,
+        mails,
+        invoices,
+    }
+}
+
+impl Audit {
+    fn mails(&self, order: &str, template: &str) -> i64 {
+        self.mails
+            .get(&(order.to_owned(), template.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The delivery contract: every order terminal; a paid order has exactly one charge,
+    /// one confirmation and one invoice; a failed payment one e-mail and no charge; the
+    /// invoice numbers run from 1 without a gap.
+    pub fn assert_exactly_once(&self, ids: &[String]) {
+        for id in ids {
+            let status = self.status.get(id).map(String::as_str);
+            let charges = self.charges.get(id).copied().unwrap_or(0);
+            match status {
+                Some("PAID") => {
+                    assert_eq!(charges, 1, "charges of paid order {id}");
+                    assert_eq!(self.succeeded_events.get(id), Some(&1), "order {id}");
+                    assert_eq!(
+                        self.mails(id, "order-confirmation"),
+                        1,
+                        "confirmations of {id}"
+                    );
+                    assert_eq!(
+                        self.invoices.iter().filter(|(_, o)| o == id).count(),
+                        1,
+                        "invoices of {id}"
+                    );
+                }
+                Some("PAYMENT_FAILED") => {
+                    assert_eq!(charges, 0, "charges of declined order {id}");
+                    assert_eq!(self.mails(id, "payment-failed"), 1, "e-mails of {id}");
+                }
+                Some("CANCELLED") => {
+                    assert_eq!(
+                        charges, 0,
+                        "charges of order {id}, cancelled for want of stock"
+                    );
+                    assert_eq!(self.mails(id, "order-cancelled"), 1, "e-mails of {id}");
+                }
+                other => panic!("order {id} ended {other:?}"),
+            }
+        }
+        assert!(
+            self.mails.values().all(|&n| n == 1),
+            "a duplicate e-mail: {:?}",
+            self.mails
+        );
+        let paid = ids.iter().filter(|id| self.status[*id] == "PAID").count();
+        assert_eq!(self.invoices.len(), paid);
+        for (n, (number, _)) in self.invoices.iter().enumerate() {
+            let year = &number[4..8];
+            assert_eq!(
+                *number,
+                format!("INV-{year}-{:06}", n + 1),
+                "a gap in the invoice numbers"
+            );
+        }
+    }
+}
+
+fn shipping() -> Value {
+    order_body(&[])["shippingAddress"].clone()
+}
+
+async fn place(api: &Api, token: &str, items: &[(Uuid, u32)], card: &str) -> Value {
+    let body = json!({
+        "items": items.iter().map(|(id, q)| json!({ "productId": id, "quantity": q })).collect::<Vec<_>>(),
+        "shippingAddress": shipping(),
+        "paymentToken": card,
+    });
+    api.post("/api/orders", Some(token), &body)
+        .await
+        .ok(201)
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_orders_reach_a_terminal_state_with_every_effect_once() {
+    let app = TestApp::spawn_with(|c| {
+        c.consumer_retry_base = Duration::from_millis(20);
+        c.consumer_retry_max = Duration::from_millis(200);
+        c.payment_slow_delay = Duration::from_millis(200);
+    })
+    .await;
+    let api = &app.api;
+    let admin = app.admin().await;
+    let mug = api.product(&admin, "Mug", 1250, "EUR", 1000).await;
+    let lamp = api.product(&admin, "Lamp", 4999, "EUR", 1000).await;
+    // Scarce: some orders for it find no stock left and are cancelled.
+    let print = api.product(&admin, "Signed print", 15000, "EUR", 15).await;
+    let mut customers = Vec::new();
+    for _ in 0..5 {
+        customers.push(api.customer().await.0);
+    }
+
+    let mut placed = Vec::new();
+    let orders = futures::future::join_all((0..200).map(|n| {
+        let (customers, api) = (&customers, api);
+        async move {
+            let items: Vec<(Uuid, u32)> = match n % 4 {
+                0 => vec![(mug, 1 + (n % 3) as u32)],
+                1 => vec![(lamp, 1), (mug, 2)],
+                2 => vec![(print, 1)],
+                _ => vec![(lamp, 2)],
+            };
+            let order = place(api, &customers[n % 5], &items, token(n)).await;
+            (n, order)
+        }
+    }))
+    .await;
+    for (n, order) in orders {
+        placed.push((n, order));
+    }
+    let ids: Vec<String> = placed
+        .iter()
+        .map(|(_, o)| o["id"].as_str().unwrap().to_owned())
+        .collect();
+    settle(&app.db, &ids, &GROUPS).await;
+
+    let audit = audit(&app.db, &app.config.data_dir.join("mail")).await;
+    audit.assert_exactly_once(&ids);
+    let count = |status: &str| ids.iter().filter(|id| audit.status[*id] == status).count();
+    // Every card in the mix was exercised, the scarce print ran out.
+    assert!(count("PAID") >= 100, "{:?}", count("PAID"));
+    assert!(count("PAYMENT_FAILED") >= 30);
+    assert!(count("CANCELLED") >= 1, "the print's stock should run out");
+
+    // Stock: what is gone is exactly what paid orders took; declined orders gave theirs back.
+    let mut sold: HashMap<Uuid, i64> = HashMap::new();
+    let mut revenue = 0;
+    for (_, order) in &placed {
+        if audit.status[order["id"].as_str().unwrap()] != "PAID" {
+            continue;
+        }
+        revenue += order["totalAmount"].as_i64().unwrap();
+        for item in order["items"].as_array().unwrap() {
+            let id: Uuid = item["productId"].as_str().unwrap().parse().unwrap();
+            *sold.entry(id).or_default() += item["quantity"].as_i64().unwrap();
+        }
+    }
+    for (product, initial) in [(mug, 1000), (lamp, 1000), (print, 15)] {
+        let stock = api
+            .get(&format!("/api/products/{product}"), None)
+            .await
+            .ok(200)["stock"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(
+            stock,
+            initial - sold.get(&product).copied().unwrap_or(0),
+            "stock of {product}"
+        );
+    }
+
+    // A payment record per order, visible to its owner.
+    // Order 16 took the declined card, for the mug (always in stock).
+    let (n, order) = &placed[16];
+    let payments = api
+        .get(
+            &format!("/api/payments?orderId={}", order["id"].as_str().unwrap()),
+            Some(&customers[n % 5]),
+        )
+        .await;
+    let payment = &payments.ok(200)["items"][0];
+    assert_eq!(
+        (
+            payment["status"].as_str(),
+            payment["failureReason"].as_str()
+        ),
+        (Some("FAILED"), Some("card_declined"))
+    );
+    let stranger = api.customer().await.0;
+    let hidden = api
+        .get(
+            &format!("/api/payments?orderId={}", order["id"].as_str().unwrap()),
+            Some(&stranger),
+        )
+        .await;
+    assert_eq!(hidden.ok(200)["items"], json!([]));
+
+    // Analytics agree with the orders.
+    let summary = api.get("/api/analytics/summary", Some(&admin)).await;
+    let summary = summary.ok(200);
+    assert_eq!(summary["orders"], 200);
+    let by_status: BTreeMap<String, i64> =
+        serde_json::from_value(summary["byStatus"].clone()).unwrap();
+    for status in TERMINAL {
+        assert_eq!(
+            by_status.get(status).copied().unwrap_or(0),
+            count(status) as i64,
+            "{status}"
+        );
+    }
+    let paid = count("PAID") as i64;
+    assert_eq!(
+        summary["revenue"],
+        json!([{
+            "currency": "EUR", "amount": revenue, "orders": paid,
+            "averageOrderValue": (revenue + paid / 2) / paid,
+        }])
+    );
+    assert_eq!(summary["payments"]["succeeded"], paid);
+    assert_eq!(
+        summary["payments"]["failed"],
+        count("PAYMENT_FAILED") as i64
+    );
+    let top: i64 = summary["topProducts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["quantity"].as_i64().unwrap())
+        .sum();
+    assert_eq!(top, sold.values().sum::<i64>());
+
+    // The business metrics counted it all.
+    let metrics = api.get("/metrics", None).await;
+    let text = &metrics.text;
+    assert!(
+        text.contains("orders_created_total{status=\"created\"} 200"),
+        "{text}"
+    );
+    assert!(text.contains("events_dead_lettered_total{group=\"payment-service\"} 0"));
+    // tok_transient fails its first attempt, once per such order.
+    let failed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("events_failed_total{group=\"payment-service\"} "))
+        .unwrap();
+    let charged_transient = placed
+        .iter()
+        .filter(|(n, o)| {
+            token(*n) == "tok_transient" && audit.status[o["id"].as_str().unwrap()] != "CANCELLED"
+        })
+        .count();
+    assert_eq!(failed.parse::<usize>().unwrap(), charged_transient);
+    app.stop().await;
+}

@@ -1,0 +1,347 @@
+//! Analytics: what sold, for how much, and how payments went.
+//!
+//! # Layout
+//! - [`AnalyticsHandler`]: the consumer (`analytics-service`) that keeps one row per order
+//!   and per line, current with every order and payment event.
+//! - [`Analytics::summary`]: the aggregates over a date range.
+//! - [`http`]: `GET /api/analytics/summary?from=&to=` for admins.
+//!
+//! Revenue is the value of orders that were paid and not cancelled (PAID, SHIPPED,
+//! DELIVERED), per currency: amounts in different currencies are never added up.
+
+pub mod http;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use oxcart_events::RecordedEvent;
+use oxcart_events::bus::topics;
+use oxcart_events::consumer::Handler;
+use oxcart_events::store::BoxError;
+use oxcart_platform::db::{self, Db};
+use oxcart_platform::{ProblemKind, ServiceError};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub const GROUP: &str = "analytics-service";
+
+/// The statuses whose orders count as revenue.
+const EARNING: &str = "('PAID', 'SHIPPED', 'DELIVERED')";
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Created {
+    items: Vec<CreatedLine>,
+    currency: String,
+    total_amount: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedLine {
+    product_id: Uuid,
+    sku: String,
+    name: String,
+    quantity: i64,
+    line_total: i64,
+}
+
+pub struct AnalyticsHandler {
+    db: Db,
+}
+
+impl AnalyticsHandler {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+fn status_after(event_type: &str) -> Option<&'static str> {
+    Some(match event_type {
+        "order.paid" => "PAID",
+        "order.payment_failed" => "PAYMENT_FAILED",
+        "order.cancelled" => "CANCELLED",
+        "order.shipped" => "SHIPPED",
+        "order.delivered" => "DELIVERED",
+        _ => return None,
+    })
+}
+
+#[async_trait]
+impl Handler for AnalyticsHandler {
+    fn group(&self) -> &'static str {
+        GROUP
+    }
+
+    fn topics(&self) -> &'static [&'static str] {
+        &[topics::ORDERS, topics::PAYMENTS]
+    }
+
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+        let kind = event.event.event_type.as_str();
+        let payment = match kind {
+            "payment.succeeded" => Some("succeeded"),
+            "payment.failed" => Some("failed"),
+            _ => None,
+        };
+        let status = status_after(kind);
+        if kind != "order.created" && payment.is_none() && status.is_none() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin().await?;
+        if !db::claim(&mut tx, GROUP, event.event.event_id).await? {
+            return Ok(());
+        }
+        let order_id = event.event.aggregate_id.to_string();
+        if kind == "order.created" {
+            let created: Created = serde_json::from_value(event.event.data.clone())?;
+            sqlx::query(
+                "INSERT INTO analytics_orders (order_id, day, status, currency, total, created_at) \
+                 VALUES ($1, $2, 'CREATED', $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(&order_id)
+            .bind(event.event.timestamp.date_naive().to_string())
+            .bind(&created.currency)
+            .bind(created.total_amount)
+            .bind(db::timestamp(event.event.timestamp))
+            .execute(&mut *tx)
+            .await?;
+            for line in created.items {
+                sqlx::query(
+                    "INSERT INTO analytics_order_lines (order_id, product_id, sku, name, quantity, line_total) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, product_id) DO NOTHING",
+                )
+                .bind(&order_id)
+                .bind(line.product_id.to_string())
+                .bind(&line.sku)
+                .bind(&line.name)
+                .bind(line.quantity)
+                .bind(line.line_total)
+                .execute(&mut *tx)
+                .await?;
+            }
+        } else if let Some(status) = status {
+            sqlx::query("UPDATE analytics_orders SET status = $1 WHERE order_id = $2")
+                .bind(status)
+                .bind(&order_id)
+                .execute(&mut *tx)
+                .await?;
+        } else if let Some(payment) = payment {
+            let order_id = event.event.data["orderId"]
+                .as_str()
+                .ok_or("payment event without an orderId")?;
+            sqlx::query("UPDATE analytics_orders SET payment = $1 WHERE order_id = $2")
+                .bind(payment)
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Orders and their value on one day in one status and currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DayStatus {
+    #[schema(value_type = String, format = Date)]
+    pub date: NaiveDate,
+    pub status: String,
+    pub currency: String,
+    pub orders: i64,
+    /// Sum of the orders' totals, minor units.
+    pub value: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Revenue {
+    pub currency: String,
+    /// Minor units.
+    pub amount: i64,
+    /// Paid orders this revenue comes from.
+    pub orders: i64,
+    /// `amount / orders`, rounded to the nearest minor unit.
+    pub average_order_value: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopProduct {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    /// Units sold in paid orders.
+    pub quantity: i64,
+    pub revenue: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentOutcomes {
+    pub succeeded: i64,
+    pub failed: i64,
+    /// `succeeded / (succeeded + failed)`; null when no order was charged.
+    pub success_rate: Option<f64>,
+}
+
+/// Aggregates over the orders placed from `from` to `to` (UTC days, both included).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    #[schema(value_type = String, format = Date)]
+    pub from: NaiveDate,
+    #[schema(value_type = String, format = Date)]
+    pub to: NaiveDate,
+    pub orders: i64,
+    /// Orders per current status.
+    pub by_status: std::collections::BTreeMap<String, i64>,
+    pub revenue: Vec<Revenue>,
+    pub by_day: Vec<DayStatus>,
+    /// The ten best-selling products by units in paid orders.
+    pub top_products: Vec<TopProduct>,
+    pub payments: PaymentOutcomes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the analytics tables hold an unreadable {0}")]
+    Corrupt(String),
+    #[error("storage failed")]
+    Storage(#[from] sqlx::Error),
+}
+
+impl ServiceError for Error {
+    fn kind(&self) -> ProblemKind {
+        match self {
+            Self::Corrupt(_) => ProblemKind::Internal,
+            Self::Storage(e) => db::problem_kind(e),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Analytics {
+    db: Db,
+}
+
+impl Analytics {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub async fn summary(&self, from: NaiveDate, to: NaiveDate) -> Result<Summary, Error> {
+        let (start, end) = (from.to_string(), to.to_string());
+        let range = "day >= $1 AND day <= $2";
+        let reader = self.db.reader();
+
+        let rows = sqlx::query(&format!(
+            "SELECT day, status, currency, COUNT(*) AS n, SUM(total) AS value FROM analytics_orders \
+             WHERE {range} GROUP BY day, status, currency ORDER BY day, status, currency"
+        ))
+        .bind(&start)
+        .bind(&end)
+        .fetch_all(reader)
+        .await?;
+        let mut by_day = Vec::with_capacity(rows.len());
+        let mut by_status = std::collections::BTreeMap::new();
+        let mut orders = 0;
+        for row in &rows {
+            let day: String = row.try_get("day")?;
+            let status: String = row.try_get("status")?;
+            let n: i64 = row.try_get("n")?;
+            orders += n;
+            *by_status.entry(status.clone()).or_insert(0) += n;
+            by_day.push(DayStatus {
+                date: day.parse().map_err(|_| Error::Corrupt("day".into()))?,
+                status,
+                currency: row.try_get("currency")?,
+                orders: n,
+                value: row.try_get("value")?,
+            });
+        }
+
+        let rows = sqlx::query(&format!(
+            "SELECT currency, COUNT(*) AS n, SUM(total) AS amount FROM analytics_orders \
+             WHERE {range} AND status IN {EARNING} GROUP BY currency ORDER BY currency"
+        ))
+        .bind(&start)
+        .bind(&end)
+        .fetch_all(reader)
+        .await?;
+        let revenue = rows
+            .iter()
+            .map(|row| {
+                let (n, amount): (i64, i64) = (row.try_get("n")?, row.try_get("amount")?);
+                Ok(Revenue {
+                    currency: row.try_get("currency")?,
+                    amount,
+                    orders: n,
+                    average_order_value: (amount + n / 2) / n.max(1),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+
+        let rows = sqlx::query(&format!(
+            "SELECT l.product_id, MIN(l.sku) AS sku, MIN(l.name) AS name, MIN(o.currency) AS currency, \
+             SUM(l.quantity) AS quantity, SUM(l.line_total) AS revenue \
+             FROM analytics_order_lines l JOIN analytics_orders o ON o.order_id = l.order_id \
+             WHERE o.day >= $1 AND o.day <= $2 AND o.status IN {EARNING} \
+             GROUP BY l.product_id ORDER BY quantity DESC, revenue DESC, l.product_id LIMIT 10"
+        ))
+        .bind(&start)
+        .bind(&end)
+        .fetch_all(reader)
+        .await?;
+        let top_products = rows
+            .iter()
+            .map(|row| {
+                Ok(TopProduct {
+                    product_id: row
+                        .try_get::<String, _>("product_id")?
+                        .parse()
+                        .map_err(|_| Error::Corrupt("product id".into()))?,
+                    sku: row.try_get("sku")?,
+                    name: row.try_get("name")?,
+                    quantity: row.try_get("quantity")?,
+                    revenue: row.try_get("revenue")?,
+                    currency: row.try_get("currency")?,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+
+        let rows = sqlx::query(&format!(
+            "SELECT payment, COUNT(*) AS n FROM analytics_orders WHERE {range} GROUP BY payment"
+        ))
+        .bind(&start)
+        .bind(&end)
+        .fetch_all(reader)
+        .await?;
+        let (mut succeeded, mut failed) = (0, 0);
+        for row in &rows {
+            match row.try_get::<String, _>("payment")?.as_str() {
+                "succeeded" => succeeded = row.try_get("n")?,
+                "failed" => failed = row.try_get("n")?,
+                _ => {}
+            }
+        }
+        let charged = succeeded + failed;
+        Ok(Summary {
+            from,
+            to,
+            orders,
+            by_status,
+            revenue,
+            by_day,
+            top_products,
+            payments: PaymentOutcomes {
+                succeeded,
+                failed,
+                success_rate: (charged > 0).then(|| succeeded as f64 / charged as f64),
+            },
+        })
+    }
+}

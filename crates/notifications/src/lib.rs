@@ -1,0 +1,187 @@
+//! Notifications: the e-mails a customer gets as their order moves on.
+//!
+//! # Layout
+//! - [`templates`]: order confirmation, payment failed, shipped, cancelled (and refunded),
+//!   each as text and HTML.
+//! - [`mailer`]: the mailer port; SMTP (`SMTP_URL`) and `.eml` files (the default).
+//! - [`EmailHandler`]: the consumer (`email-service`) that sends one e-mail per event and
+//!   recipient, even under redelivery.
+//!
+//! Exactly-once e-mail does not exist: a message handed to a server cannot be recalled
+//! if the record of sending it is then lost. So the handler records each e-mail (with the
+//! event's claim) right after sending it, and derives the `Message-ID` from the event and
+//! the recipient: the only duplicate possible is a crash between those two steps, and it
+//! carries the same `Message-ID`, which the file mailer collapses into one file and mail
+//! clients recognise.
+
+pub mod mailer;
+pub mod templates;
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use lettre::Message;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use oxcart_events::RecordedEvent;
+use oxcart_events::bus::topics;
+use oxcart_events::consumer::Handler;
+use oxcart_events::store::BoxError;
+use oxcart_orders::OrderSource;
+use oxcart_platform::db::{self, Db};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub use mailer::{FileMailer, Mailer, SmtpMailer};
+use templates::{Details, Template};
+
+pub const GROUP: &str = "email-service";
+
+/// Who an e-mail goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub email: String,
+    pub name: Option<String>,
+}
+
+/// Where notifications learn a customer's address. In one process it is the users
+/// service itself; split apart, a client of it.
+#[async_trait]
+pub trait Recipients: Send + Sync + 'static {
+    async fn recipient(&self, user_id: Uuid) -> Result<Option<Recipient>, BoxError>;
+}
+
+pub struct EmailHandler {
+    db: Db,
+    orders: Arc<dyn OrderSource>,
+    recipients: Arc<dyn Recipients>,
+    mailer: Arc<dyn Mailer>,
+    from: Mailbox,
+}
+
+impl EmailHandler {
+    pub fn new(
+        db: Db,
+        orders: Arc<dyn OrderSource>,
+        recipients: Arc<dyn Recipients>,
+        mailer: Arc<dyn Mailer>,
+        from: &str,
+    ) -> Result<Self, lettre::address::AddressError> {
+        Ok(Self {
+            db,
+            orders,
+            recipients,
+            mailer,
+            from: from.parse()?,
+        })
+    }
+}
+
+/// One `Message-ID` per event and recipient.
+fn message_id(event_id: Uuid, recipient: &str) -> String {
+    let digest = Sha256::digest(recipient.to_lowercase().as_bytes());
+    let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}.{tag}@oxcart", event_id.simple())
+}
+
+fn header(name: &'static str, value: String) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+}
+
+#[async_trait]
+impl Handler for EmailHandler {
+    fn group(&self) -> &'static str {
+        GROUP
+    }
+
+    fn topics(&self) -> &'static [&'static str] {
+        &[topics::ORDERS]
+    }
+
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+        let Some(template) = Template::for_event(&event.event.event_type) else {
+            return Ok(());
+        };
+        let event_id = event.event.event_id;
+        {
+            let mut conn = self.db.reader().acquire().await?;
+            if db::claimed(&mut conn, GROUP, event_id).await? {
+                return Ok(());
+            }
+        }
+        let order_id = event.event.aggregate_id;
+        let order = self
+            .orders
+            .order(order_id)
+            .await?
+            .ok_or_else(|| format!("order {order_id} not found"))?;
+        let Some(recipient) = self.recipients.recipient(order.customer_id).await? else {
+            tracing::warn!(order_id = %order_id, customer = %order.customer_id, "customer has no e-mail address; nothing sent");
+            let mut tx = self.db.begin().await?;
+            db::claim(&mut tx, GROUP, event_id).await?;
+            tx.commit().await?;
+            return Ok(());
+        };
+        let details = Details {
+            reason: event.event.data["reason"].as_str().map(str::to_owned),
+            refund_due: event.event.data["refundDue"].as_bool().unwrap_or(false),
+        };
+        let mail = templates::render(template, &order, recipient.name.as_deref(), &details);
+        let id = message_id(event_id, &recipient.email);
+        let to = Mailbox::new(recipient.name.clone(), recipient.email.parse()?);
+        // The event's time, so a resend is the same message.
+        let at = UNIX_EPOCH
+            + Duration::from_micros(
+                u64::try_from(event.event.timestamp.timestamp_micros()).unwrap_or(0),
+            );
+        let message = Message::builder()
+            .message_id(Some(format!("<{id}>")))
+            .from(self.from.clone())
+            .to(to)
+            .subject(&mail.subject)
+            .date(at)
+            .raw_header(header("X-Oxcart-Order-Id", order_id.to_string()))
+            .raw_header(header("X-Oxcart-Event-Id", event_id.to_string()))
+            .raw_header(header("X-Oxcart-Template", template.name().to_owned()))
+            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))?;
+        self.mailer.send(&id, &message).await?;
+
+        let mut tx = self.db.begin().await?;
+        if !db::claim(&mut tx, GROUP, event_id).await? {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO notifications (message_id, event_id, order_id, recipient, template, subject, sent_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(event_id.to_string())
+        .bind(order_id.to_string())
+        .bind(&recipient.email)
+        .bind(template.name())
+        .bind(&mail.subject)
+        .bind(db::timestamp(db::now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(order_id = %order_id, template = template.name(), message_id = %id, "e-mail sent");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_are_per_event_and_recipient() {
+        let event = Uuid::now_v7();
+        assert_eq!(message_id(event, "a@x.test"), message_id(event, "A@X.test"));
+        assert_ne!(message_id(event, "a@x.test"), message_id(event, "b@x.test"));
+        assert_ne!(
+            message_id(event, "a@x.test"),
+            message_id(Uuid::now_v7(), "a@x.test")
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Payments: charging orders whose stock is reserved, and refunding cancelled ones.
+//!
+//! # Layout
+//! - [`provider`]: the payment-provider port and the simulated provider with its test
+//!   tokens.
+//! - [`saga`]: the consumer (`payment-service`) that records an intent for each new order,
+//!   charges it once the catalog has reserved its stock, and refunds it if the order is
+//!   cancelled after payment.
+//! - [`http`]: `GET /api/payments?orderId=` for the order's owner or an admin.
+//!
+//! A payment's id is derived from its order's, so everything about one order's money,
+//! whichever event it comes from, lands on one row and one event stream.
+
+pub mod http;
+pub mod provider;
+pub mod saga;
+
+use chrono::{DateTime, Utc};
+use oxcart_platform::auth::Caller;
+use oxcart_platform::db::{self, Db};
+use oxcart_platform::{ProblemKind, ServiceError};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub const AGGREGATE: &str = "payment";
+
+/// Namespace of payment ids, derived from order ids.
+const PAYMENTS: Uuid = Uuid::from_u128(0x6f78_6361_7274_5061_796d_656e_7473_0001);
+
+/// The payment (and event stream) of an order.
+pub fn payment_id(order_id: Uuid) -> Uuid {
+    Uuid::new_v5(&PAYMENTS, order_id.as_bytes())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentStatus {
+    /// The order is placed; the charge waits for its stock to be reserved.
+    Pending,
+    Succeeded,
+    Failed,
+    Refunded,
+    /// The order ended before it was charged; it never will be.
+    Cancelled,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Refunded => "refunded",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Refunded,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A payment as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Payment {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub status: PaymentStatus,
+    /// Minor units.
+    pub amount: i64,
+    pub currency: String,
+    /// The provider's id of the charge, once approved.
+    pub provider_reference: Option<String>,
+    /// Why the provider declined, when it did (`card_declined`, `insufficient_funds`, …).
+    pub failure_reason: Option<String>,
+    /// The provider's id of the refund, once refunded.
+    pub refund_reference: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the payments ledger holds an unreadable {0}")]
+    Corrupt(String),
+    #[error("storage failed")]
+    Storage(#[from] sqlx::Error),
+}
+
+impl ServiceError for Error {
+    fn kind(&self) -> ProblemKind {
+        match self {
+            Self::Corrupt(_) => ProblemKind::Internal,
+            Self::Storage(e) => db::problem_kind(e),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, order_id, user_id, amount, currency, status, provider_reference, failure_reason, \
+                       refund_reference, created_at, updated_at";
+
+fn decode(row: &AnyRow) -> Result<Payment, Error> {
+    let corrupt = |what: &str| Error::Corrupt(format!("payment {what}"));
+    let uuid = |column: &str| -> Result<Uuid, Error> {
+        row.try_get::<String, _>(column)?
+            .parse()
+            .map_err(|_| corrupt(column))
+    };
+    let time = |column: &str| -> Result<DateTime<Utc>, Error> {
+        db::parse_timestamp(&row.try_get::<String, _>(column)?).map_err(|_| corrupt(column))
+    };
+    Ok(Payment {
+        id: uuid("id")?,
+        order_id: uuid("order_id")?,
+        customer_id: uuid("user_id")?,
+        status: PaymentStatus::parse(&row.try_get::<String, _>("status")?)
+            .ok_or_else(|| corrupt("status"))?,
+        amount: row.try_get("amount")?,
+        currency: row.try_get("currency")?,
+        provider_reference: row.try_get("provider_reference")?,
+        failure_reason: row.try_get("failure_reason")?,
+        refund_reference: row.try_get("refund_reference")?,
+        created_at: time("created_at")?,
+        updated_at: time("updated_at")?,
+    })
+}
+
+/// The payments service's queries; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Payments {
+    db: Db,
+}
+
+impl Payments {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// The payments of an order, to its owner or an admin (nothing for anyone else).
+    pub async fn for_order(&self, caller: &Caller, order_id: Uuid) -> Result<Vec<Payment>, Error> {
+        let sql = format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1");
+        let rows = sqlx::query(&sql)
+            .bind(order_id.to_string())
+            .fetch_all(self.db.reader())
+            .await?;
+        let payments = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        Ok(payments
+            .into_iter()
+            .filter(|p| caller.may_access(p.customer_id))
+            .collect())
+    }
+}

@@ -1,0 +1,308 @@
+//! The payments service's part in the saga (consumer group `payment-service`).
+//!
+//! ```text
+//! order.created   ─▶ a pending payment (amount, currency, card token)
+//! stock.reserved  ─▶ charge ─▶ payment.succeeded | payment.failed
+//! stock.rejected  ─▶ the pending payment is cancelled; nothing is charged
+//! order.cancelled ─▶ refund if charged (payment.refunded), else cancel the pending one
+//! ```
+//!
+//! The provider is called outside any transaction (it may be slow), with the order id as
+//! idempotency key; the result is then recorded, with the event's claim and the outcome
+//! event, in one transaction. A crash between the two means the event is redelivered,
+//! the provider answers the repeated key with its first answer, and nothing is charged
+//! twice.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use oxcart_events::bus::topics;
+use oxcart_events::consumer::Handler;
+use oxcart_events::outbox::Outbox;
+use oxcart_events::store::BoxError;
+use oxcart_events::{NewEvent, RecordedEvent};
+use oxcart_platform::db::{self, Db};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::Row as _;
+use uuid::Uuid;
+
+use crate::provider::{Charge, ChargeOutcome, PaymentProvider, Refund};
+use crate::{AGGREGATE, PaymentStatus, payment_id};
+
+pub const GROUP: &str = "payment-service";
+
+/// What payments reads of `order.created` (a tolerant reader).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderCreated {
+    customer_id: Uuid,
+    total_amount: i64,
+    currency: String,
+    #[serde(default)]
+    payment_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AboutOrder {
+    order_id: Uuid,
+}
+
+/// The columns of a payment the saga acts on.
+struct Row {
+    status: PaymentStatus,
+    amount: i64,
+    currency: String,
+    token: Option<String>,
+    provider_reference: Option<String>,
+}
+
+pub struct PaymentSaga {
+    db: Db,
+    outbox: Arc<dyn Outbox>,
+    provider: Arc<dyn PaymentProvider>,
+}
+
+impl PaymentSaga {
+    pub fn new(db: Db, outbox: Arc<dyn Outbox>, provider: Arc<dyn PaymentProvider>) -> Self {
+        Self {
+            db,
+            outbox,
+            provider,
+        }
+    }
+
+    async fn payment(&self, order_id: Uuid) -> Result<Option<Row>, BoxError> {
+        let row = sqlx::query(
+            "SELECT status, amount, currency, payment_token, provider_reference FROM payments WHERE order_id = $1",
+        )
+        .bind(order_id.to_string())
+        .fetch_optional(self.db.writer())
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Row {
+            status: PaymentStatus::parse(&row.try_get::<String, _>("status")?)
+                .ok_or("unreadable payment status")?,
+            amount: row.try_get("amount")?,
+            currency: row.try_get("currency")?,
+            token: row.try_get("payment_token")?,
+            provider_reference: row.try_get("provider_reference")?,
+        }))
+    }
+
+    async fn seen(&self, event: &RecordedEvent) -> Result<bool, BoxError> {
+        let mut conn = self.db.reader().acquire().await?;
+        Ok(db::claimed(&mut conn, GROUP, event.event.event_id).await?)
+    }
+
+    async fn intend(&self, cause: &RecordedEvent) -> Result<(), BoxError> {
+        let order: OrderCreated = serde_json::from_value(cause.event.data.clone())?;
+        let order_id = cause.event.aggregate_id;
+        let mut tx = self.db.begin().await?;
+        if !db::claim(&mut tx, GROUP, cause.event.event_id).await? {
+            return Ok(());
+        }
+        let now = db::timestamp(db::now());
+        sqlx::query(
+            "INSERT INTO payments (id, order_id, user_id, amount, currency, payment_token, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7) ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(payment_id(order_id).to_string())
+        .bind(order_id.to_string())
+        .bind(order.customer_id.to_string())
+        .bind(order.total_amount)
+        .bind(&order.currency)
+        .bind(order.payment_token)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn charge(&self, cause: &RecordedEvent, order_id: Uuid) -> Result<(), BoxError> {
+        if self.seen(cause).await? {
+            return Ok(());
+        }
+        let payment = self
+            .payment(order_id)
+            .await?
+            .ok_or_else(|| format!("no payment recorded yet for order {order_id}"))?;
+        if payment.status != PaymentStatus::Pending {
+            return Ok(());
+        }
+        let outcome = self
+            .provider
+            .charge(&Charge {
+                idempotency_key: order_id.to_string(),
+                amount: payment.amount,
+                currency: payment.currency.clone(),
+                token: payment.token.clone(),
+            })
+            .await?;
+        let id = payment_id(order_id);
+        let (status, reference, reason, event) = match &outcome {
+            ChargeOutcome::Approved { reference } => (
+                PaymentStatus::Succeeded,
+                Some(reference.clone()),
+                None,
+                NewEvent::caused_by(
+                    cause,
+                    "payment.succeeded",
+                    AGGREGATE,
+                    id,
+                    json!({ "orderId": order_id, "paymentId": id, "amount": payment.amount,
+                            "currency": payment.currency, "providerReference": reference }),
+                ),
+            ),
+            ChargeOutcome::Declined { code } => (
+                PaymentStatus::Failed,
+                None,
+                Some(code.clone()),
+                NewEvent::caused_by(
+                    cause,
+                    "payment.failed",
+                    AGGREGATE,
+                    id,
+                    json!({ "orderId": order_id, "paymentId": id, "amount": payment.amount,
+                            "currency": payment.currency, "reason": code }),
+                ),
+            ),
+        };
+        let mut tx = self.db.begin().await?;
+        if !db::claim(&mut tx, GROUP, cause.event.event_id).await? {
+            return Ok(());
+        }
+        let updated = sqlx::query(
+            "UPDATE payments SET status = $1, provider_reference = $2, failure_reason = $3, updated_at = $4 \
+             WHERE order_id = $5 AND status = 'pending'",
+        )
+        .bind(status.as_str())
+        .bind(reference)
+        .bind(&reason)
+        .bind(db::timestamp(db::now()))
+        .bind(order_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            // Only another process racing on this order gets here; the embedded log hands
+            // one order's events to one lane in order. Loud, and left to an operator.
+            return Err(
+                format!("payment of order {order_id} changed while it was being charged").into(),
+            );
+        }
+        let appended = self.outbox.append_in(&mut tx, id, 0, vec![event]).await?;
+        tx.commit().await?;
+        self.outbox.committed(appended.position);
+        tracing::info!(order_id = %order_id, outcome = status.as_str(), reason = reason.as_deref(), "charge");
+        Ok(())
+    }
+
+    async fn settle_cancellation(
+        &self,
+        cause: &RecordedEvent,
+        order_id: Uuid,
+    ) -> Result<(), BoxError> {
+        if self.seen(cause).await? {
+            return Ok(());
+        }
+        let Some(payment) = self.payment(order_id).await? else {
+            return Ok(());
+        };
+        match payment.status {
+            PaymentStatus::Pending => {
+                let mut tx = self.db.begin().await?;
+                if !db::claim(&mut tx, GROUP, cause.event.event_id).await? {
+                    return Ok(());
+                }
+                sqlx::query(
+                    "UPDATE payments SET status = 'cancelled', updated_at = $1 WHERE order_id = $2 AND status = 'pending'",
+                )
+                .bind(db::timestamp(db::now()))
+                .bind(order_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            PaymentStatus::Succeeded if cause.event.event_type == "order.cancelled" => {
+                self.refund(cause, order_id, payment).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn refund(
+        &self,
+        cause: &RecordedEvent,
+        order_id: Uuid,
+        payment: Row,
+    ) -> Result<(), BoxError> {
+        let reference = self
+            .provider
+            .refund(&Refund {
+                idempotency_key: format!("refund:{order_id}"),
+                charge_reference: payment.provider_reference.unwrap_or_default(),
+                amount: payment.amount,
+                currency: payment.currency.clone(),
+            })
+            .await?;
+        let id = payment_id(order_id);
+        let mut tx = self.db.begin().await?;
+        if !db::claim(&mut tx, GROUP, cause.event.event_id).await? {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE payments SET status = 'refunded', refund_reference = $1, updated_at = $2 \
+             WHERE order_id = $3 AND status = 'succeeded'",
+        )
+        .bind(&reference)
+        .bind(db::timestamp(db::now()))
+        .bind(order_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let event = NewEvent::caused_by(
+            cause,
+            "payment.refunded",
+            AGGREGATE,
+            id,
+            json!({ "orderId": order_id, "paymentId": id, "amount": payment.amount,
+                    "currency": payment.currency, "refundReference": reference }),
+        );
+        let appended = self.outbox.append_in(&mut tx, id, 1, vec![event]).await?;
+        tx.commit().await?;
+        self.outbox.committed(appended.position);
+        tracing::info!(order_id = %order_id, amount = payment.amount, "refund");
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Handler for PaymentSaga {
+    fn group(&self) -> &'static str {
+        GROUP
+    }
+
+    fn topics(&self) -> &'static [&'static str] {
+        &[topics::ORDERS, topics::CATALOG]
+    }
+
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+        let order_id = || -> Result<Uuid, BoxError> {
+            Ok(serde_json::from_value::<AboutOrder>(event.event.data.clone())?.order_id)
+        };
+        match event.event.event_type.as_str() {
+            "order.created" => self.intend(event).await,
+            "stock.reserved" => self.charge(event, order_id()?).await,
+            "stock.rejected" => self.settle_cancellation(event, order_id()?).await,
+            "order.cancelled" => {
+                self.settle_cancellation(event, event.event.aggregate_id)
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The bus and dead-letter contracts. Every adapter runs every test here, through
+//! [`bus_contract!`](crate::bus_contract).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxcart_events::bus::{Bus, topics};
+use oxcart_events::consumer::DeadLetters;
+use oxcart_events::{EventStore, NewEvent, RecordedEvent};
+use uuid::Uuid;
+
+use crate::event_store::event;
+
+/// What one contract test gets: a store to append to, the bus that delivers its events
+/// (its safety poll set to an hour, so only the doorbell can wake a waiting poll), and a
+/// dead-letter store.
+pub struct Fixture {
+    pub store: Arc<dyn EventStore>,
+    pub bus: Arc<dyn Bus>,
+    pub dead_letters: Arc<dyn DeadLetters>,
+}
+
+/// Generates one `#[tokio::test]` per contract test. `$make` is an async expression
+/// yielding `(Fixture, guard)`.
+#[macro_export]
+macro_rules! bus_contract {
+    ($make:expr) => {
+        $crate::bus_contract!(@tests $make;
+            uncommitted_events_are_delivered_again,
+            groups_keep_their_own_positions,
+            topics_filter_and_aggregates_keep_their_order,
+            an_append_wakes_a_waiting_poll,
+            lag_counts_what_the_group_has_not_committed,
+            dead_letters_park_once_per_group_and_event,
+            dead_letters_resolve_and_record_failures,
+        );
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (fixture, _guard) = $make.await;
+                $crate::bus::$name(fixture).await;
+            }
+        )*
+    };
+}
+
+fn of(aggregate_type: &str, aggregate_id: Uuid, n: i64) -> NewEvent {
+    let mut event = event(aggregate_id, &format!("{aggregate_type}.happened"), n);
+    event.aggregate_type = aggregate_type.to_owned();
+    event
+}
+
+async fn append(store: &dyn EventStore, aggregate_type: &str, id: Uuid, version: u64, n: i64) {
+    store
+        .append(id, version, vec![of(aggregate_type, id, n)])
+        .await
+        .unwrap();
+}
+
+fn numbers(events: &[RecordedEvent]) -> Vec<i64> {
+    events
+        .iter()
+        .map(|e| e.event.data["n"].as_i64().unwrap())
+        .collect()
+}
+
+const WAIT: Duration = Duration::from_millis(10);
+
+pub async fn uncommitted_events_are_delivered_again(f: Fixture) {
+    let id = Uuid::now_v7();
+    for n in 0..3 {
+        append(f.store.as_ref(), "order", id, n as u64, n).await;
+    }
+    let mut first = f.bus.subscribe("g", &[topics::ORDERS]).await.unwrap();
+    let events = first.poll(10, WAIT).await.unwrap();
+    assert_eq!(numbers(&events), [0, 1, 2]);
+    first.commit(&events[1]).await.unwrap();
+    drop(first);
+    // A restarted member resumes after the last commit, not after the last delivery.
+    let mut second = f.bus.subscribe("g", &[topics::ORDERS]).await.unwrap();
+    assert_eq!(numbers(&second.poll(10, WAIT).await.unwrap()), [2]);
+    assert!(second.poll(10, WAIT).await.unwrap().is_empty());
+}
+
+pub async fn groups_keep_their_own_positions(f: Fixture) {
+    let id = Uuid::now_v7();
+    append(f.store.as_ref(), "order", id, 0, 7).await;
+    let mut a = f.bus.subscribe("a", &[topics::ORDERS]).await.unwrap();
+    let events = a.poll(10, WAIT).await.unwrap();
+    a.commit(events.last().unwrap()).await.unwrap();
+    let mut b = f.bus.subscribe("b", &[topics::ORDERS]).await.unwrap();
+    assert_eq!(numbers(&b.poll(10, WAIT).await.unwrap()), [7]);
+    let mut a = f.bus.subscribe("a", &[topics::ORDERS]).await.unwrap();
+    assert!(a.poll(10, WAIT).await.unwrap().is_empty());
+}
+
+pub async fn topics_filter_and_aggregates_keep_their_order(f: Fixture) {
+    let (x, y, pay, stock) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    append(f.store.as_ref(), "order", x, 0, 1).await;
+    append(f.store.as_ref(), "payment", pay, 0, 2).await;
+    append(f.store.as_ref(), "order", y, 0, 3).await;
+    append(f.store.as_ref(), "order", x, 1, 4).await;
+    append(f.store.as_ref(), "reservation", stock, 0, 5).await;
+    let mut orders = f.bus.subscribe("o", &[topics::ORDERS]).await.unwrap();
+    let mut got = Vec::new();
+    // Small polls, to cross batch boundaries.
+    loop {
+        let events = orders.poll(1, WAIT).await.unwrap();
+        if events.is_empty() {
+            break;
+        }
+        got.extend(events);
+    }
+    assert_eq!(numbers(&got), [1, 3, 4]);
+    let mut both = f
+        .bus
+        .subscribe("p", &[topics::PAYMENTS, topics::CATALOG])
+        .await
+        .unwrap();
+    assert_eq!(numbers(&both.poll(10, WAIT).await.unwrap()), [2, 5]);
+}
+
+pub async fn an_append_wakes_a_waiting_poll(f: Fixture) {
+    let mut subscription = f.bus.subscribe("w", &[topics::ORDERS]).await.unwrap();
+    let store = Arc::clone(&f.store);
+    let id = Uuid::now_v7();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        append(store.as_ref(), "order", id, 0, 9).await;
+    });
+    // The poll may wait an hour; only the doorbell can end it before the test's timeout.
+    let events = tokio::time::timeout(
+        Duration::from_secs(20),
+        subscription.poll(10, Duration::from_secs(3600)),
+    )
+    .await
+    .expect("the append did not wake the poll")
+    .unwrap();
+    assert_eq!(numbers(&events), [9]);
+    writer.await.unwrap();
+}
+
+pub async fn lag_counts_what_the_group_has_not_committed(f: Fixture) {
+    let id = Uuid::now_v7();
+    for n in 0..4 {
+        append(f.store.as_ref(), "order", id, n as u64, n).await;
+    }
+    let mut subscription = f.bus.subscribe("l", &[topics::ORDERS]).await.unwrap();
+    assert_eq!(subscription.lag().await.unwrap(), 4);
+    let events = subscription.poll(10, WAIT).await.unwrap();
+    subscription.commit(&events[2]).await.unwrap();
+    assert_eq!(subscription.lag().await.unwrap(), 1);
+    subscription.commit(&events[3]).await.unwrap();
+    assert_eq!(subscription.lag().await.unwrap(), 0);
+}
+
+async fn recorded(store: &dyn EventStore) -> RecordedEvent {
+    let id = Uuid::now_v7();
+    append(store, "order", id, 0, 1).await;
+    store.read_stream(id).await.unwrap().remove(0)
+}
+
+pub async fn dead_letters_park_once_per_group_and_event(f: Fixture) {
+    let event = recorded(f.store.as_ref()).await;
+    let first = f.dead_letters.park("g", &event, "boom", 5).await.unwrap();
+    let again = f.dead_letters.park("g", &event, "bang", 5).await.unwrap();
+    assert_eq!(first, again, "a redelivered poison event keeps one letter");
+    let other = f.dead_letters.park("h", &event, "boom", 5).await.unwrap();
+    assert_ne!(first, other);
+
+    let letters = f.dead_letters.list(Some("g"), false).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.event, event, "the whole event is kept");
+    assert_eq!(letter.error, "bang");
+    assert_eq!(letter.attempts, 10);
+    assert_eq!(f.dead_letters.list(None, false).await.unwrap().len(), 2);
+    let mut depth = f.dead_letters.depth().await.unwrap();
+    depth.sort();
+    assert_eq!(depth, [("g".to_owned(), 1), ("h".to_owned(), 1)]);
+}
+
+pub async fn dead_letters_resolve_and_record_failures(f: Fixture) {
+    let event = recorded(f.store.as_ref()).await;
+    let id = f.dead_letters.park("g", &event, "boom", 3).await.unwrap();
+    f.dead_letters
+        .record_failure(id, "still broken")
+        .await
+        .unwrap();
+    let letter = f.dead_letters.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        (letter.attempts, letter.error.as_str()),
+        (4, "still broken")
+    );
+    assert!(letter.resolved_at.is_none());
+
+    f.dead_letters.resolve(id).await.unwrap();
+    assert!(f.dead_letters.list(None, false).await.unwrap().is_empty());
+    let all = f.dead_letters.list(None, true).await.unwrap();
+    assert!(
+        all[0].resolved_at.is_some(),
+        "a resolved letter stays as a record"
+    );
+    assert!(
+        f.dead_letters
+            .depth()
+            .await
+            .unwrap()
+            .iter()
+            .all(|(_, n)| *n == 0)
+    );
+    assert!(f.dead_letters.get(Uuid::now_v7()).await.unwrap().is_none());
+}
