@@ -11,9 +11,11 @@ use clap::{Args, Parser, Subcommand};
 use oxcart::config::{Config, Services};
 use oxcart::{App, open_database, signing_key};
 use oxcart_events::EventStore;
+use oxcart_events::consumer::{DeadLetters as _, replay};
+use oxcart_platform::metrics::Metrics;
 use oxcart_platform::shutdown;
 use oxcart_platform::telemetry;
-use oxcart_sqlite::{MIGRATOR, SqliteEventStore};
+use oxcart_sqlite::{DbDeadLetters, MIGRATOR, SqliteEventStore};
 use oxcart_users::Users;
 use oxcart_users::domain::Registration;
 use serde::Serialize;
@@ -45,6 +47,9 @@ enum Command {
     /// Manage read models.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Inspect and replay dead letters: events a consumer gave up on.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Print the OpenAPI document.
     Openapi {
         /// Describe only these services.
@@ -76,6 +81,34 @@ enum UsersCommand {
 enum ProjectionsCommand {
     /// Replay the event store into fresh read models.
     Rebuild(Common),
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List dead letters, oldest first: unresolved ones unless --all.
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Only this consumer group (`email-service`, `payment-service`, …).
+        #[arg(long)]
+        group: Option<String>,
+        /// Include letters already replayed successfully.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a dead letter's event through its consumer once more; on success the letter is
+    /// resolved. Fix the cause first (a mail server down, a bug deployed): a replay that
+    /// fails again leaves the letter in place. Safe to repeat: consumers skip events they
+    /// have already applied.
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        /// The letter's id, from `oxcart dlq list`.
+        id: uuid::Uuid,
+    },
 }
 
 /// Settings every command shares. Flags win over OXCART_* variables, which win over the
@@ -217,6 +250,71 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rebuilt.orders,
                 rebuilt.position,
                 started.elapsed()
+            );
+            Ok(())
+        }
+        Some(Command::Dlq(DlqCommand::List {
+            common,
+            group,
+            all,
+            json,
+        })) => {
+            let config = load(&common, &common)?;
+            let db = open_database(&config).await?;
+            let letters = DbDeadLetters(db.clone())
+                .list(group.as_deref(), all)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read the dead letters: {e}"))?;
+            db.close().await;
+            for letter in &letters {
+                if json {
+                    let line = serde_json::json!({
+                        "id": letter.id,
+                        "group": letter.group,
+                        "eventId": letter.event.event.event_id,
+                        "eventType": letter.event.event.event_type,
+                        "aggregateId": letter.event.event.aggregate_id,
+                        "attempts": letter.attempts,
+                        "error": letter.error,
+                        "parkedAt": letter.parked_at,
+                        "resolvedAt": letter.resolved_at,
+                    });
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{}  {:<18} {:<22} attempts {:<3} {}{}\n    {}",
+                        letter.id,
+                        letter.group,
+                        letter.event.event.event_type,
+                        letter.attempts,
+                        letter.parked_at.format("%Y-%m-%d %H:%M:%S"),
+                        if letter.resolved_at.is_some() {
+                            "  (resolved)"
+                        } else {
+                            ""
+                        },
+                        letter.error
+                    );
+                }
+            }
+            if !json {
+                eprintln!("{} dead letter(s)", letters.len());
+            }
+            Ok(())
+        }
+        Some(Command::Dlq(DlqCommand::Replay { common, id })) => {
+            let config = load(&common, &common)?;
+            let db = open_database(&config).await?;
+            db.migrate(&MIGRATOR).await.context("applying migrations")?;
+            let key = signing_key(&config)?;
+            let store = Arc::new(SqliteEventStore::new(db.clone()));
+            let assembly = oxcart::assemble(&config, &db, &store, &key, &Metrics::new())?;
+            let outcome = replay(&assembly.handlers, &DbDeadLetters(db.clone()), id).await;
+            db.close().await;
+            let letter = outcome.map_err(|e| anyhow::anyhow!("replay of {id} failed: {e}"))?;
+            println!(
+                "replayed {} ({} for {}): resolved",
+                letter.id, letter.event.event.event_type, letter.group
             );
             Ok(())
         }

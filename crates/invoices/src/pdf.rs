@@ -32,6 +32,16 @@ fn width(text: &str, size: f32) -> f32 {
     text.chars().count() as f32 * size * 0.53
 }
 
+/// `text` cut to `max` characters, with an ellipsis when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut clipped: String = text.chars().take(max.saturating_sub(3)).collect();
+    clipped.push_str("...");
+    clipped
+}
+
 struct Page {
     content: Content,
     y: f32,
@@ -117,15 +127,15 @@ pub fn render(document: &Document) -> Vec<u8> {
             page.text(b"F1", 10.0, MARGIN, "(further lines omitted)");
             break;
         }
-        page.text(
-            b"F1",
-            10.0,
-            MARGIN,
-            &format!("{} ({})", line.description, line.sku),
-        );
+        // The description must stop short of the quantity column.
+        let room = ((qty - 40.0 - MARGIN) / (10.0 * 0.53)) as usize;
+        page.text(b"F1", 10.0, MARGIN, &clip(&line.description, room));
         page.right(b"F1", 10.0, qty, &line.quantity.to_string());
         page.right(b"F1", 10.0, unit, &document.money(line.unit_price));
         page.right(b"F1", 10.0, total, &document.money(line.line_total));
+        page.down(11.0);
+        let sku = format!("SKU {}", line.sku);
+        page.text(b"F1", 8.0, MARGIN, &clip(&sku, room * 5 / 4));
     }
     page.down(10.0);
     page.rule();

@@ -7,6 +7,7 @@ mod docs;
 mod errors;
 mod health;
 mod helpers;
+mod mail;
 mod metrics;
 mod orders;
 mod process;
