@@ -17,6 +17,12 @@ else
   wrk.path = "/api/orders/" .. os.getenv("ORDER")
 end
 
+-- DELAY_MS: a pause before each request, to hold the rate below what the saga drains.
+local pause = tonumber(os.getenv("DELAY_MS") or "0")
+if pause > 0 then
+  delay = function() return pause end
+end
+
 local unexpected = 0
 response = function(status)
   if status ~= expected then unexpected = unexpected + 1 end

@@ -89,10 +89,9 @@ impl Handler for AnalyticsHandler {
         if kind != "order.created" && payment.is_none() && status.is_none() {
             return Ok(());
         }
-        let mut tx = self.db.begin().await?;
-        if !db::claim(&mut tx, GROUP, event.event.event_id).await? {
+        let Some(mut tx) = db::begin_claimed(&self.db, GROUP, event.event.event_id).await? else {
             return Ok(());
-        }
+        };
         let order_id = event.event.aggregate_id.to_string();
         if kind == "order.created" {
             let created: Created = serde_json::from_value(event.event.data.clone())?;

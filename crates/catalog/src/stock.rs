@@ -65,10 +65,9 @@ impl StockHandler {
     async fn reserve(&self, cause: &RecordedEvent) -> Result<(), BoxError> {
         let order_id = cause.event.aggregate_id;
         let created: OrderCreated = serde_json::from_value(cause.event.data.clone())?;
-        let mut tx = self.db.begin().await?;
-        if !db::claim(&mut tx, GROUP, cause.event.event_id).await? {
+        let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
             return Ok(());
-        }
+        };
         let mut shortages = Vec::new();
         for line in &created.items {
             let available: Option<i64> =
@@ -118,10 +117,9 @@ impl StockHandler {
 
     async fn release(&self, cause: &RecordedEvent) -> Result<(), BoxError> {
         let order_id = cause.event.aggregate_id;
-        let mut tx = self.db.begin().await?;
-        if !db::claim(&mut tx, GROUP, cause.event.event_id).await? {
+        let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
             return Ok(());
-        }
+        };
         let items: Option<String> = sqlx::query_scalar(
             "SELECT items FROM stock_reservations WHERE order_id = $1 AND status = 'reserved'",
         )

@@ -175,13 +175,14 @@ impl Subscription for LogSubscription {
             if !delivered.is_empty() {
                 return Ok(delivered);
             }
+            // Nothing for this group: what was read belongs to other topics. Skip it for
+            // good once everything the group was given is committed, so that its lag
+            // says what it really owes.
+            if self.read > self.committed && self.committed >= self.delivered {
+                let read = self.read;
+                self.save(read).await?;
+            }
             if !events.is_empty() {
-                // Only other topics' events: skip them for good once everything this
-                // group was given is committed, so its lag says what it really owes.
-                if self.read > self.committed && self.committed >= self.delivered {
-                    let read = self.read;
-                    self.save(read).await?;
-                }
                 continue;
             }
             let now = tokio::time::Instant::now();

@@ -174,21 +174,17 @@ impl InvoiceHandler {
         order_id: Uuid,
         kind: Kind,
     ) -> Result<(), BoxError> {
-        {
-            let mut conn = self.db.reader().acquire().await?;
-            if db::claimed(&mut conn, GROUP, cause.event.event_id).await? {
-                return Ok(());
-            }
+        if db::claimed(&self.db, GROUP, cause.event.event_id).await? {
+            return Ok(());
         }
         let order = self
             .orders
             .order(order_id)
             .await?
             .ok_or_else(|| format!("order {order_id} not found"))?;
-        let mut tx = self.db.begin().await?;
-        if !db::claim(&mut tx, GROUP, cause.event.event_id).await? {
+        let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
             return Ok(());
-        }
+        };
         let existing: Option<String> =
             sqlx::query_scalar("SELECT number FROM invoices WHERE order_id = $1 AND kind = $2")
                 .bind(order_id.to_string())

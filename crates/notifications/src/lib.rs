@@ -104,11 +104,8 @@ impl Handler for EmailHandler {
             return Ok(());
         };
         let event_id = event.event.event_id;
-        {
-            let mut conn = self.db.reader().acquire().await?;
-            if db::claimed(&mut conn, GROUP, event_id).await? {
-                return Ok(());
-            }
+        if db::claimed(&self.db, GROUP, event_id).await? {
+            return Ok(());
         }
         let order_id = event.event.aggregate_id;
         let order = self
@@ -118,9 +115,9 @@ impl Handler for EmailHandler {
             .ok_or_else(|| format!("order {order_id} not found"))?;
         let Some(recipient) = self.recipients.recipient(order.customer_id).await? else {
             tracing::warn!(order_id = %order_id, customer = %order.customer_id, "customer has no e-mail address; nothing sent");
-            let mut tx = self.db.begin().await?;
-            db::claim(&mut tx, GROUP, event_id).await?;
-            tx.commit().await?;
+            if let Some(tx) = db::begin_claimed(&self.db, GROUP, event_id).await? {
+                tx.commit().await?;
+            }
             return Ok(());
         };
         let details = Details {
@@ -147,10 +144,9 @@ impl Handler for EmailHandler {
             .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))?;
         self.mailer.send(&id, &message).await?;
 
-        let mut tx = self.db.begin().await?;
-        if !db::claim(&mut tx, GROUP, event_id).await? {
+        let Some(mut tx) = db::begin_claimed(&self.db, GROUP, event_id).await? else {
             return Ok(());
-        }
+        };
         sqlx::query(
             "INSERT INTO notifications (message_id, event_id, order_id, recipient, template, subject, sent_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING",

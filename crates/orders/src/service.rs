@@ -167,13 +167,12 @@ impl Orders {
 
     /// Ships a PAID order (admins).
     pub async fn ship(&self, by: Uuid, id: Uuid, context: &RequestContext) -> Result<Order, Error> {
-        let order = self
-            .transition(id, context, |order| {
-                Ok(order.decide(OrderEvent::Shipped(OrderShipped { shipped_by: by }))?)
-            })
-            .await?;
-        tracing::info!(order_id = %id, by = %by, "order shipped");
-        Ok(order)
+        self.advance(
+            id,
+            context,
+            OrderEvent::Shipped(OrderShipped { shipped_by: by }),
+        )
+        .await
     }
 
     /// Marks a SHIPPED order delivered (admins).
@@ -183,12 +182,25 @@ impl Orders {
         id: Uuid,
         context: &RequestContext,
     ) -> Result<Order, Error> {
+        self.advance(
+            id,
+            context,
+            OrderEvent::Delivered(OrderDelivered { delivered_by: by }),
+        )
+        .await
+    }
+
+    /// Moves an order on by `event`, if its status allows.
+    async fn advance(
+        &self,
+        id: Uuid,
+        context: &RequestContext,
+        event: OrderEvent,
+    ) -> Result<Order, Error> {
         let order = self
-            .transition(id, context, |order| {
-                Ok(order.decide(OrderEvent::Delivered(OrderDelivered { delivered_by: by }))?)
-            })
+            .transition(id, context, |order| Ok(order.decide(event.clone())?))
             .await?;
-        tracing::info!(order_id = %id, by = %by, "order delivered");
+        tracing::info!(order_id = %id, status = %order.status, "order moved on");
         Ok(order)
     }
 

@@ -145,12 +145,11 @@ impl PaymentProvider for SimulatedProvider {
             Some(answer) => answer,
             None => {
                 let token = charge.token.as_deref().unwrap_or_default();
-                let attempts = self.attempt(key).await?;
                 let decline = match token {
                     tokens::SUCCESS => None,
                     tokens::DECLINED => Some("card_declined"),
                     tokens::INSUFFICIENT_FUNDS => Some("insufficient_funds"),
-                    tokens::TRANSIENT if attempts == 1 => {
+                    tokens::TRANSIENT if self.attempt(key).await? == 1 => {
                         return Err(Unavailable("simulated outage (tok_transient)".into()).into());
                     }
                     tokens::TRANSIENT => None,

@@ -94,17 +94,15 @@ impl PaymentSaga {
     }
 
     async fn seen(&self, event: &RecordedEvent) -> Result<bool, BoxError> {
-        let mut conn = self.db.reader().acquire().await?;
-        Ok(db::claimed(&mut conn, GROUP, event.event.event_id).await?)
+        Ok(db::claimed(&self.db, GROUP, event.event.event_id).await?)
     }
 
     async fn intend(&self, cause: &RecordedEvent) -> Result<(), BoxError> {
         let order: OrderCreated = serde_json::from_value(cause.event.data.clone())?;
         let order_id = cause.event.aggregate_id;
-        let mut tx = self.db.begin().await?;
-        if !db::claim(&mut tx, GROUP, cause.event.event_id).await? {
+        let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
             return Ok(());
-        }
+        };
         let now = db::timestamp(db::now());
         sqlx::query(
             "INSERT INTO payments (id, order_id, user_id, amount, currency, payment_token, status, created_at, updated_at) \
@@ -172,10 +170,9 @@ impl PaymentSaga {
                 ),
             ),
         };
-        let mut tx = self.db.begin().await?;
-        if !db::claim(&mut tx, GROUP, cause.event.event_id).await? {
+        let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
             return Ok(());
-        }
+        };
         let updated = sqlx::query(
             "UPDATE payments SET status = $1, provider_reference = $2, failure_reason = $3, updated_at = $4 \
              WHERE order_id = $5 AND status = 'pending'",
@@ -214,10 +211,10 @@ impl PaymentSaga {
         };
         match payment.status {
             PaymentStatus::Pending => {
-                let mut tx = self.db.begin().await?;
-                if !db::claim(&mut tx, GROUP, cause.event.event_id).await? {
+                let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await?
+                else {
                     return Ok(());
-                }
+                };
                 sqlx::query(
                     "UPDATE payments SET status = 'cancelled', updated_at = $1 WHERE order_id = $2 AND status = 'pending'",
                 )
@@ -251,10 +248,9 @@ impl PaymentSaga {
             })
             .await?;
         let id = payment_id(order_id);
-        let mut tx = self.db.begin().await?;
-        if !db::claim(&mut tx, GROUP, cause.event.event_id).await? {
+        let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
             return Ok(());
-        }
+        };
         sqlx::query(
             "UPDATE payments SET status = 'refunded', refund_reference = $1, updated_at = $2 \
              WHERE order_id = $3 AND status = 'succeeded'",

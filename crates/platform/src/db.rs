@@ -125,14 +125,16 @@ pub async fn save_checkpoint(
     .map(drop)
 }
 
-/// Records that consumer group `consumer` applies event `event_id`, inside the transaction
-/// that applies it. False if the group already has: the caller then drops the
-/// transaction, and a redelivered event has no second effect.
-pub async fn claim(
-    conn: &mut sqlx::AnyConnection,
+/// Begins the transaction in which consumer group `consumer` applies event `event_id`,
+/// with the event already claimed in the inbox (`processed_events`). `None` if the group
+/// has applied it before: a redelivery, to be skipped. The claim commits or rolls back
+/// with the group's effects, so an event is applied exactly when it is recorded.
+pub async fn begin_claimed(
+    db: &Db,
     consumer: &str,
     event_id: uuid::Uuid,
-) -> sqlx::Result<bool> {
+) -> sqlx::Result<Option<Tx>> {
+    let mut tx = db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
          ON CONFLICT (consumer, event_id) DO NOTHING",
@@ -140,23 +142,19 @@ pub async fn claim(
     .bind(consumer)
     .bind(event_id.to_string())
     .bind(timestamp(Utc::now()))
-    .execute(conn)
+    .execute(&mut *tx)
     .await?;
-    Ok(inserted.rows_affected() == 1)
+    Ok((inserted.rows_affected() == 1).then_some(tx))
 }
 
 /// Whether consumer group `consumer` has applied event `event_id`: lets a handler skip
-/// slow work (a call to a provider) for an event it has seen.
-pub async fn claimed(
-    conn: &mut sqlx::AnyConnection,
-    consumer: &str,
-    event_id: uuid::Uuid,
-) -> sqlx::Result<bool> {
+/// slow work (a call to a provider, an e-mail) for an event it has seen.
+pub async fn claimed(db: &Db, consumer: &str, event_id: uuid::Uuid) -> sqlx::Result<bool> {
     let found: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2")
             .bind(consumer)
             .bind(event_id.to_string())
-            .fetch_optional(conn)
+            .fetch_optional(db.reader())
             .await?;
     Ok(found.is_some())
 }

@@ -159,6 +159,18 @@ pub async fn lag_counts_what_the_group_has_not_committed(f: Fixture) {
     assert_eq!(subscription.lag().await.unwrap(), 1);
     subscription.commit(&events[3]).await.unwrap();
     assert_eq!(subscription.lag().await.unwrap(), 0);
+
+    // Other topics' events behind the last one delivered are not owed: once the group
+    // has committed and polls again, they stop counting.
+    let order = Uuid::now_v7();
+    append(f.store.as_ref(), "order", order, 0, 5).await;
+    append(f.store.as_ref(), "payment", Uuid::now_v7(), 0, 6).await;
+    let events = subscription.poll(10, WAIT).await.unwrap();
+    assert_eq!(numbers(&events), [5]);
+    subscription.commit(&events[0]).await.unwrap();
+    assert_eq!(subscription.lag().await.unwrap(), 1);
+    assert!(subscription.poll(10, WAIT).await.unwrap().is_empty());
+    assert_eq!(subscription.lag().await.unwrap(), 0);
 }
 
 async fn recorded(store: &dyn EventStore) -> RecordedEvent {
