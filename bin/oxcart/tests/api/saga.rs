@@ -44,19 +44,15 @@ pub const FAST: [(&str, &str); 3] = [
     ("OXCART_PAYMENT_SLOW_DELAY", "200ms"),
 ];
 
-/// Waits until every order in `ids` is in a terminal state and every consumer group has
-/// caught up with the log, so that nothing is still on its way.
+/// Waits until the saga is done with every order in `ids` (none is still CREATED) and
+/// every consumer group has caught up with the log, so that nothing is on its way.
 pub async fn settle(db: &Db, ids: &[String], groups: &[&str]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
     loop {
         let statuses = statuses(db).await;
         let open = ids
             .iter()
-            .filter(|id| {
-                !statuses
-                    .get(*id)
-                    .is_some_and(|s| TERMINAL.contains(&s.as_str()))
-            })
+            .filter(|id| statuses.get(*id).is_none_or(|s| s == "CREATED"))
             .count();
         let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
             .fetch_one(db.reader())
@@ -402,5 +398,89 @@ async fn two_hundred_orders_reach_a_terminal_state_with_every_effect_once() {
         })
         .count();
     assert_eq!(failed.parse::<usize>().unwrap(), charged_transient);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_ship_and_deliver_paid_orders_and_the_customer_hears_of_it() {
+    let app = TestApp::spawn().await;
+    let api = &app.api;
+    let admin = app.admin().await;
+    let mug = api.product(&admin, "Mug", 1250, "EUR", 10).await;
+    let (customer, _) = api.customer().await;
+    let order = place(api, &customer, &[(mug, 1)], "tok_success").await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    settle(&app.db, std::slice::from_ref(&id), &GROUPS).await;
+
+    let ship = format!("/api/orders/{id}/ship");
+    api.post(&ship, Some(&customer), &json!({}))
+        .await
+        .problem(403);
+    let shipped = api.post(&ship, Some(&admin), &json!({})).await;
+    assert_eq!(shipped.ok(200)["status"], "SHIPPED");
+    api.post(&ship, Some(&admin), &json!({})).await.problem(409);
+    let delivered = api
+        .post(
+            &format!("/api/orders/{id}/deliver"),
+            Some(&admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(delivered.ok(200)["status"], "DELIVERED");
+    // Too late to cancel a delivered order.
+    api.post(
+        &format!("/api/orders/{id}/cancel"),
+        Some(&customer),
+        &json!({}),
+    )
+    .await
+    .problem(409);
+    let unknown = format!("/api/orders/{}/deliver", Uuid::now_v7());
+    api.post(&unknown, Some(&admin), &json!({}))
+        .await
+        .problem(404);
+
+    settle(&app.db, std::slice::from_ref(&id), &GROUPS).await;
+    let audit = audit(&app.db, &app.config.data_dir.join("mail")).await;
+    assert_eq!(audit.mails(&id, "order-confirmation"), 1);
+    assert_eq!(audit.mails(&id, "order-shipped"), 1);
+    let summary = api.get("/api/analytics/summary", Some(&admin)).await;
+    assert_eq!(summary.ok(200)["byStatus"], json!({ "DELIVERED": 1 }));
+    assert_eq!(summary.body["revenue"][0]["amount"], 1250);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn analytics_are_for_admins_over_valid_ranges() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let (customer, _) = app.api.customer().await;
+    let api = &app.api;
+    api.get("/api/analytics/summary", Some(&customer))
+        .await
+        .problem(403);
+    api.get(
+        "/api/analytics/summary?from=2026-11-30&to=2026-11-01",
+        Some(&admin),
+    )
+    .await
+    .problem_naming(422, "from");
+    api.get(
+        "/api/analytics/summary?from=2024-01-01&to=2026-01-01",
+        Some(&admin),
+    )
+    .await
+    .problem_naming(422, "from");
+    api.get("/api/analytics/summary?from=yesterday", Some(&admin))
+        .await
+        .problem_naming(400, "from");
+    let empty = api
+        .get(
+            "/api/analytics/summary?from=2026-01-01&to=2026-01-31",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(empty.ok(200)["orders"], 0);
+    assert_eq!(empty.body["payments"]["successRate"], Value::Null);
     app.stop().await;
 }
