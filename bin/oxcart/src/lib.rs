@@ -18,11 +18,11 @@ use axum::{Extension, Router};
 use oxcart_analytics::{Analytics, AnalyticsHandler};
 use oxcart_catalog::Catalog;
 use oxcart_catalog::stock::StockHandler;
-use oxcart_events::EventStore;
 use oxcart_events::bus::{Bus, LogBus};
 use oxcart_events::consumer::{ConsumerMetrics, ConsumerRunner, DeadLetters, Handler};
 use oxcart_events::projection::ProjectionRunner;
 use oxcart_events::store::BoxError;
+use oxcart_events::{EventStore, Position};
 use oxcart_invoices::{InvoiceHandler, Invoices};
 use oxcart_notifications::{EmailHandler, FileMailer, Mailer, Recipient, Recipients, SmtpMailer};
 use oxcart_orders::domain::ProductSnapshot;
@@ -43,6 +43,7 @@ use oxcart_sqlite::{DbCheckpoints, DbDeadLetters, MIGRATOR, SqliteEventStore};
 use oxcart_users::Users;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{InfoBuilder, OpenApi};
@@ -55,23 +56,21 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Samples what no event updates: how far the projections lag, and how many dead
 /// letters wait per group.
 struct Sampler {
-    db: Db,
     store: Arc<dyn EventStore>,
     dead_letters: Arc<dyn DeadLetters>,
     metrics: ConsumerMetrics,
-    projections: Vec<&'static str>,
+    /// Each projection's name and progress, as its runner publishes it.
+    projections: Vec<(&'static str, watch::Receiver<Position>)>,
 }
 
 impl Sampler {
     async fn sample(&self) -> Result<(), BoxError> {
         let head = self.store.head().await?;
-        let mut conn = self.db.reader().acquire().await?;
-        for name in &self.projections {
-            let at = db::checkpoint(&mut conn, name).await?;
+        for (name, progress) in &self.projections {
+            let at = *progress.borrow();
             self.metrics
                 .set_lag(name, u64::try_from(head - at).unwrap_or(0));
         }
-        drop(conn);
         self.metrics
             .set_dead_letters(&self.dead_letters.depth().await?);
         Ok(())
@@ -280,11 +279,13 @@ pub fn assemble(
                 )));
             }
             Service::Notifications => {
+                let mailer = mailer(config)?;
+                tracing::info!(mail = %mailer.describe(), "e-mail delivery");
                 let handler = EmailHandler::new(
                     db.clone(),
                     Arc::new(orders.clone()),
                     Arc::new(LocalUsers(users.clone())),
-                    mailer(config)?,
+                    mailer,
                     &config.mail_from,
                 )
                 .context("mail_from")?;
@@ -357,14 +358,13 @@ impl App {
             })
             .collect();
         let sampler = Sampler {
-            db: db.clone(),
             store,
             dead_letters,
             metrics: consumer_metrics,
             projections: assembly
                 .projections
                 .iter()
-                .map(ProjectionRunner::name)
+                .map(|p| (p.name(), p.progress()))
                 .collect(),
         };
         // The served document comes from `openapi()`, not from this router, so that it is

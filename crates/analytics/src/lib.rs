@@ -17,9 +17,10 @@ use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
+use oxcart_orders::domain::{OrderCreated, OrderEvent, OrderStatus};
 use oxcart_platform::db::{self, Db};
 use oxcart_platform::{ProblemKind, ServiceError};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -28,24 +29,6 @@ pub const GROUP: &str = "analytics-service";
 
 /// The statuses whose orders count as revenue.
 const EARNING: &str = "('PAID', 'SHIPPED', 'DELIVERED')";
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Created {
-    items: Vec<CreatedLine>,
-    currency: String,
-    total_amount: i64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CreatedLine {
-    product_id: Uuid,
-    sku: String,
-    name: String,
-    quantity: i64,
-    line_total: i64,
-}
 
 pub struct AnalyticsHandler {
     db: Db,
@@ -57,15 +40,27 @@ impl AnalyticsHandler {
     }
 }
 
-fn status_after(event_type: &str) -> Option<&'static str> {
-    Some(match event_type {
-        "order.paid" => "PAID",
-        "order.payment_failed" => "PAYMENT_FAILED",
-        "order.cancelled" => "CANCELLED",
-        "order.shipped" => "SHIPPED",
-        "order.delivered" => "DELIVERED",
-        _ => return None,
-    })
+/// What one event changes in the analytics tables.
+enum Change {
+    Placed(Box<OrderCreated>),
+    Status(OrderStatus),
+    /// The outcome of the order's charge, `succeeded` or `failed`.
+    Payment(&'static str),
+}
+
+impl Change {
+    fn of(event: &RecordedEvent) -> Result<Option<Self>, BoxError> {
+        let kind = event.event.event_type.as_str();
+        Ok(Some(match kind {
+            "payment.succeeded" => Self::Payment("succeeded"),
+            "payment.failed" => Self::Payment("failed"),
+            _ => match OrderEvent::decode(kind, &event.event.data)? {
+                None => return Ok(None),
+                Some(OrderEvent::Created(created)) => Self::Placed(created),
+                Some(other) => Self::Status(other.status()),
+            },
+        }))
+    }
 }
 
 #[async_trait]
@@ -79,62 +74,60 @@ impl Handler for AnalyticsHandler {
     }
 
     async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
-        let kind = event.event.event_type.as_str();
-        let payment = match kind {
-            "payment.succeeded" => Some("succeeded"),
-            "payment.failed" => Some("failed"),
-            _ => None,
-        };
-        let status = status_after(kind);
-        if kind != "order.created" && payment.is_none() && status.is_none() {
+        let Some(change) = Change::of(event)? else {
             return Ok(());
-        }
+        };
         let Some(mut tx) = db::begin_claimed(&self.db, GROUP, event.event.event_id).await? else {
             return Ok(());
         };
         let order_id = event.event.aggregate_id.to_string();
-        if kind == "order.created" {
-            let created: Created = serde_json::from_value(event.event.data.clone())?;
-            sqlx::query(
-                "INSERT INTO analytics_orders (order_id, day, status, currency, total, created_at) \
-                 VALUES ($1, $2, 'CREATED', $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
-            )
-            .bind(&order_id)
-            .bind(event.event.timestamp.date_naive().to_string())
-            .bind(&created.currency)
-            .bind(created.total_amount)
-            .bind(db::timestamp(event.event.timestamp))
-            .execute(&mut *tx)
-            .await?;
-            for line in created.items {
+        match change {
+            Change::Placed(created) => {
                 sqlx::query(
-                    "INSERT INTO analytics_order_lines (order_id, product_id, sku, name, quantity, line_total) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, product_id) DO NOTHING",
+                    "INSERT INTO analytics_orders (order_id, day, status, currency, total, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING",
                 )
                 .bind(&order_id)
-                .bind(line.product_id.to_string())
-                .bind(&line.sku)
-                .bind(&line.name)
-                .bind(line.quantity)
-                .bind(line.line_total)
+                .bind(event.event.timestamp.date_naive().to_string())
+                .bind(OrderStatus::Created.as_str())
+                .bind(&created.currency)
+                .bind(created.total_amount)
+                .bind(db::timestamp(event.event.timestamp))
                 .execute(&mut *tx)
                 .await?;
+                for line in &created.items {
+                    sqlx::query(
+                        "INSERT INTO analytics_order_lines (order_id, product_id, sku, name, quantity, line_total) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, product_id) DO NOTHING",
+                    )
+                    .bind(&order_id)
+                    .bind(line.product_id.to_string())
+                    .bind(&line.sku)
+                    .bind(&line.name)
+                    .bind(i64::from(line.quantity))
+                    .bind(line.line_total)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
-        } else if let Some(status) = status {
-            sqlx::query("UPDATE analytics_orders SET status = $1 WHERE order_id = $2")
-                .bind(status)
-                .bind(&order_id)
-                .execute(&mut *tx)
-                .await?;
-        } else if let Some(payment) = payment {
-            let order_id = event.event.data["orderId"]
-                .as_str()
-                .ok_or("payment event without an orderId")?;
-            sqlx::query("UPDATE analytics_orders SET payment = $1 WHERE order_id = $2")
-                .bind(payment)
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
+            Change::Status(status) => {
+                sqlx::query("UPDATE analytics_orders SET status = $1 WHERE order_id = $2")
+                    .bind(status.as_str())
+                    .bind(&order_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Change::Payment(outcome) => {
+                // A payment event's aggregate is the payment; it names its order.
+                let order_id = event.event.data["orderId"]
+                    .as_str()
+                    .ok_or("payment event without an orderId")?;
+                sqlx::query("UPDATE analytics_orders SET payment = $1 WHERE order_id = $2")
+                    .bind(outcome)
+                    .bind(order_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -25,7 +25,6 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 use prometheus::core::Collector;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -49,14 +48,12 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// How hard the runner tries before parking an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts per event, the first included, before it is dead-lettered.
     pub max_attempts: u32,
     /// The first retry's delay; each later one doubles, up to `max_delay`.
-    #[serde(with = "humantime_serde")]
     pub base_delay: Duration,
-    #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
 }
 

@@ -217,55 +217,69 @@ impl Orders {
         decide: impl Fn(&Order) -> Result<OrderEvent, domain::Refused>,
     ) -> Result<Option<Order>, Error> {
         let cause_id = cause.event.event_id.to_string();
-        for _ in 0..ATTEMPTS {
-            let history = self.store.read_stream(id).await?;
-            if history
-                .iter()
-                .any(|e| e.event.metadata.causation_id == cause_id)
-            {
-                return Ok(None);
-            }
-            let order = Order::from_history(&history)?.ok_or(Error::NotFound)?;
-            let event = match decide(&order) {
-                Ok(event) => event,
-                Err(refused) => {
-                    tracing::info!(order_id = %id, cause = %cause.event.event_type, %refused, "reply no longer applies");
+        let kind = &cause.event.event_type;
+        let order = self
+            .append_decided(id, |history, order| {
+                if history
+                    .iter()
+                    .any(|e| e.event.metadata.causation_id == cause_id)
+                {
                     return Ok(None);
                 }
-            };
-            let mut new =
-                NewEvent::caused_by(cause, event.event_type(), AGGREGATE, id, event.data());
-            new.user_id = Some(order.customer_id);
-            let at = new.timestamp;
-            match self.store.append(id, order.version, vec![new]).await {
-                Ok(appended) => {
-                    let order = order.evolve(&event, appended.version, at)?;
-                    tracing::info!(order_id = %id, status = %order.status, cause = %cause.event.event_type, "order moved on");
-                    return Ok(Some(order));
-                }
-                Err(oxcart_events::Error::Conflict { .. }) => continue,
-                Err(error) => return Err(error.into()),
-            }
+                let event = match decide(order) {
+                    Ok(event) => event,
+                    Err(refused) => {
+                        tracing::info!(order_id = %id, cause = %kind, %refused, "reply no longer applies");
+                        return Ok(None);
+                    }
+                };
+                let mut new =
+                    NewEvent::caused_by(cause, event.event_type(), AGGREGATE, id, event.data());
+                new.user_id = Some(order.customer_id);
+                Ok(Some((event, new)))
+            })
+            .await?;
+        if let Some(order) = &order {
+            tracing::info!(order_id = %id, status = %order.status, cause = %kind, "order moved on");
         }
-        Err(Error::Contended)
+        Ok(order)
     }
 
-    /// Loads the order, decides, and appends at the version it decided on. If another
-    /// writer got there first the decision is made again on the new state: safe, because
-    /// deciding is a pure function of that state.
+    /// Decides on behalf of a request, with the request's ids in the event's metadata.
     async fn transition(
         &self,
         id: Uuid,
         context: &RequestContext,
         decide: impl Fn(&Order) -> Result<OrderEvent, Error>,
     ) -> Result<Order, Error> {
-        for _ in 0..ATTEMPTS {
-            let order = self.load(id).await?.ok_or(Error::NotFound)?;
-            let event = decide(&order)?;
+        self.append_decided(id, |_, order| {
+            let event = decide(order)?;
             let new = envelope(id, order.customer_id, &event, context);
+            Ok(Some((event, new)))
+        })
+        .await?
+        // `decide` above never declines without an error.
+        .ok_or(Error::Contended)
+    }
+
+    /// Loads the order, decides, and appends at the version it decided on. If another
+    /// writer got there first the decision is made again on the new state: safe, because
+    /// deciding is a pure function of that state (and its history). `decide` answers with
+    /// the event and its envelope, or `None` to change nothing.
+    async fn append_decided(
+        &self,
+        id: Uuid,
+        decide: impl Fn(&[RecordedEvent], &Order) -> Result<Option<(OrderEvent, NewEvent)>, Error>,
+    ) -> Result<Option<Order>, Error> {
+        for _ in 0..ATTEMPTS {
+            let history = self.store.read_stream(id).await?;
+            let order = Order::from_history(&history)?.ok_or(Error::NotFound)?;
+            let Some((event, new)) = decide(&history, &order)? else {
+                return Ok(None);
+            };
             let at = new.timestamp;
             match self.store.append(id, order.version, vec![new]).await {
-                Ok(appended) => return Ok(order.evolve(&event, appended.version, at)?),
+                Ok(appended) => return Ok(Some(order.evolve(&event, appended.version, at)?)),
                 Err(oxcart_events::Error::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
             }

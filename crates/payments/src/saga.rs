@@ -58,6 +58,22 @@ struct Row {
     provider_reference: Option<String>,
 }
 
+/// An event about an order's payment: which order and payment, how much, and the one
+/// field (`detail`) that sets this event apart.
+fn payment_event(
+    cause: &RecordedEvent,
+    event_type: &str,
+    order_id: Uuid,
+    payment: &Row,
+    (field, value): (&str, String),
+) -> NewEvent {
+    let id = payment_id(order_id);
+    let mut data = json!({ "orderId": order_id, "paymentId": id, "amount": payment.amount,
+                           "currency": payment.currency });
+    data[field] = json!(value);
+    NewEvent::caused_by(cause, event_type, AGGREGATE, id, data)
+}
+
 pub struct PaymentSaga {
     db: Db,
     outbox: Arc<dyn Outbox>,
@@ -78,7 +94,7 @@ impl PaymentSaga {
             "SELECT status, amount, currency, payment_token, provider_reference FROM payments WHERE order_id = $1",
         )
         .bind(order_id.to_string())
-        .fetch_optional(self.db.writer())
+        .fetch_optional(self.db.reader())
         .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -142,33 +158,22 @@ impl PaymentSaga {
             })
             .await?;
         let id = payment_id(order_id);
-        let (status, reference, reason, event) = match &outcome {
-            ChargeOutcome::Approved { reference } => (
-                PaymentStatus::Succeeded,
-                Some(reference.clone()),
-                None,
-                NewEvent::caused_by(
-                    cause,
-                    "payment.succeeded",
-                    AGGREGATE,
-                    id,
-                    json!({ "orderId": order_id, "paymentId": id, "amount": payment.amount,
-                            "currency": payment.currency, "providerReference": reference }),
-                ),
-            ),
-            ChargeOutcome::Declined { code } => (
-                PaymentStatus::Failed,
-                None,
-                Some(code.clone()),
-                NewEvent::caused_by(
+        let (status, reference, reason, event) = match outcome {
+            ChargeOutcome::Approved { reference } => {
+                let detail = ("providerReference", reference.clone());
+                let event = payment_event(cause, "payment.succeeded", order_id, &payment, detail);
+                (PaymentStatus::Succeeded, Some(reference), None, event)
+            }
+            ChargeOutcome::Declined { code } => {
+                let event = payment_event(
                     cause,
                     "payment.failed",
-                    AGGREGATE,
-                    id,
-                    json!({ "orderId": order_id, "paymentId": id, "amount": payment.amount,
-                            "currency": payment.currency, "reason": code }),
-                ),
-            ),
+                    order_id,
+                    &payment,
+                    ("reason", code.clone()),
+                );
+                (PaymentStatus::Failed, None, Some(code), event)
+            }
         };
         let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
             return Ok(());
@@ -242,7 +247,7 @@ impl PaymentSaga {
             .provider
             .refund(&Refund {
                 idempotency_key: format!("refund:{order_id}"),
-                charge_reference: payment.provider_reference.unwrap_or_default(),
+                charge_reference: payment.provider_reference.clone().unwrap_or_default(),
                 amount: payment.amount,
                 currency: payment.currency.clone(),
             })
@@ -260,13 +265,12 @@ impl PaymentSaga {
         .bind(order_id.to_string())
         .execute(&mut *tx)
         .await?;
-        let event = NewEvent::caused_by(
+        let event = payment_event(
             cause,
             "payment.refunded",
-            AGGREGATE,
-            id,
-            json!({ "orderId": order_id, "paymentId": id, "amount": payment.amount,
-                    "currency": payment.currency, "refundReference": reference }),
+            order_id,
+            &payment,
+            ("refundReference", reference),
         );
         let appended = self.outbox.append_in(&mut tx, id, 1, vec![event]).await?;
         tx.commit().await?;

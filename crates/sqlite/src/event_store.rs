@@ -11,10 +11,11 @@ use uuid::Uuid;
 
 /// The event store on SQLite's `events` table.
 ///
-/// Appends run in a write transaction that checks the stream's version and inserts the
-/// events; the `(aggregate_id, version)` unique constraint backs the check up against
-/// writers in other processes. After each commit the store rings its doorbell so
-/// in-process projections wake at once.
+/// Appends run in a write transaction (the store's own, or the caller's through
+/// [`Outbox`]) that checks the stream's version and inserts the events; the
+/// `(aggregate_id, version)` unique constraint backs the check up against writers in other
+/// processes. After each commit the store rings its doorbell so in-process consumers and
+/// projections wake at once.
 #[derive(Debug)]
 pub struct SqliteEventStore {
     db: Db,
@@ -29,69 +30,6 @@ impl SqliteEventStore {
             db,
             head: watch::Sender::new(0),
         }
-    }
-
-    /// Appends inside the caller's transaction, so that the events commit or roll back
-    /// together with the caller's own writes (the outbox: no dual write). Call
-    /// [`notify`](Self::notify) once the transaction has committed.
-    pub async fn append_in(
-        conn: &mut AnyConnection,
-        aggregate_id: Uuid,
-        expected_version: u64,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, Error> {
-        check_stream(aggregate_id, &events)?;
-        let id = aggregate_id.to_string();
-        let actual = stream_version(conn, &id).await?;
-        if actual != expected_version {
-            return Err(Error::Conflict {
-                aggregate_id,
-                expected: expected_version,
-                actual,
-            });
-        }
-        let mut appended = Appended {
-            version: actual,
-            position: 0,
-        };
-        for event in events {
-            appended.version += 1;
-            let inserted = sqlx::query(
-                "INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, \
-                 occurred_at, user_id, metadata, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING position",
-            )
-            .bind(event.event_id.to_string())
-            .bind(&event.aggregate_type)
-            .bind(&id)
-            .bind(appended.version as i64)
-            .bind(&event.event_type)
-            .bind(i64::from(event.schema_version))
-            .bind(db::timestamp(event.timestamp))
-            .bind(event.user_id.map(|u| u.to_string()))
-            .bind(serde_json::to_string(&event.metadata).map_err(|e| Error::Backend(e.into()))?)
-            .bind(serde_json::to_string(&event.data).map_err(|e| Error::Backend(e.into()))?)
-            .fetch_one(&mut *conn)
-            .await;
-            match inserted {
-                Ok(row) => appended.position = row.try_get("position").map_err(backend)?,
-                // Another process appended between the check and the insert.
-                Err(e) if db::is_unique_violation(&e) && !e.to_string().contains("event_id") => {
-                    let actual = stream_version(conn, &id).await?;
-                    return Err(Error::Conflict {
-                        aggregate_id,
-                        expected: expected_version,
-                        actual,
-                    });
-                }
-                Err(e) => return Err(backend(e)),
-            }
-        }
-        Ok(appended)
-    }
-
-    /// Wakes subscribers after a transaction containing [`append_in`](Self::append_in) commits.
-    pub fn notify(&self, position: Position) {
-        self.head.send_replace(position);
     }
 }
 
@@ -155,11 +93,57 @@ impl Outbox for SqliteEventStore {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
-        Self::append_in(conn, aggregate_id, expected_version, events).await
+        check_stream(aggregate_id, &events)?;
+        let id = aggregate_id.to_string();
+        let actual = stream_version(conn, &id).await?;
+        if actual != expected_version {
+            return Err(Error::Conflict {
+                aggregate_id,
+                expected: expected_version,
+                actual,
+            });
+        }
+        let mut appended = Appended {
+            version: actual,
+            position: 0,
+        };
+        for event in events {
+            appended.version += 1;
+            let inserted = sqlx::query(
+                "INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, \
+                 occurred_at, user_id, metadata, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING position",
+            )
+            .bind(event.event_id.to_string())
+            .bind(&event.aggregate_type)
+            .bind(&id)
+            .bind(appended.version as i64)
+            .bind(&event.event_type)
+            .bind(i64::from(event.schema_version))
+            .bind(db::timestamp(event.timestamp))
+            .bind(event.user_id.map(|u| u.to_string()))
+            .bind(serde_json::to_string(&event.metadata).map_err(|e| Error::Backend(e.into()))?)
+            .bind(serde_json::to_string(&event.data).map_err(|e| Error::Backend(e.into()))?)
+            .fetch_one(&mut *conn)
+            .await;
+            match inserted {
+                Ok(row) => appended.position = row.try_get("position").map_err(backend)?,
+                // Another process appended between the check and the insert.
+                Err(e) if db::is_unique_violation(&e) && !e.to_string().contains("event_id") => {
+                    let actual = stream_version(conn, &id).await?;
+                    return Err(Error::Conflict {
+                        aggregate_id,
+                        expected: expected_version,
+                        actual,
+                    });
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Ok(appended)
     }
 
     fn committed(&self, position: Position) {
-        self.notify(position);
+        self.head.send_replace(position);
     }
 }
 
@@ -172,9 +156,11 @@ impl EventStore for SqliteEventStore {
         events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
         let mut tx = self.db.begin().await.map_err(backend)?;
-        let appended = Self::append_in(&mut tx, aggregate_id, expected_version, events).await?;
+        let appended = self
+            .append_in(&mut tx, aggregate_id, expected_version, events)
+            .await?;
         tx.commit().await.map_err(backend)?;
-        self.notify(appended.position);
+        self.committed(appended.position);
         Ok(appended)
     }
 

@@ -176,6 +176,9 @@ async fn a_mail_outage_is_dead_lettered_and_replayed_once_the_server_is_back() {
     let letter = &letters[0];
     assert_eq!(letter.event.event.event_type, "order.paid");
     assert_eq!(letter.attempts, 2);
+    let parked = "dead_letters{group=\"email-service\"} 1";
+    let text = crate::saga::scrape_until(&app.api, |t| t.contains(parked)).await;
+    assert!(text.contains("events_dead_lettered_total{group=\"email-service\"} 1"));
     // The consumers behind it went on: the order is invoiced regardless.
     let customer = app.api.token(&email, oxcart_test_util::api::PASSWORD).await;
     let invoice = app
@@ -236,6 +239,10 @@ async fn a_mail_outage_is_dead_lettered_and_replayed_once_the_server_is_back() {
     let messages = smtp.wait_for(1).await;
     assert_eq!(header(&messages[0], "X-Oxcart-Order-Id"), order_id);
     assert!(dead_letters.list(None, false).await.unwrap().is_empty());
+    crate::saga::scrape_until(&app.api, |t| {
+        !t.contains("dead_letters{group=\"email-service\"}")
+    })
+    .await;
 
     let again = replay(letter.id.to_string()).await;
     assert!(!again.status.success());

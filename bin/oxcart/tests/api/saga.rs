@@ -224,6 +224,20 @@ impl Audit {
     }
 }
 
+/// Scrapes `/metrics` until `done` holds for its text (gauges are sampled, so they may
+/// take a few seconds to move); returns that text.
+pub async fn scrape_until(api: &Api, done: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    for _ in 0..150 {
+        text = api.get("/metrics", None).await.text;
+        if done(&text) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/metrics never showed what was expected:\n{text}");
+}
+
 fn shipping() -> Value {
     order_body(&[])["shippingAddress"].clone()
 }
@@ -398,6 +412,15 @@ async fn two_hundred_orders_reach_a_terminal_state_with_every_effect_once() {
         })
         .count();
     assert_eq!(failed.parse::<usize>().unwrap(), charged_transient);
+    // Every group reports its lag, and once the log is drained it is zero for all.
+    scrape_until(api, |text| {
+        let lags: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("consumer_lag{"))
+            .collect();
+        lags.len() == GROUPS.len() && lags.iter().all(|l| l.ends_with(" 0"))
+    })
+    .await;
     app.stop().await;
 }
 
