@@ -19,6 +19,7 @@ use oxcart_events::consumer::RetryPolicy;
 use oxcart_orders::OrdersConfig;
 use oxcart_platform::http::HttpConfig;
 use oxcart_platform::telemetry::LogFormat;
+use oxcart_postgres::PgConfig;
 use oxcart_sqlite::{SqliteConfig, Synchronous};
 use oxcart_users::UsersConfig;
 use secrecy::SecretString;
@@ -144,8 +145,24 @@ pub struct Config {
     pub services: Services,
     /// Where the SQLite database and the token signing key live.
     pub data_dir: PathBuf,
-    /// `sqlite:<path>`; defaults to `<data_dir>/oxcart.db`.
+    /// `sqlite:<path>` (defaults to `<data_dir>/oxcart.db`), or
+    /// `postgres://user:pass@host:port/db` for PostgreSQL (directly or through PgBouncer).
     pub database_url: Option<String>,
+    /// PostgreSQL read replicas, comma-separated: the query endpoints read from them in
+    /// turn. Unset: the primary serves reads.
+    pub database_read_url: Option<String>,
+    /// Where `oxcart migrate` applies PostgreSQL migrations: the primary, directly, when
+    /// `database_url` goes through a transaction-pooling PgBouncer. Defaults to
+    /// `database_url`.
+    pub database_migration_url: Option<String>,
+    /// PostgreSQL: connections per pool (the primary's, and each replica's).
+    pub database_max_connections: u32,
+    /// PostgreSQL: connections each pool keeps open when idle.
+    pub database_min_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub database_acquire_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub database_idle_timeout: Duration,
     /// Apply pending migrations at start. Off when a separate `oxcart migrate` step owns them.
     pub migrate: bool,
     pub log_format: LogFormat,
@@ -187,11 +204,21 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        let (http, sqlite) = (HttpConfig::default(), SqliteConfig::default());
+        let (http, sqlite, postgres) = (
+            HttpConfig::default(),
+            SqliteConfig::default(),
+            PgConfig::default(),
+        );
         Self {
             services: Services::all(),
             data_dir: PathBuf::from("data"),
             database_url: None,
+            database_read_url: None,
+            database_migration_url: None,
+            database_max_connections: postgres.max_connections,
+            database_min_connections: postgres.min_connections,
+            database_acquire_timeout: postgres.acquire_timeout,
+            database_idle_timeout: postgres.idle_timeout,
             migrate: true,
             log_format: LogFormat::Auto,
             jwt_private_key: None,
@@ -222,7 +249,12 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment
-            .merge(Env::raw().only(&["DATABASE_URL", "SMTP_URL"]))
+            .merge(Env::raw().only(&[
+                "DATABASE_URL",
+                "DATABASE_READ_URL",
+                "DATABASE_MIGRATION_URL",
+                "SMTP_URL",
+            ]))
             .merge(Env::prefixed("OXCART_").ignore(&["LOG", "CONFIG", "ADMIN_PASSWORD"]))
             .merge(Serialized::defaults(flags))
             .extract()
@@ -234,6 +266,33 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("oxcart.db").display()))
+    }
+
+    /// The read replicas' URLs.
+    pub fn database_read_urls(&self) -> Vec<String> {
+        self.database_read_url
+            .iter()
+            .flat_map(|urls| urls.split(','))
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Where PostgreSQL migrations are applied.
+    pub fn database_migration_url(&self) -> String {
+        self.database_migration_url
+            .clone()
+            .unwrap_or_else(|| self.database_url())
+    }
+
+    pub fn postgres(&self) -> PgConfig {
+        PgConfig {
+            max_connections: self.database_max_connections,
+            min_connections: self.database_min_connections,
+            acquire_timeout: self.database_acquire_timeout,
+            idle_timeout: self.database_idle_timeout,
+        }
     }
 
     pub fn signing_key_path(&self) -> PathBuf {

@@ -34,14 +34,15 @@ use oxcart_payments::Payments;
 use oxcart_payments::provider::SimulatedProvider;
 use oxcart_payments::saga::PaymentSaga;
 use oxcart_platform::auth::SigningKey;
-use oxcart_platform::db::{self, Db};
+use oxcart_platform::db::{self, Backend, Db};
 use oxcart_platform::health::Health;
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::shutdown::Tasks;
 use oxcart_platform::{docs, http};
-use oxcart_sqlite::{DbCheckpoints, DbDeadLetters, MIGRATOR, SqliteEventStore};
+use oxcart_sql::{DbCheckpoints, DbDeadLetters, SqlEventStore};
 use oxcart_users::Users;
 use secrecy::ExposeSecret;
+use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -89,13 +90,50 @@ impl Sampler {
     }
 }
 
-/// Opens the configured database. (PostgreSQL arrives with distributed mode.)
+/// Opens the configured database: a SQLite file, or PostgreSQL and its replicas.
 pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
     let url = config.database_url();
+    if oxcart_postgres::is_postgres_url(&url) {
+        return Ok(oxcart_postgres::connect(
+            &url,
+            &config.database_read_urls(),
+            &config.postgres(),
+        )
+        .await?);
+    }
     let path = oxcart_sqlite::path_from_url(&url).with_context(|| {
-        format!("unsupported DATABASE_URL `{url}`: this build runs on SQLite (sqlite:<path>)")
+        format!(
+            "unsupported DATABASE_URL `{}`: expected sqlite:<path> or postgres://…",
+            oxcart_postgres::redact(&url)
+        )
     })?;
     Ok(oxcart_sqlite::connect(&path, &config.sqlite()).await?)
+}
+
+/// The schema this build keeps on `db`'s engine.
+pub fn migrator(db: &Db) -> &'static Migrator {
+    match db.backend() {
+        Backend::Sqlite => &oxcart_sqlite::MIGRATOR,
+        Backend::Postgres => &oxcart_postgres::MIGRATOR,
+    }
+}
+
+/// Applies the pending migrations: on SQLite through `db`, on PostgreSQL over a direct
+/// connection to `database_migration_url`.
+pub async fn migrate(config: &Config, db: &Db) -> anyhow::Result<()> {
+    match db.backend() {
+        Backend::Sqlite => db.migrate(&oxcart_sqlite::MIGRATOR).await?,
+        // Only when something is pending: the migrator's session-level lock and named
+        // statements must not go through a transaction-pooling PgBouncer, and a process
+        // pointed at one with nothing to apply then never touches them.
+        Backend::Postgres
+            if db
+                .unapplied_migrations(&oxcart_postgres::MIGRATOR)
+                .await
+                .is_ok_and(|pending| pending.is_empty()) => {}
+        Backend::Postgres => oxcart_postgres::migrate(&config.database_migration_url()).await?,
+    }
+    Ok(())
 }
 
 /// The token signing key: from configuration, or kept in the data directory.
@@ -226,7 +264,7 @@ pub struct Assembly {
 pub fn assemble(
     config: &Config,
     db: &Db,
-    store: &Arc<SqliteEventStore>,
+    store: &Arc<SqlEventStore>,
     key: &Arc<SigningKey>,
     metrics: &Metrics,
 ) -> anyhow::Result<Assembly> {
@@ -325,7 +363,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let db = open_database(&config).await?;
         if config.migrate {
-            db.migrate(&MIGRATOR).await.context("applying migrations")?;
+            migrate(&config, &db).await.context("applying migrations")?;
         }
         let key = signing_key(&config)?;
         let metrics = Metrics::new();
@@ -335,10 +373,10 @@ impl App {
         }
         let health = Health::default()
             .with(db::Reachable(db.clone()))
-            .with(db::Migrated(db.clone(), &MIGRATOR));
-        let sqlite_store = Arc::new(SqliteEventStore::new(db.clone()));
-        let assembly = assemble(&config, &db, &sqlite_store, &key, &metrics)?;
-        let store: Arc<dyn EventStore> = sqlite_store;
+            .with(db::Migrated(db.clone(), migrator(&db)));
+        let sql_store = Arc::new(SqlEventStore::new(db.clone()));
+        let assembly = assemble(&config, &db, &sql_store, &key, &metrics)?;
+        let store: Arc<dyn EventStore> = sql_store;
         let bus: Arc<dyn Bus> = Arc::new(LogBus::new(
             Arc::clone(&store),
             Arc::new(DbCheckpoints(db.clone())),

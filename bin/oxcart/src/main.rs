@@ -9,13 +9,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use oxcart::config::{Config, Services};
-use oxcart::{App, open_database, signing_key};
+use oxcart::{App, migrate, open_database, signing_key};
 use oxcart_events::EventStore;
 use oxcart_events::consumer::{DeadLetters as _, replay};
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::shutdown;
 use oxcart_platform::telemetry;
-use oxcart_sqlite::{DbDeadLetters, MIGRATOR, SqliteEventStore};
+use oxcart_sql::{DbDeadLetters, SqlEventStore};
 use oxcart_users::Users;
 use oxcart_users::domain::Registration;
 use serde::Serialize;
@@ -123,7 +123,7 @@ struct Common {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
-    /// Database URL, `sqlite:<path>` [default: sqlite:<data-dir>/oxcart.db]
+    /// Database URL, `sqlite:<path>` or `postgres://…` [default: sqlite:<data-dir>/oxcart.db]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     database_url: Option<String>,
@@ -185,9 +185,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Migrate(common)) => {
             let config = load(&common, &common)?;
             let db = open_database(&config).await?;
-            db.migrate(&MIGRATOR).await.context("applying migrations")?;
+            migrate(&config, &db).await.context("applying migrations")?;
             db.close().await;
-            println!("migrations applied to {}", config.database_url());
+            println!(
+                "migrations applied to {}",
+                oxcart_postgres::redact(&config.database_url())
+            );
             Ok(())
         }
         Some(Command::Users(UsersCommand::CreateAdmin {
@@ -211,7 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let config = load(&common, &common)?;
             let db = open_database(&config).await?;
-            db.migrate(&MIGRATOR).await.context("applying migrations")?;
+            migrate(&config, &db).await.context("applying migrations")?;
             let users = Users::new(db.clone(), signing_key(&config)?, &config.users());
             let registration = Registration::parse(&email, password, name).map_err(|errors| {
                 let problems: Vec<String> = errors
@@ -237,8 +240,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Projections(ProjectionsCommand::Rebuild(common))) => {
             let config = load(&common, &common)?;
             let db = open_database(&config).await?;
-            db.migrate(&MIGRATOR).await.context("applying migrations")?;
-            let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::new(db.clone()));
+            migrate(&config, &db).await.context("applying migrations")?;
+            let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
             let started = std::time::Instant::now();
             let rebuilt = oxcart_orders::read_model::rebuild(&db, store.as_ref())
                 .await
@@ -305,9 +308,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Dlq(DlqCommand::Replay { common, id })) => {
             let config = load(&common, &common)?;
             let db = open_database(&config).await?;
-            db.migrate(&MIGRATOR).await.context("applying migrations")?;
+            migrate(&config, &db).await.context("applying migrations")?;
             let key = signing_key(&config)?;
-            let store = Arc::new(SqliteEventStore::new(db.clone()));
+            let store = Arc::new(SqlEventStore::new(db.clone()));
             let assembly = oxcart::assemble(&config, &db, &store, &key, &Metrics::new())?;
             let outcome = replay(&assembly.handlers, &DbDeadLetters(db.clone()), id).await;
             db.close().await;

@@ -83,7 +83,7 @@ impl Handler for AnalyticsHandler {
         let order_id = event.event.aggregate_id.to_string();
         match change {
             Change::Placed(created) => {
-                sqlx::query(
+                db::query(
                     "INSERT INTO analytics_orders (order_id, day, status, currency, total, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING",
                 )
@@ -96,7 +96,7 @@ impl Handler for AnalyticsHandler {
                 .execute(&mut *tx)
                 .await?;
                 for line in &created.items {
-                    sqlx::query(
+                    db::query(
                         "INSERT INTO analytics_order_lines (order_id, product_id, sku, name, quantity, line_total) \
                          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, product_id) DO NOTHING",
                     )
@@ -111,7 +111,7 @@ impl Handler for AnalyticsHandler {
                 }
             }
             Change::Status(status) => {
-                sqlx::query("UPDATE analytics_orders SET status = $1 WHERE order_id = $2")
+                db::query("UPDATE analytics_orders SET status = $1 WHERE order_id = $2")
                     .bind(status.as_str())
                     .bind(&order_id)
                     .execute(&mut *tx)
@@ -122,7 +122,7 @@ impl Handler for AnalyticsHandler {
                 let order_id = event.event.data["orderId"]
                     .as_str()
                     .ok_or("payment event without an orderId")?;
-                sqlx::query("UPDATE analytics_orders SET payment = $1 WHERE order_id = $2")
+                db::query("UPDATE analytics_orders SET payment = $1 WHERE order_id = $2")
                     .bind(outcome)
                     .bind(order_id)
                     .execute(&mut *tx)
@@ -228,15 +228,15 @@ impl Analytics {
     pub async fn summary(&self, from: NaiveDate, to: NaiveDate) -> Result<Summary, Error> {
         let (start, end) = (from.to_string(), to.to_string());
         let range = "day >= $1 AND day <= $2";
-        let reader = self.db.reader();
+        let mut reader = self.db.read().await?;
 
-        let rows = sqlx::query(&format!(
-            "SELECT day, status, currency, COUNT(*) AS n, SUM(total) AS value FROM analytics_orders \
+        let rows = db::query(&format!(
+            "SELECT day, status, currency, COUNT(*) AS n, CAST(SUM(total) AS BIGINT) AS value FROM analytics_orders \
              WHERE {range} GROUP BY day, status, currency ORDER BY day, status, currency"
         ))
         .bind(&start)
         .bind(&end)
-        .fetch_all(reader)
+        .fetch_all(&mut *reader)
         .await?;
         let mut by_day = Vec::with_capacity(rows.len());
         let mut by_status = std::collections::BTreeMap::new();
@@ -256,13 +256,13 @@ impl Analytics {
             });
         }
 
-        let rows = sqlx::query(&format!(
-            "SELECT currency, COUNT(*) AS n, SUM(total) AS amount FROM analytics_orders \
+        let rows = db::query(&format!(
+            "SELECT currency, COUNT(*) AS n, CAST(SUM(total) AS BIGINT) AS amount FROM analytics_orders \
              WHERE {range} AND status IN {EARNING} GROUP BY currency ORDER BY currency"
         ))
         .bind(&start)
         .bind(&end)
-        .fetch_all(reader)
+        .fetch_all(&mut *reader)
         .await?;
         let revenue = rows
             .iter()
@@ -277,16 +277,16 @@ impl Analytics {
             })
             .collect::<Result<_, sqlx::Error>>()?;
 
-        let rows = sqlx::query(&format!(
+        let rows = db::query(&format!(
             "SELECT l.product_id, MIN(l.sku) AS sku, MIN(l.name) AS name, MIN(o.currency) AS currency, \
-             SUM(l.quantity) AS quantity, SUM(l.line_total) AS revenue \
+             CAST(SUM(l.quantity) AS BIGINT) AS quantity, CAST(SUM(l.line_total) AS BIGINT) AS revenue \
              FROM analytics_order_lines l JOIN analytics_orders o ON o.order_id = l.order_id \
              WHERE o.day >= $1 AND o.day <= $2 AND o.status IN {EARNING} \
              GROUP BY l.product_id ORDER BY quantity DESC, revenue DESC, l.product_id LIMIT 10"
         ))
         .bind(&start)
         .bind(&end)
-        .fetch_all(reader)
+        .fetch_all(&mut *reader)
         .await?;
         let top_products = rows
             .iter()
@@ -305,12 +305,12 @@ impl Analytics {
             })
             .collect::<Result<_, Error>>()?;
 
-        let rows = sqlx::query(&format!(
+        let rows = db::query(&format!(
             "SELECT payment, COUNT(*) AS n FROM analytics_orders WHERE {range} GROUP BY payment"
         ))
         .bind(&start)
         .bind(&end)
-        .fetch_all(reader)
+        .fetch_all(&mut *reader)
         .await?;
         let (mut succeeded, mut failed) = (0, 0);
         for row in &rows {

@@ -71,7 +71,7 @@ impl StockHandler {
         let mut shortages = Vec::new();
         for line in &created.items {
             let available: Option<i64> =
-                sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
+                db::query_scalar("SELECT stock FROM products WHERE id = $1")
                     .bind(line.product_id.to_string())
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -96,7 +96,7 @@ impl StockHandler {
             ("rejected", "stock.rejected", data)
         };
         let now = db::timestamp(db::now());
-        sqlx::query(
+        db::query(
             "INSERT INTO stock_reservations (order_id, status, items, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4)",
         )
@@ -120,7 +120,7 @@ impl StockHandler {
         let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
             return Ok(());
         };
-        let items: Option<String> = sqlx::query_scalar(
+        let items: Option<String> = db::query_scalar(
             "SELECT items FROM stock_reservations WHERE order_id = $1 AND status = 'reserved'",
         )
         .bind(order_id.to_string())
@@ -136,7 +136,7 @@ impl StockHandler {
         for line in &items {
             take(&mut tx, line.product_id, line.quantity).await?;
         }
-        sqlx::query(
+        db::query(
             "UPDATE stock_reservations SET status = 'released', updated_at = $1 WHERE order_id = $2",
         )
         .bind(db::timestamp(db::now()))
@@ -157,7 +157,7 @@ impl StockHandler {
 /// Adds `delta` to a product's stock (negative to take), bumping its version so that
 /// ETags change with it.
 async fn take(conn: &mut AnyConnection, product: Uuid, delta: i64) -> Result<(), BoxError> {
-    let updated = sqlx::query(
+    let updated = db::query(
         "UPDATE products SET stock = stock + $1, version = version + 1, updated_at = $2 \
          WHERE id = $3 AND stock + $1 >= 0",
     )

@@ -33,7 +33,8 @@ impl ProductStore {
     }
 
     pub async fn insert(&self, product: &Product) -> Result<(), Error> {
-        let result = sqlx::query(
+        let mut tx = self.db.begin().await?;
+        let result = db::query(
             "INSERT INTO products (id, sku, name, search_name, description, price, currency, stock, version, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
@@ -48,10 +49,10 @@ impl ProductStore {
         .bind(product.version)
         .bind(db::timestamp(product.created_at))
         .bind(db::timestamp(product.updated_at))
-        .execute(self.db.writer())
+        .execute(&mut *tx)
         .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(tx.commit().await?),
             Err(e) if db::is_unique_violation(&e) => Err(Error::SkuTaken(product.sku.clone())),
             Err(e) => Err(Error::Storage(e)),
         }
@@ -59,9 +60,9 @@ impl ProductStore {
 
     pub async fn get(&self, id: Uuid) -> Result<Option<Product>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM products WHERE id = $1");
-        let row = sqlx::query(&sql)
+        let row = db::query(&sql)
             .bind(id.to_string())
-            .fetch_optional(self.db.reader())
+            .fetch_optional(&mut *self.db.read().await?)
             .await?;
         row.as_ref().map(decode).transpose()
     }
@@ -76,11 +77,11 @@ impl ProductStore {
             "SELECT {COLUMNS} FROM products WHERE id IN ({})",
             placeholders.join(", ")
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = db::query(&sql);
         for id in ids {
             query = query.bind(id.to_string());
         }
-        let rows = query.fetch_all(self.db.reader()).await?;
+        let rows = query.fetch_all(&mut *self.db.read().await?).await?;
         rows.iter().map(decode).collect()
     }
 
@@ -98,12 +99,12 @@ impl ProductStore {
                AND ($2 IS NULL OR search_name > $2 OR (search_name = $2 AND id > $3)) \
              ORDER BY search_name, id LIMIT $4"
         );
-        let rows = sqlx::query(&sql)
+        let rows = db::query(&sql)
             .bind(pattern)
             .bind(after.map(|a| a.search_name.clone()))
             .bind(after.map(|a| a.id.to_string()))
             .bind(i64::from(limit))
-            .fetch_all(self.db.reader())
+            .fetch_all(&mut *self.db.read().await?)
             .await?;
         rows.iter()
             .map(|row| {
@@ -125,7 +126,7 @@ impl ProductStore {
     ) -> Result<Product, Error> {
         let mut tx = self.db.begin().await?;
         let sql = format!("SELECT {COLUMNS} FROM products WHERE id = $1");
-        let row = sqlx::query(&sql)
+        let row = db::query(&sql)
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await?;
@@ -139,7 +140,7 @@ impl ProductStore {
         }
         product.version += 1;
         product.updated_at = db::now();
-        sqlx::query(
+        db::query(
             "UPDATE products SET name = $1, search_name = $2, description = $3, price = $4, currency = $5, \
              stock = $6, version = $7, updated_at = $8 WHERE id = $9",
         )

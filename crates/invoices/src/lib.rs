@@ -148,7 +148,7 @@ async fn next_number(
     year: i32,
 ) -> Result<String, sqlx::Error> {
     let series = format!("{}-{year}", kind.prefix());
-    let n: i64 = sqlx::query_scalar(
+    let n: i64 = db::query_scalar(
         "INSERT INTO invoice_sequences (series, last) VALUES ($1, 1) \
          ON CONFLICT (series) DO UPDATE SET last = invoice_sequences.last + 1 RETURNING last",
     )
@@ -186,7 +186,7 @@ impl InvoiceHandler {
             return Ok(());
         };
         let existing: Option<String> =
-            sqlx::query_scalar("SELECT number FROM invoices WHERE order_id = $1 AND kind = $2")
+            db::query_scalar("SELECT number FROM invoices WHERE order_id = $1 AND kind = $2")
                 .bind(order_id.to_string())
                 .bind(kind.as_str())
                 .fetch_optional(&mut *tx)
@@ -198,7 +198,7 @@ impl InvoiceHandler {
         let credits = match kind {
             Kind::Invoice => None,
             Kind::CreditNote => Some(
-                sqlx::query_scalar::<_, String>(
+                db::query_scalar::<String>(
                     "SELECT number FROM invoices WHERE order_id = $1 AND kind = 'invoice'",
                 )
                 .bind(order_id.to_string())
@@ -211,7 +211,7 @@ impl InvoiceHandler {
         let number = next_number(&mut tx, kind, at.year()).await?;
         let document = Document::for_order(&order, number, kind, at, credits);
         let pdf = pdf::render(&document);
-        sqlx::query(
+        db::query(
             "INSERT INTO invoices (number, kind, order_id, user_id, currency, total, issued_at, document, pdf) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -296,12 +296,12 @@ impl Invoices {
 
     /// An order's invoice or credit note, to its owner or an admin.
     pub async fn pdf(&self, caller: &Caller, order_id: Uuid, kind: Kind) -> Result<Pdf, Error> {
-        let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(
+        let row: Option<(String, String, Vec<u8>)> = db::query_as(
             "SELECT number, user_id, pdf FROM invoices WHERE order_id = $1 AND kind = $2",
         )
         .bind(order_id.to_string())
         .bind(kind.as_str())
-        .fetch_optional(self.db.reader())
+        .fetch_optional(&mut *self.db.read().await?)
         .await?;
         let (number, owner, bytes) = row.ok_or(Error::NotFound)?;
         if !owner.parse().is_ok_and(|owner| caller.may_access(owner)) {

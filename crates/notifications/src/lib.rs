@@ -147,7 +147,7 @@ impl Handler for EmailHandler {
         let Some(mut tx) = db::begin_claimed(&self.db, GROUP, event_id).await? else {
             return Ok(());
         };
-        sqlx::query(
+        db::query(
             "INSERT INTO notifications (message_id, event_id, order_id, recipient, template, subject, sent_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING",
         )

@@ -50,14 +50,24 @@ impl OrderReadModel {
         Self { db }
     }
 
+    /// An order as a replica (if any) has it: possibly a little behind.
     pub async fn get(&self, id: Uuid) -> Result<Option<Order>, Error> {
+        Self::get_on(&mut *self.db.read().await?, id).await
+    }
+
+    /// An order as the primary has it, for a reader that a replica has not caught up with.
+    pub async fn get_latest(&self, id: Uuid) -> Result<Option<Order>, Error> {
+        Self::get_on(&mut *self.db.read_primary().await?, id).await
+    }
+
+    async fn get_on(conn: &mut AnyConnection, id: Uuid) -> Result<Option<Order>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM order_read_model WHERE order_id = $1");
-        let row = sqlx::query(&sql)
+        let row = db::query(&sql)
             .bind(id.to_string())
-            .fetch_optional(self.db.reader())
+            .fetch_optional(&mut *conn)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut views = self.with_items(vec![row]).await?;
+        let mut views = with_items(conn, vec![row]).await?;
         Ok(views.pop())
     }
 
@@ -73,53 +83,55 @@ impl OrderReadModel {
                AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND order_id < $4)) \
              ORDER BY created_at DESC, order_id DESC LIMIT $5"
         );
-        let rows = sqlx::query(&sql)
+        let mut conn = self.db.read().await?;
+        let rows = db::query(&sql)
             .bind(filter.customer_id.map(|id| id.to_string()))
             .bind(filter.status.map(OrderStatus::as_str))
             .bind(after.map(|a| a.created_at.clone()))
             .bind(after.map(|a| a.id.to_string()))
             .bind(i64::from(limit))
-            .fetch_all(self.db.reader())
+            .fetch_all(&mut *conn)
             .await?;
-        self.with_items(rows).await
+        with_items(&mut conn, rows).await
     }
+}
 
-    /// Decodes order rows and attaches their lines with one more query.
-    async fn with_items(&self, rows: Vec<AnyRow>) -> Result<Vec<Order>, Error> {
-        let mut views = rows
-            .iter()
-            .map(decode_order)
-            .collect::<Result<Vec<_>, _>>()?;
-        if views.is_empty() {
-            return Ok(views);
-        }
-        let placeholders: Vec<String> = (1..=views.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT order_id, product_id, sku, name, unit_price, quantity, line_total FROM order_item_read_model \
-             WHERE order_id IN ({}) ORDER BY order_id, line_no",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for view in &views {
-            query = query.bind(view.id.to_string());
-        }
-        for row in query.fetch_all(self.db.reader()).await? {
-            let order_id: Uuid = parse(&row, "order_id")?;
-            let line = OrderLine {
-                product_id: parse(&row, "product_id")?,
-                sku: row.try_get("sku")?,
-                name: row.try_get("name")?,
-                price: row.try_get("unit_price")?,
-                quantity: u32::try_from(row.try_get::<i64, _>("quantity")?)
-                    .map_err(|_| corrupt("quantity"))?,
-                line_total: row.try_get("line_total")?,
-            };
-            if let Some(view) = views.iter_mut().find(|v| v.id == order_id) {
-                view.items.push(line);
-            }
-        }
-        Ok(views)
+/// Decodes order rows and attaches their lines with one more query on the same
+/// connection (and so, on PostgreSQL, in the same snapshot).
+async fn with_items(conn: &mut AnyConnection, rows: Vec<AnyRow>) -> Result<Vec<Order>, Error> {
+    let mut views = rows
+        .iter()
+        .map(decode_order)
+        .collect::<Result<Vec<_>, _>>()?;
+    if views.is_empty() {
+        return Ok(views);
     }
+    let placeholders: Vec<String> = (1..=views.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT order_id, product_id, sku, name, unit_price, quantity, line_total FROM order_item_read_model \
+             WHERE order_id IN ({}) ORDER BY order_id, line_no",
+        placeholders.join(", ")
+    );
+    let mut query = db::query(&sql);
+    for view in &views {
+        query = query.bind(view.id.to_string());
+    }
+    for row in query.fetch_all(conn).await? {
+        let order_id: Uuid = parse(&row, "order_id")?;
+        let line = OrderLine {
+            product_id: parse(&row, "product_id")?,
+            sku: row.try_get("sku")?,
+            name: row.try_get("name")?,
+            price: row.try_get("unit_price")?,
+            quantity: u32::try_from(row.try_get::<i64, _>("quantity")?)
+                .map_err(|_| corrupt("quantity"))?,
+            line_total: row.try_get("line_total")?,
+        };
+        if let Some(view) = views.iter_mut().find(|v| v.id == order_id) {
+            view.items.push(line);
+        }
+    }
+    Ok(views)
 }
 
 fn corrupt(what: &str) -> Error {
@@ -174,7 +186,7 @@ impl Projection for OrderProjection {
     }
 
     async fn checkpoint(&self) -> Result<Position, BoxError> {
-        let mut conn = self.db.reader().acquire().await?;
+        let mut conn = self.db.read_primary().await?;
         Ok(db::checkpoint(&mut conn, PROJECTION).await?)
     }
 
@@ -209,7 +221,7 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
         let at = db::timestamp(recorded.event.timestamp);
         let version = i64::try_from(recorded.version)?;
         if let OrderEvent::Created(created) = &event {
-            sqlx::query(
+            db::query(
                 "INSERT INTO order_read_model (order_id, user_id, status, status_reason, currency, total_amount, \
                  shipping_address, version, created_at, updated_at) VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $8, $8)",
             )
@@ -224,7 +236,7 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
             .execute(&mut *conn)
             .await?;
             for (line_no, line) in created.items.iter().enumerate() {
-                sqlx::query(
+                db::query(
                     "INSERT INTO order_item_read_model (order_id, line_no, product_id, sku, name, unit_price, quantity, \
                      line_total) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
@@ -240,7 +252,7 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
                 .await?;
             }
         } else {
-            sqlx::query(
+            db::query(
                 "UPDATE order_read_model SET status = $1, status_reason = $2, version = $3, updated_at = $4 \
                  WHERE order_id = $5",
             )
@@ -269,10 +281,10 @@ pub struct Rebuilt {
 /// duration, so run it when writes can wait.
 pub async fn rebuild(db: &Db, store: &dyn EventStore) -> Result<Rebuilt, BoxError> {
     let mut tx = db.begin().await?;
-    sqlx::query("DELETE FROM order_item_read_model")
+    db::query("DELETE FROM order_item_read_model")
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM order_read_model")
+    db::query("DELETE FROM order_read_model")
         .execute(&mut *tx)
         .await?;
     let mut rebuilt = Rebuilt {
@@ -290,7 +302,7 @@ pub async fn rebuild(db: &Db, store: &dyn EventStore) -> Result<Rebuilt, BoxErro
         rebuilt.position = last;
     }
     db::save_checkpoint(&mut tx, PROJECTION, rebuilt.position).await?;
-    let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_read_model")
+    let orders: i64 = db::query_scalar("SELECT COUNT(*) FROM order_read_model")
         .fetch_one(&mut *tx)
         .await?;
     rebuilt.orders = u64::try_from(orders)?;

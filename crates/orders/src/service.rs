@@ -328,7 +328,13 @@ impl Orders {
             if let Some(progress) = progress.as_mut() {
                 progress.borrow_and_update();
             }
-            if let Some(order) = self.read_model.get(id).await?.filter(|o| o.version >= min) {
+            // A replica that has not caught up cannot answer: ask the primary.
+            if let Some(order) = self
+                .read_model
+                .get_latest(id)
+                .await?
+                .filter(|o| o.version >= min)
+            {
                 return Ok(order);
             }
             // Woken by the in-process projection when there is one, else a short poll.

@@ -152,9 +152,9 @@ impl Payments {
     /// The payments of an order, to its owner or an admin (nothing for anyone else).
     pub async fn for_order(&self, caller: &Caller, order_id: Uuid) -> Result<Vec<Payment>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1");
-        let rows = sqlx::query(&sql)
+        let rows = db::query(&sql)
             .bind(order_id.to_string())
-            .fetch_all(self.db.reader())
+            .fetch_all(&mut *self.db.read().await?)
             .await?;
         let payments = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         Ok(payments

@@ -84,11 +84,11 @@ impl SimulatedProvider {
         &self,
         key: &str,
     ) -> Result<Option<(bool, String, Option<String>)>, BoxError> {
-        let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
+        let row: Option<(i64, String, Option<String>)> = db::query_as(
             "SELECT approved, reference, decline_code FROM simulated_provider_operations WHERE idempotency_key = $1",
         )
         .bind(key)
-        .fetch_optional(self.db.reader())
+        .fetch_optional(&mut *self.db.read().await?)
         .await?;
         Ok(row.map(|(approved, reference, code)| (approved == 1, reference, code)))
     }
@@ -103,8 +103,9 @@ impl SimulatedProvider {
     ) -> Result<(bool, String, Option<String>), BoxError> {
         let prefix = if kind == "charge" { "ch" } else { "re" };
         let reference = format!("{prefix}_{}", Uuid::now_v7().simple());
+        let mut tx = self.db.begin().await?;
         // A concurrent call with the same key may have got there first: its answer wins.
-        sqlx::query(
+        db::query(
             "INSERT INTO simulated_provider_operations (idempotency_key, kind, amount, currency, approved, \
              reference, decline_code, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (idempotency_key) DO NOTHING",
@@ -117,8 +118,9 @@ impl SimulatedProvider {
         .bind(&reference)
         .bind(decline)
         .bind(db::timestamp(db::now()))
-        .execute(self.db.writer())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         self.recorded(key)
             .await?
             .ok_or_else(|| "the simulated provider lost an operation".into())
@@ -126,14 +128,17 @@ impl SimulatedProvider {
 
     /// Counts an attempt for `key`; returns how many there have been.
     async fn attempt(&self, key: &str) -> Result<i64, BoxError> {
-        Ok(sqlx::query_scalar(
+        let mut tx = self.db.begin().await?;
+        let attempts = db::query_scalar(
             "INSERT INTO simulated_provider_attempts (idempotency_key, attempts) VALUES ($1, 1) \
              ON CONFLICT (idempotency_key) DO UPDATE SET attempts = simulated_provider_attempts.attempts + 1 \
              RETURNING attempts",
         )
         .bind(key)
-        .fetch_one(self.db.writer())
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(attempts)
     }
 }
 

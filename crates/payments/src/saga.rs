@@ -90,11 +90,11 @@ impl PaymentSaga {
     }
 
     async fn payment(&self, order_id: Uuid) -> Result<Option<Row>, BoxError> {
-        let row = sqlx::query(
+        let row = db::query(
             "SELECT status, amount, currency, payment_token, provider_reference FROM payments WHERE order_id = $1",
         )
         .bind(order_id.to_string())
-        .fetch_optional(self.db.reader())
+        .fetch_optional(&mut *self.db.read().await?)
         .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -120,7 +120,7 @@ impl PaymentSaga {
             return Ok(());
         };
         let now = db::timestamp(db::now());
-        sqlx::query(
+        db::query(
             "INSERT INTO payments (id, order_id, user_id, amount, currency, payment_token, status, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7) ON CONFLICT (order_id) DO NOTHING",
         )
@@ -178,7 +178,7 @@ impl PaymentSaga {
         let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
             return Ok(());
         };
-        let updated = sqlx::query(
+        let updated = db::query(
             "UPDATE payments SET status = $1, provider_reference = $2, failure_reason = $3, updated_at = $4 \
              WHERE order_id = $5 AND status = 'pending'",
         )
@@ -220,7 +220,7 @@ impl PaymentSaga {
                 else {
                     return Ok(());
                 };
-                sqlx::query(
+                db::query(
                     "UPDATE payments SET status = 'cancelled', updated_at = $1 WHERE order_id = $2 AND status = 'pending'",
                 )
                 .bind(db::timestamp(db::now()))
@@ -256,7 +256,7 @@ impl PaymentSaga {
         let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
             return Ok(());
         };
-        sqlx::query(
+        db::query(
             "UPDATE payments SET status = 'refunded', refund_reference = $1, updated_at = $2 \
              WHERE order_id = $3 AND status = 'succeeded'",
         )

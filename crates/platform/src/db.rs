@@ -2,16 +2,37 @@
 //!
 //! Stores are written once, in the SQL common to SQLite and PostgreSQL, against sqlx's
 //! `Any` driver; the backend-specific parts (connection set-up, schema, event-store
-//! position allocation) live in the adapter crates. A `Db` keeps writes and reads on
-//! separate pools: on SQLite the writer is a single connection, which serialises writers
-//! inside the process instead of letting them fail with `SQLITE_BUSY`; on PostgreSQL the
-//! reader pool is where read replicas plug in.
+//! position allocation) live in the adapter crates. A `Db` keeps writes and reads apart:
+//! on SQLite the writer is a single connection, which serialises writers inside the
+//! process instead of letting them fail with `SQLITE_BUSY`; on PostgreSQL reads that may
+//! be stale go to the read replicas.
+//!
+//! # Working behind PgBouncer
+//! PgBouncer in transaction pooling mode hands a client a different server connection
+//! for every transaction, so anything kept in a server session is gone (or, worse,
+//! someone else's) by the next one. Two rules follow, and every store keeps them by going
+//! through this module:
+//! - **Statements are never named.** [`query`], [`query_as`] and [`query_scalar`] mark
+//!   every statement non-persistent, so sqlx uses the unnamed statement instead of a
+//!   cached `sqlx_s_N` that the next server has never seen.
+//! - **Every statement runs inside a transaction.** sqlx prepares a statement and
+//!   executes it in two round trips, each ended by a `Sync`; outside a transaction the
+//!   pooler may switch servers between them. So [`Db::begin`] opens write transactions
+//!   and [`Db::read`] and [`Db::read_primary`] open read-only ones; nothing runs on a
+//!   bare pool. The same `BEGIN` sets the schema search path with `SET LOCAL`, which
+//!   ends with the transaction instead of lingering in a session.
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::query::{Query, QueryAs, QueryScalar};
+use sqlx::{Any, AnyConnection, AnyPool, FromRow, Transaction};
 
 use crate::health::Check;
 use crate::problem::ProblemKind;
@@ -27,16 +48,83 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Db {
     writer: AnyPool,
-    reader: AnyPool,
+    /// Where stale-tolerant reads go: SQLite's read-only pool, or PostgreSQL's replicas
+    /// (the primary when none is configured).
+    readers: Arc<[AnyPool]>,
+    next_reader: Arc<AtomicUsize>,
+    /// Whether `readers` are PostgreSQL replicas, which the primary can stand in for.
+    replicas: bool,
     backend: Backend,
+    /// The statement that opens a write transaction.
+    begin_write: &'static str,
+    /// The statement that opens a read; `None` reads on a plain pooled connection.
+    begin_read: Option<&'static str>,
+}
+
+/// A connection to read on, from [`Db::read`] or [`Db::read_primary`]: either a pooled
+/// connection or a read-only transaction, which is rolled back when it is dropped.
+pub enum Conn {
+    Pooled(PoolConnection<Any>),
+    Tx(Tx),
+}
+
+impl Deref for Conn {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Conn::Pooled(conn) => conn,
+            Conn::Tx(tx) => tx,
+        }
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Conn::Pooled(conn) => conn,
+            Conn::Tx(tx) => tx,
+        }
+    }
 }
 
 impl Db {
-    pub fn new(writer: AnyPool, reader: AnyPool, backend: Backend) -> Self {
+    /// SQLite: one writer connection, and a pool of read-only connections that see every
+    /// committed write (WAL mode), so reads need no transaction.
+    pub fn sqlite(writer: AnyPool, reader: AnyPool) -> Self {
         Self {
             writer,
-            reader,
-            backend,
+            readers: Arc::from([reader]),
+            next_reader: Arc::default(),
+            replicas: false,
+            backend: Backend::Sqlite,
+            // Takes the write lock up front, so a transaction that reads before it writes
+            // cannot fail half way with a busy snapshot when another process wrote.
+            begin_write: "BEGIN IMMEDIATE",
+            begin_read: None,
+        }
+    }
+
+    /// PostgreSQL: the primary, and the replicas that serve reads (none: the primary
+    /// does). `search_path` lists the services' schemas.
+    pub fn postgres(writer: AnyPool, replicas: Vec<AnyPool>, search_path: &str) -> Self {
+        let has_replicas = !replicas.is_empty();
+        let readers: Arc<[AnyPool]> = if replicas.is_empty() {
+            Arc::from([writer.clone()])
+        } else {
+            replicas.into()
+        };
+        // Leaked once per process start: the statements live as long as the pools.
+        let begin_write = format!("BEGIN; SET LOCAL search_path TO {search_path}").leak();
+        let begin_read = format!("BEGIN READ ONLY; SET LOCAL search_path TO {search_path}").leak();
+        Self {
+            writer,
+            readers,
+            next_reader: Arc::default(),
+            replicas: has_replicas,
+            backend: Backend::Postgres,
+            begin_write,
+            begin_read: Some(begin_read),
         }
     }
 
@@ -44,36 +132,53 @@ impl Db {
         self.backend
     }
 
-    /// The pool for statements that write, and for reads that must see the latest writes.
-    pub fn writer(&self) -> &AnyPool {
-        &self.writer
-    }
-
-    /// The pool for queries that may be served by a replica.
-    pub fn reader(&self) -> &AnyPool {
-        &self.reader
-    }
-
-    /// Starts a write transaction. On SQLite it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`), so a transaction that reads before it writes cannot fail half
-    /// way with a busy snapshot when another process wrote in between.
+    /// Starts a write transaction on the primary.
     pub async fn begin(&self) -> sqlx::Result<Tx> {
-        match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.writer.begin().await,
+        self.writer.begin_with(self.begin_write).await
+    }
+
+    /// A connection for reads that may lag behind the latest writes: a replica's when
+    /// replicas are configured (taken in turn), the primary's if the replica cannot be
+    /// reached.
+    pub async fn read(&self) -> sqlx::Result<Conn> {
+        let n = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        match self.read_on(&self.readers[n]).await {
+            Ok(conn) => Ok(conn),
+            Err(error) if self.replicas => {
+                tracing::warn!(%error, "read replica unavailable; reading from the primary");
+                self.read_on(&self.writer).await
+            }
+            Err(error) => Err(error),
         }
     }
 
+    /// A connection for reads that must see every committed write.
+    pub async fn read_primary(&self) -> sqlx::Result<Conn> {
+        match self.backend {
+            // Every WAL reader sees the last commit.
+            Backend::Sqlite => self.read_on(&self.readers[0]).await,
+            Backend::Postgres => self.read_on(&self.writer).await,
+        }
+    }
+
+    async fn read_on(&self, pool: &AnyPool) -> sqlx::Result<Conn> {
+        Ok(match self.begin_read {
+            Some(begin) => Conn::Tx(pool.begin_with(begin).await?),
+            None => Conn::Pooled(pool.acquire().await?),
+        })
+    }
+
+    /// Applies `migrator` on the writer. (PostgreSQL migrations need a direct connection,
+    /// which the adapter opens itself.)
     pub async fn migrate(&self, migrator: &Migrator) -> Result<(), sqlx::migrate::MigrateError> {
         migrator.run(&self.writer).await
     }
 
     /// Versions of `migrator` that the database has not applied.
     pub async fn unapplied_migrations(&self, migrator: &Migrator) -> sqlx::Result<Vec<i64>> {
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.reader)
-                .await?;
+        let applied: Vec<i64> = query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&mut *self.read_primary().await?)
+            .await?;
         Ok(migrator
             .iter()
             .filter(|m| m.migration_type.is_up_migration())
@@ -82,26 +187,49 @@ impl Db {
             .collect())
     }
 
-    /// Closes both pools, waiting for connections in use to be returned. On SQLite the
+    /// Closes the pools, waiting for connections in use to be returned. On SQLite the
     /// write-ahead log is first folded into the database file and truncated, so a stopped
     /// oxcart leaves one self-contained file behind.
     pub async fn close(&self) {
         if self.backend == Backend::Sqlite
-            && let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            && let Err(error) = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(&self.writer)
                 .await
         {
             tracing::warn!(%error, "could not checkpoint the write-ahead log");
         }
-        self.reader.close().await;
+        for reader in self.readers.iter() {
+            reader.close().await;
+        }
         self.writer.close().await;
     }
+}
+
+/// A statement, never named (see the module's notes on PgBouncer).
+pub fn query(sql: &str) -> Query<'_, Any, AnyArguments<'_>> {
+    sqlx::query(sql).persistent(false)
+}
+
+/// A statement whose rows decode into `O`, never named.
+pub fn query_as<'q, O>(sql: &'q str) -> QueryAs<'q, Any, O, AnyArguments<'q>>
+where
+    O: for<'r> FromRow<'r, AnyRow>,
+{
+    sqlx::query_as(sql).persistent(false)
+}
+
+/// A statement whose first column decodes into `O`, never named.
+pub fn query_scalar<'q, O>(sql: &'q str) -> QueryScalar<'q, Any, O, AnyArguments<'q>>
+where
+    (O,): for<'r> FromRow<'r, AnyRow>,
+{
+    sqlx::query_scalar(sql).persistent(false)
 }
 
 /// The position projection or consumer `name` has reached in the log (0 if it never ran).
 pub async fn checkpoint(conn: &mut sqlx::AnyConnection, name: &str) -> sqlx::Result<i64> {
     let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+        query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
             .bind(name)
             .fetch_optional(conn)
             .await?;
@@ -114,7 +242,7 @@ pub async fn save_checkpoint(
     name: &str,
     position: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
          ON CONFLICT (name) DO UPDATE SET position = excluded.position",
     )
@@ -135,7 +263,7 @@ pub async fn begin_claimed(
     event_id: uuid::Uuid,
 ) -> sqlx::Result<Option<Tx>> {
     let mut tx = db.begin().await?;
-    let inserted = sqlx::query(
+    let inserted = query(
         "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
          ON CONFLICT (consumer, event_id) DO NOTHING",
     )
@@ -151,10 +279,10 @@ pub async fn begin_claimed(
 /// slow work (a call to a provider, an e-mail) for an event it has seen.
 pub async fn claimed(db: &Db, consumer: &str, event_id: uuid::Uuid) -> sqlx::Result<bool> {
     let found: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2")
+        query_scalar("SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2")
             .bind(consumer)
             .bind(event_id.to_string())
-            .fetch_optional(db.reader())
+            .fetch_optional(&mut *db.read_primary().await?)
             .await?;
     Ok(found.is_some())
 }
@@ -207,8 +335,8 @@ impl Check for Reachable {
     }
 
     async fn check(&self) -> Result<(), String> {
-        sqlx::query("SELECT 1")
-            .execute(self.0.reader())
+        query("SELECT 1")
+            .execute(&mut *self.0.read().await.map_err(|e| e.to_string())?)
             .await
             .map(drop)
             .map_err(|e| e.to_string())

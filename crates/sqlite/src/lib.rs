@@ -1,29 +1,18 @@
 //! The SQLite adapter: the all-in-one default.
 //!
-//! # Layout
-//! - [`connect`]: opens the database file in WAL mode with one writer connection and a
-//!   pool of read-only readers, and [`MIGRATOR`] holds the whole SQLite schema.
-//! - [`SqliteEventStore`]: the event store on the `events` table, which in the all-in-one
-//!   is also the embedded event log, and the outbox services append to in their own
-//!   transactions.
-//! - [`DbCheckpoints`] and [`DbDeadLetters`]: consumer-group positions and parked events.
-//!
-//! The services' own tables are queried by their crates through `platform::db::Db`, in
-//! SQL that PostgreSQL speaks too; only what differs between the engines lives here.
-
-mod consumers;
-mod event_store;
+//! [`connect`] opens the database file in WAL mode with one writer connection and a pool
+//! of read-only readers, and [`MIGRATOR`] holds the whole SQLite schema. The stores
+//! themselves (the event store in `oxcart-sql`, the services' tables in their crates) are
+//! written once, in SQL that PostgreSQL speaks too; only what differs between the engines
+//! lives here.
 
 use std::path::{Path, PathBuf};
 
-use oxcart_platform::db::{self, Backend, Db};
+use oxcart_platform::db::{self, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{ConnectOptions, Connection, Executor};
-
-pub use consumers::{DbCheckpoints, DbDeadLetters};
-pub use event_store::SqliteEventStore;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -139,7 +128,7 @@ pub async fn connect(path: &Path, config: &SqliteConfig) -> Result<Db, Error> {
         .connect(&url(&path, "ro"))
         .await
         .map_err(open)?;
-    Ok(Db::new(writer, reader, Backend::Sqlite))
+    Ok(Db::sqlite(writer, reader))
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@
 //! - [`bus`]: the contract of the bus and dead-letter ports, and [`bus_contract!`].
 //! - [`api`]: a small HTTP client that speaks the oxcart API and checks problem documents.
 //! - [`process`]: runs the real `oxcart` binary as a child, for tests that kill it.
+//! - [`postgres`]: a fresh PostgreSQL database per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
 pub mod bus;
 pub mod event_store;
+pub mod postgres;
 pub mod process;

@@ -24,7 +24,8 @@ impl UserStore {
     /// Inserts a user; a taken e-mail is [`Error::EmailTaken`], caught by the unique
     /// constraint rather than a prior look-up, so two racing registrations cannot both win.
     pub async fn insert(&self, user: &User, password_hash: &str) -> Result<(), Error> {
-        let result = sqlx::query(
+        let mut tx = self.db.begin().await?;
+        let result = db::query(
             "INSERT INTO users (id, email, name, role, created_at, password_hash) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(user.id.to_string())
@@ -33,10 +34,10 @@ impl UserStore {
         .bind(user.role.as_str())
         .bind(db::timestamp(user.created_at))
         .bind(password_hash)
-        .execute(self.db.writer())
+        .execute(&mut *tx)
         .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(tx.commit().await?),
             Err(e) if db::is_unique_violation(&e) => Err(Error::EmailTaken),
             Err(e) => Err(Error::Storage(e)),
         }
@@ -45,9 +46,9 @@ impl UserStore {
     /// The user with `email` (already normalised) and their password hash.
     pub async fn by_email(&self, email: &str) -> Result<Option<(User, String)>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
-        let row = sqlx::query(&sql)
+        let row = db::query(&sql)
             .bind(email)
-            .fetch_optional(self.db.reader())
+            .fetch_optional(&mut *self.db.read().await?)
             .await?;
         row.map(|row| Ok((decode(&row)?, row.try_get("password_hash")?)))
             .transpose()
@@ -55,9 +56,9 @@ impl UserStore {
 
     pub async fn by_id(&self, id: Uuid) -> Result<Option<User>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
-        let row = sqlx::query(&sql)
+        let row = db::query(&sql)
             .bind(id.to_string())
-            .fetch_optional(self.db.reader())
+            .fetch_optional(&mut *self.db.read().await?)
             .await?;
         row.as_ref().map(decode).transpose()
     }

@@ -27,6 +27,6 @@ async fn not_ready_until_migrated() {
     );
     assert_eq!(ready.headers["retry-after"], "5");
 
-    app.db.migrate(&oxcart_sqlite::MIGRATOR).await.unwrap();
+    oxcart::migrate(&app.config, &app.db).await.unwrap();
     app.api.get("/health/ready", None).await.ok(200);
 }

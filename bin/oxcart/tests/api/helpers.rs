@@ -3,6 +3,7 @@
 use oxcart::App;
 use oxcart::config::Config;
 use oxcart_test_util::api::{Api, PASSWORD};
+use oxcart_test_util::postgres::TestDatabase;
 use oxcart_users::Users;
 use oxcart_users::domain::Registration;
 use tempfile::TempDir;
@@ -15,9 +16,23 @@ pub struct TestApp {
     pub config: Config,
     /// Holds the data directory until the test ends.
     _dir: TempDir,
+    /// Holds the PostgreSQL database, when the suite runs on one, until the test ends.
+    _postgres: Option<TestDatabase>,
     pub db: oxcart_platform::db::Db,
     shutdown: CancellationToken,
     handle: JoinHandle<anyhow::Result<()>>,
+}
+
+/// With `OXCART_TEST_BACKEND=postgres` the suite runs on PostgreSQL: each app gets a
+/// database of its own (reached through PgBouncer when `OXCART_TEST_PGBOUNCER` is set).
+pub async fn on_postgres(config: &mut Config) -> Option<TestDatabase> {
+    if std::env::var("OXCART_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return None;
+    }
+    let database = TestDatabase::create().await;
+    config.database_url = Some(database.url.clone());
+    config.database_migration_url = Some(database.direct_url.clone());
+    Some(database)
 }
 
 impl TestApp {
@@ -33,6 +48,7 @@ impl TestApp {
             ..Config::default()
         };
         config.listen = "127.0.0.1:0".parse().unwrap();
+        let postgres = on_postgres(&mut config).await;
         configure(&mut config);
         let app = App::build(config.clone()).await.expect("app builds");
         let addr = app.local_addr();
@@ -43,6 +59,7 @@ impl TestApp {
             api: Api::new(addr),
             config,
             _dir: dir,
+            _postgres: postgres,
             db,
             shutdown,
             handle,

@@ -4,13 +4,14 @@
 //! These need tools from outside Rust, so they are `#[ignore]`d in a plain `cargo test`;
 //! `.ci/run` installs the tools and runs them with `-- --ignored`.
 
+use oxcart_platform::db;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use oxcart_events::consumer::DeadLetters;
-use oxcart_sqlite::DbDeadLetters;
+use oxcart_sql::DbDeadLetters;
 use oxcart_test_util::process;
 use secrecy::SecretString;
 use serde_json::json;
@@ -132,9 +133,9 @@ async fn the_confirmation_goes_out_over_smtp() {
     assert!(message.contains("29.00 EUR"), "{message}");
     let message_id = header(message, "Message-ID");
     let recorded: String =
-        sqlx::query_scalar("SELECT message_id FROM notifications WHERE order_id = $1")
+        db::query_scalar("SELECT message_id FROM notifications WHERE order_id = $1")
             .bind(&order_id)
-            .fetch_one(app.db.reader())
+            .fetch_one(&mut *app.db.read().await.unwrap())
             .await
             .unwrap();
     assert_eq!(message_id, format!("<{recorded}>"));
@@ -199,6 +200,8 @@ async fn a_mail_outage_is_dead_lettered_and_replayed_once_the_server_is_back() {
             "--json",
             "--data-dir",
             app.config.data_dir.to_str().unwrap(),
+            "--database-url",
+            &app.config.database_url(),
         ],
         None,
     )
@@ -213,6 +216,7 @@ async fn a_mail_outage_is_dead_lettered_and_replayed_once_the_server_is_back() {
     std::fs::write(&config, format!("smtp_url = \"smtp://127.0.0.1:{port}\"\n")).unwrap();
     let replay = |id: String| {
         let (data, config) = (app.config.data_dir.clone(), config.clone());
+        let database = app.config.database_url();
         async move {
             process::run(
                 Path::new(BIN),
@@ -222,6 +226,8 @@ async fn a_mail_outage_is_dead_lettered_and_replayed_once_the_server_is_back() {
                     &id,
                     "--data-dir",
                     data.to_str().unwrap(),
+                    "--database-url",
+                    &database,
                     "--config",
                     config.to_str().unwrap(),
                 ],

@@ -1,3 +1,4 @@
+use oxcart_platform::db;
 use std::time::Duration;
 
 use oxcart_test_util::api::order_body;
@@ -440,7 +441,11 @@ async fn read_model_rows(db: &oxcart_platform::db::Db) -> Vec<Vec<Option<String>
         "SELECT order_id, CAST(line_no AS TEXT) AS l, product_id, sku, name, CAST(unit_price AS TEXT) AS p, \
          CAST(quantity AS TEXT) AS q, CAST(line_total AS TEXT) AS t FROM order_item_read_model ORDER BY order_id, line_no",
     ] {
-        for row in sqlx::query(sql).fetch_all(db.writer()).await.unwrap() {
+        for row in db::query(sql)
+            .fetch_all(&mut *db.read_primary().await.unwrap())
+            .await
+            .unwrap()
+        {
             rows.push(
                 (0..row.len())
                     .map(|i| row.try_get::<Option<String>, _>(i).unwrap())
@@ -480,7 +485,7 @@ async fn a_rebuild_reproduces_the_live_read_model() {
     let live = read_model_rows(&s.app.db).await;
     assert_eq!(live.iter().filter(|r| r.len() == 10).count(), 12);
 
-    let store = oxcart_sqlite::SqliteEventStore::new(s.app.db.clone());
+    let store = oxcart_sql::SqlEventStore::new(s.app.db.clone());
     let head = oxcart_events::EventStore::head(&store).await.unwrap();
     let rebuilt = oxcart_orders::read_model::rebuild(&s.app.db, &store)
         .await

@@ -1,5 +1,6 @@
 //! The real binary as a child process: crash recovery, graceful shutdown, the CLI.
 
+use oxcart_platform::db;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -105,8 +106,8 @@ async fn sigkill_mid_saga_loses_and_doubles_nothing() {
     )
     .await
     .unwrap();
-    let invoiced: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invoices")
-        .fetch_one(db.reader())
+    let invoiced: i64 = db::query_scalar("SELECT COUNT(*) FROM invoices")
+        .fetch_one(&mut *db.read().await.unwrap())
         .await
         .unwrap();
     let paid = ORDERS * 6 / 10 + ORDERS / 10 * 2;

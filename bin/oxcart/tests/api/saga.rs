@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use oxcart_platform::db::Db;
+use oxcart_platform::db::{self, Db};
 use oxcart_test_util::api::{Api, order_body};
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -54,16 +54,16 @@ pub async fn settle(db: &Db, ids: &[String], groups: &[&str]) {
             .iter()
             .filter(|id| statuses.get(*id).is_none_or(|s| s == "CREATED"))
             .count();
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(db.reader())
+        let head: i64 = db::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut *db.read().await.unwrap())
             .await
             .unwrap();
         let mut behind = Vec::new();
         for &group in groups {
             let at: Option<i64> =
-                sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+                db::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
                     .bind(group)
-                    .fetch_optional(db.reader())
+                    .fetch_optional(&mut *db.read().await.unwrap())
                     .await
                     .unwrap();
             if at.unwrap_or(0) < head {
@@ -82,8 +82,8 @@ pub async fn settle(db: &Db, ids: &[String], groups: &[&str]) {
 }
 
 async fn statuses(db: &Db) -> HashMap<String, String> {
-    sqlx::query("SELECT order_id, status FROM order_read_model")
-        .fetch_all(db.reader())
+    db::query("SELECT order_id, status FROM order_read_model")
+        .fetch_all(&mut *db.read().await.unwrap())
         .await
         .unwrap()
         .iter()
@@ -107,8 +107,8 @@ pub struct Audit {
 
 pub async fn audit(db: &Db, mail_dir: &Path) -> Audit {
     let count = |sql: &'static str| async move {
-        sqlx::query(sql)
-            .fetch_all(db.reader())
+        db::query(sql)
+            .fetch_all(&mut *db.read().await.unwrap())
             .await
             .unwrap()
             .iter()
@@ -120,14 +120,20 @@ pub async fn audit(db: &Db, mail_dir: &Path) -> Audit {
          WHERE kind = 'charge' AND approved = 1 GROUP BY idempotency_key",
     )
     .await;
-    let succeeded_events = count(
-        "SELECT json_extract(data, '$.orderId'), COUNT(*) FROM events \
-         WHERE event_type = 'payment.succeeded' GROUP BY 1",
-    )
-    .await;
+    let mut succeeded_events = HashMap::new();
+    for data in
+        db::query_scalar::<String>("SELECT data FROM events WHERE event_type = 'payment.succeeded'")
+            .fetch_all(&mut *db.read().await.unwrap())
+            .await
+            .unwrap()
+    {
+        let data: Value = serde_json::from_str(&data).unwrap();
+        let order = data["orderId"].as_str().unwrap().to_owned();
+        *succeeded_events.entry(order).or_insert(0) += 1;
+    }
     let invoices =
-        sqlx::query("SELECT number, order_id FROM invoices WHERE kind = 'invoice' ORDER BY number")
-            .fetch_all(db.reader())
+        db::query("SELECT number, order_id FROM invoices WHERE kind = 'invoice' ORDER BY number")
+            .fetch_all(&mut *db.read().await.unwrap())
             .await
             .unwrap()
             .iter()

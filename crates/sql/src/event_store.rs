@@ -2,29 +2,40 @@ use async_trait::async_trait;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::{BoxError, check_stream};
 use oxcart_events::{Appended, Error, EventStore, Metadata, NewEvent, Position, RecordedEvent};
-use oxcart_platform::db::{self, Db};
+use oxcart_platform::db::{self, Backend, Db};
 use oxcart_platform::problem::ProblemKind;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// The event store on SQLite's `events` table.
+/// The event store on the `events` table.
 ///
 /// Appends run in a write transaction (the store's own, or the caller's through
 /// [`Outbox`]) that checks the stream's version and inserts the events; the
 /// `(aggregate_id, version)` unique constraint backs the check up against writers in other
 /// processes. After each commit the store rings its doorbell so in-process consumers and
 /// projections wake at once.
+///
+/// Readers follow the log by position, so a position must never become visible after a
+/// higher one: a reader that has passed it would skip it for good. SQLite's single writer
+/// gives that for free. On PostgreSQL a sequence hands out numbers at insert time, not at
+/// commit, so appends first take a transaction-scoped advisory lock: the next append
+/// waits until this one has committed, and positions appear in commit order. That
+/// serialises appends, as SQLite's writer does; the lock is taken at the last moment and
+/// held only until the commit.
 #[derive(Debug)]
-pub struct SqliteEventStore {
+pub struct SqlEventStore {
     db: Db,
     head: watch::Sender<Position>,
 }
 
+/// The advisory lock key that serialises appends on PostgreSQL ("oxcart" in ASCII).
+const APPEND_LOCK: i64 = 0x6f_78_63_61_72_74;
+
 const COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, version, event_type, schema_version, occurred_at, user_id, metadata, data";
 
-impl SqliteEventStore {
+impl SqlEventStore {
     pub fn new(db: Db) -> Self {
         Self {
             db,
@@ -35,7 +46,7 @@ impl SqliteEventStore {
 
 async fn stream_version(conn: &mut AnyConnection, aggregate_id: &str) -> Result<u64, Error> {
     let version: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_id = $1")
+        db::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_id = $1")
             .bind(aggregate_id)
             .fetch_one(conn)
             .await
@@ -85,7 +96,7 @@ fn decode(row: &AnyRow) -> Result<RecordedEvent, Error> {
 }
 
 #[async_trait]
-impl Outbox for SqliteEventStore {
+impl Outbox for SqlEventStore {
     async fn append_in(
         &self,
         conn: &mut AnyConnection,
@@ -94,6 +105,13 @@ impl Outbox for SqliteEventStore {
         events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
         check_stream(aggregate_id, &events)?;
+        if self.db.backend() == Backend::Postgres {
+            db::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(APPEND_LOCK)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+        }
         let id = aggregate_id.to_string();
         let actual = stream_version(conn, &id).await?;
         if actual != expected_version {
@@ -109,7 +127,7 @@ impl Outbox for SqliteEventStore {
         };
         for event in events {
             appended.version += 1;
-            let inserted = sqlx::query(
+            let inserted = db::query(
                 "INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, \
                  occurred_at, user_id, metadata, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING position",
             )
@@ -148,7 +166,7 @@ impl Outbox for SqliteEventStore {
 }
 
 #[async_trait]
-impl EventStore for SqliteEventStore {
+impl EventStore for SqlEventStore {
     async fn append(
         &self,
         aggregate_id: Uuid,
@@ -166,9 +184,9 @@ impl EventStore for SqliteEventStore {
 
     async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<RecordedEvent>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY version");
-        let rows = sqlx::query(&sql)
+        let rows = db::query(&sql)
             .bind(aggregate_id.to_string())
-            .fetch_all(self.db.reader())
+            .fetch_all(&mut *self.db.read_primary().await.map_err(backend)?)
             .await
             .map_err(backend)?;
         rows.iter().map(decode).collect()
@@ -177,18 +195,18 @@ impl EventStore for SqliteEventStore {
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
         let sql =
             format!("SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
-        let rows = sqlx::query(&sql)
+        let rows = db::query(&sql)
             .bind(after)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(self.db.reader())
+            .fetch_all(&mut *self.db.read_primary().await.map_err(backend)?)
             .await
             .map_err(backend)?;
         rows.iter().map(decode).collect()
     }
 
     async fn head(&self) -> Result<Position, Error> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(self.db.reader())
+        db::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut *self.db.read_primary().await.map_err(backend)?)
             .await
             .map_err(backend)
     }

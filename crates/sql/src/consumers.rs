@@ -1,5 +1,4 @@
-//! The consumer side of the embedded log, in tables: group positions and dead letters.
-//! The SQL is plain enough for PostgreSQL too.
+//! The consumer side of the log, in tables: group positions and dead letters.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -19,13 +18,14 @@ pub struct DbCheckpoints(pub Db);
 #[async_trait]
 impl Checkpoints for DbCheckpoints {
     async fn load(&self, name: &str) -> Result<i64, BoxError> {
-        let mut conn = self.0.reader().acquire().await?;
+        let mut conn = self.0.read_primary().await?;
         Ok(db::checkpoint(&mut conn, name).await?)
     }
 
     async fn save(&self, name: &str, position: i64) -> Result<(), BoxError> {
-        let mut conn = self.0.writer().acquire().await?;
-        Ok(db::save_checkpoint(&mut conn, name, position).await?)
+        let mut tx = self.0.begin().await?;
+        db::save_checkpoint(&mut tx, name, position).await?;
+        Ok(tx.commit().await?)
     }
 }
 
@@ -58,7 +58,8 @@ impl DeadLetters for DbDeadLetters {
         error: &str,
         attempts: u32,
     ) -> Result<Uuid, BoxError> {
-        let id: String = sqlx::query_scalar(
+        let mut tx = self.0.begin().await?;
+        let id: String = db::query_scalar(
             "INSERT INTO dead_letters (id, consumer, event_id, event, error, attempts, parked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (consumer, event_id) DO UPDATE SET error = excluded.error, \
@@ -72,8 +73,9 @@ impl DeadLetters for DbDeadLetters {
         .bind(error)
         .bind(i64::from(attempts))
         .bind(db::timestamp(Utc::now()))
-        .fetch_one(self.0.writer())
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(id.parse()?)
     }
 
@@ -86,46 +88,48 @@ impl DeadLetters for DbDeadLetters {
             "SELECT {COLUMNS} FROM dead_letters WHERE ($1 IS NULL OR consumer = $1) \
              AND ($2 = 1 OR resolved_at IS NULL) ORDER BY parked_at, id"
         );
-        let rows = sqlx::query(&sql)
+        let rows = db::query(&sql)
             .bind(group)
             .bind(i64::from(include_resolved))
-            .fetch_all(self.0.reader())
+            .fetch_all(&mut *self.0.read_primary().await?)
             .await?;
         rows.iter().map(decode).collect()
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<DeadLetter>, BoxError> {
         let sql = format!("SELECT {COLUMNS} FROM dead_letters WHERE id = $1");
-        let row = sqlx::query(&sql)
+        let row = db::query(&sql)
             .bind(id.to_string())
-            .fetch_optional(self.0.reader())
+            .fetch_optional(&mut *self.0.read_primary().await?)
             .await?;
         row.as_ref().map(decode).transpose()
     }
 
     async fn resolve(&self, id: Uuid) -> Result<(), BoxError> {
-        sqlx::query("UPDATE dead_letters SET resolved_at = $1 WHERE id = $2")
+        let mut tx = self.0.begin().await?;
+        db::query("UPDATE dead_letters SET resolved_at = $1 WHERE id = $2")
             .bind(db::timestamp(Utc::now()))
             .bind(id.to_string())
-            .execute(self.0.writer())
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        Ok(tx.commit().await?)
     }
 
     async fn record_failure(&self, id: Uuid, error: &str) -> Result<(), BoxError> {
-        sqlx::query("UPDATE dead_letters SET attempts = attempts + 1, error = $1 WHERE id = $2")
+        let mut tx = self.0.begin().await?;
+        db::query("UPDATE dead_letters SET attempts = attempts + 1, error = $1 WHERE id = $2")
             .bind(error)
             .bind(id.to_string())
-            .execute(self.0.writer())
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        Ok(tx.commit().await?)
     }
 
     async fn depth(&self) -> Result<Vec<(String, u64)>, BoxError> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT consumer, COUNT(*) AS n FROM dead_letters WHERE resolved_at IS NULL GROUP BY consumer",
         )
-        .fetch_all(self.0.reader())
+        .fetch_all(&mut *self.0.read_primary().await?)
         .await?;
         rows.iter()
             .map(|row| {

@@ -1,0 +1,44 @@
+//! On SQLite: the event store, bus and dead-letter contracts, on a real database file.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use oxcart_events::EventStore;
+use oxcart_platform::db::Db;
+use oxcart_sql::SqlEventStore;
+use oxcart_sqlite::{MIGRATOR, SqliteConfig, connect};
+use tempfile::TempDir;
+
+async fn database() -> (Db, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = connect(&dir.path().join("oxcart.db"), &SqliteConfig::default())
+        .await
+        .unwrap();
+    db.migrate(&MIGRATOR).await.unwrap();
+    (db, dir)
+}
+
+async fn sqlite() -> (Arc<dyn EventStore>, TempDir) {
+    let (db, dir) = database().await;
+    (Arc::new(SqlEventStore::new(db)), dir)
+}
+
+oxcart_test_util::event_store_contract!(sqlite());
+
+#[tokio::test]
+async fn the_log_refuses_updates_and_deletes() {
+    let (db, _dir) = database().await;
+    common::the_log_refuses_updates_and_deletes(&db).await;
+}
+
+async fn sqlite_bus() -> (oxcart_test_util::bus::Fixture, TempDir) {
+    let (db, dir) = database().await;
+    (common::bus_fixture(&db), dir)
+}
+
+mod bus {
+    use super::*;
+    oxcart_test_util::bus_contract!(sqlite_bus());
+}
