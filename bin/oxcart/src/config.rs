@@ -137,6 +137,27 @@ impl fmt::Display for Services {
     }
 }
 
+/// Kafka's defaults, here so that a build without Kafka has the same settings.
+struct KafkaDefaults {
+    prefix: String,
+    partitions: i32,
+    replication: i32,
+    relay_batch: usize,
+    relay_interval: Duration,
+}
+
+impl Default for KafkaDefaults {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            partitions: 3,
+            replication: 1,
+            relay_batch: 500,
+            relay_interval: Duration::from_millis(100),
+        }
+    }
+}
+
 /// Every setting of a process, flat: the key is the same in the TOML file, as an
 /// `OXCART_<KEY>` variable and (for the common ones) as a `--key` flag.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,6 +184,20 @@ pub struct Config {
     pub database_acquire_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub database_idle_timeout: Duration,
+    /// `host:port,…`: carry events over Kafka instead of the embedded log (needs a build
+    /// with `--features kafka`, and PostgreSQL so that every process shares the log).
+    pub kafka_brokers: Option<String>,
+    /// Put before every topic and consumer-group name, to share a cluster.
+    pub kafka_prefix: String,
+    /// Partitions of each topic created at start.
+    pub kafka_partitions: i32,
+    /// Replication factor of each topic created at start.
+    pub kafka_replication: i32,
+    /// Events the outbox relay publishes per round.
+    pub kafka_relay_batch: usize,
+    /// How often an idle relay looks for events other processes appended.
+    #[serde(with = "humantime_serde")]
+    pub kafka_relay_interval: Duration,
     /// Apply pending migrations at start. Off when a separate `oxcart migrate` step owns them.
     pub migrate: bool,
     pub log_format: LogFormat,
@@ -209,6 +244,7 @@ impl Default for Config {
             SqliteConfig::default(),
             PgConfig::default(),
         );
+        let kafka = KafkaDefaults::default();
         Self {
             services: Services::all(),
             data_dir: PathBuf::from("data"),
@@ -219,6 +255,12 @@ impl Default for Config {
             database_min_connections: postgres.min_connections,
             database_acquire_timeout: postgres.acquire_timeout,
             database_idle_timeout: postgres.idle_timeout,
+            kafka_brokers: None,
+            kafka_prefix: kafka.prefix,
+            kafka_partitions: kafka.partitions,
+            kafka_replication: kafka.replication,
+            kafka_relay_batch: kafka.relay_batch,
+            kafka_relay_interval: kafka.relay_interval,
             migrate: true,
             log_format: LogFormat::Auto,
             jwt_private_key: None,
@@ -253,6 +295,7 @@ impl Config {
                 "DATABASE_URL",
                 "DATABASE_READ_URL",
                 "DATABASE_MIGRATION_URL",
+                "KAFKA_BROKERS",
                 "SMTP_URL",
             ]))
             .merge(Env::prefixed("OXCART_").ignore(&["LOG", "CONFIG", "ADMIN_PASSWORD"]))
@@ -284,6 +327,18 @@ impl Config {
         self.database_migration_url
             .clone()
             .unwrap_or_else(|| self.database_url())
+    }
+
+    #[cfg(feature = "kafka")]
+    pub fn kafka(&self) -> oxcart_kafka::KafkaConfig {
+        oxcart_kafka::KafkaConfig {
+            brokers: self.kafka_brokers.clone().unwrap_or_default(),
+            prefix: self.kafka_prefix.clone(),
+            partitions: self.kafka_partitions.max(1),
+            replication: self.kafka_replication.max(1),
+            relay_batch: self.kafka_relay_batch.max(1),
+            relay_interval: self.kafka_relay_interval,
+        }
     }
 
     pub fn postgres(&self) -> PgConfig {

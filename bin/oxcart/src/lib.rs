@@ -7,6 +7,7 @@
 //! - [`openapi`]: the OpenAPI document of a set of services.
 
 pub mod config;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +19,6 @@ use axum::{Extension, Router};
 use oxcart_analytics::{Analytics, AnalyticsHandler};
 use oxcart_catalog::Catalog;
 use oxcart_catalog::stock::StockHandler;
-use oxcart_events::bus::{Bus, LogBus};
 use oxcart_events::consumer::{ConsumerMetrics, ConsumerRunner, DeadLetters, Handler};
 use oxcart_events::projection::ProjectionRunner;
 use oxcart_events::store::BoxError;
@@ -39,7 +39,7 @@ use oxcart_platform::health::Health;
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::shutdown::Tasks;
 use oxcart_platform::{docs, http};
-use oxcart_sql::{DbCheckpoints, DbDeadLetters, SqlEventStore};
+use oxcart_sql::SqlEventStore;
 use oxcart_users::Users;
 use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
@@ -51,6 +51,7 @@ use utoipa::openapi::{InfoBuilder, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::{Config, Service, Services};
+use crate::transport::{Background, Transport};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -356,6 +357,7 @@ pub struct App {
     listener: TcpListener,
     projections: Vec<ProjectionRunner>,
     consumers: Vec<ConsumerRunner>,
+    relay: Option<Background>,
     sampler: Sampler,
 }
 
@@ -377,11 +379,8 @@ impl App {
         let sql_store = Arc::new(SqlEventStore::new(db.clone()));
         let assembly = assemble(&config, &db, &sql_store, &key, &metrics)?;
         let store: Arc<dyn EventStore> = sql_store;
-        let bus: Arc<dyn Bus> = Arc::new(LogBus::new(
-            Arc::clone(&store),
-            Arc::new(DbCheckpoints(db.clone())),
-        ));
-        let dead_letters: Arc<dyn DeadLetters> = Arc::new(DbDeadLetters(db.clone()));
+        let (transport, health) = Transport::open(&config, &db, &store, &metrics, health).await?;
+        let (bus, dead_letters) = (transport.bus, transport.dead_letters);
         let consumers = assembly
             .handlers
             .into_iter()
@@ -424,6 +423,7 @@ impl App {
             listener,
             projections: assembly.projections,
             consumers,
+            relay: transport.relay,
             sampler,
         })
     }
@@ -452,6 +452,9 @@ impl App {
             let token = tasks.token().clone();
             tasks.spawn(runner.group(), runner.run(token));
         }
+        if let Some((name, relay)) = self.relay {
+            tasks.spawn(name, relay(tasks.token().clone()));
+        }
         let token = tasks.token().clone();
         tasks.spawn("metrics-sampler", self.sampler.run(token));
         http::serve(
@@ -475,7 +478,7 @@ impl App {
             .chain(self.projections.iter().map(ProjectionRunner::name))
             .collect();
         let base = format!("http://{addr}");
-        let database = self.config.database_url();
+        let database = oxcart_postgres::redact(&self.config.database_url());
         let services = self.config.services.to_string();
         tracing::info!(
             address = %addr,

@@ -27,6 +27,10 @@ pub struct Metadata {
     /// SHA-256 of the keyed request's body, to tell a retry from a different request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_fingerprint: Option<String>,
+    /// W3C trace context of the operation that appended the event, carried to consumers
+    /// (as the Kafka `traceparent` header too) so their work joins the same trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// An event a command produced, before the store gives it a version and a position.

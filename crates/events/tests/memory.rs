@@ -21,6 +21,8 @@ async fn memory_bus() -> (oxcart_test_util::bus::Fixture, ()) {
         store,
         bus: Arc::new(bus),
         dead_letters: Arc::new(MemoryDeadLetters::default()),
+        patience: oxcart_test_util::bus::Fixture::IMMEDIATE.0,
+        quiet: oxcart_test_util::bus::Fixture::IMMEDIATE.1,
     };
     (fixture, ())
 }

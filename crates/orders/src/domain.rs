@@ -947,6 +947,7 @@ mod contract {
                     causation_id: "req-1".into(),
                     idempotency_key: Some("key-1".into()),
                     request_fingerprint: Some("ab12".into()),
+                    traceparent: None,
                 },
             },
         };

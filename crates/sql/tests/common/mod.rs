@@ -16,6 +16,8 @@ pub fn bus_fixture(db: &Db) -> Fixture {
         store,
         bus: Arc::new(bus),
         dead_letters: Arc::new(DbDeadLetters(db.clone())),
+        patience: Fixture::IMMEDIATE.0,
+        quiet: Fixture::IMMEDIATE.1,
     }
 }
 

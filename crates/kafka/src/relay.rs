@@ -1,0 +1,220 @@
+//! The outbox relay: from the event log to Kafka.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxcart_events::bus::topic_of;
+use oxcart_events::store::BoxError;
+use oxcart_events::{EventStore, RecordedEvent};
+use oxcart_platform::db::{self, Backend, Db};
+use prometheus::{Histogram, HistogramOpts};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use crate::KafkaConfig;
+
+/// The checkpoint that records how far the log has been published.
+pub const CHECKPOINT: &str = "kafka-relay";
+
+/// The advisory lock that elects the one active relay ("relay" in ASCII).
+const LEADER_LOCK: i64 = 0x72_65_6c_61_79;
+
+/// Publishes the event log to Kafka, in log order, each event exactly where the last
+/// round stopped.
+///
+/// Every round is one transaction that first takes a transaction-scoped advisory lock:
+/// the relay that gets it reads the next batch after the `kafka-relay` checkpoint,
+/// publishes it and waits for every acknowledgement (`acks=all`), then moves the
+/// checkpoint and commits. Any number of processes may run a relay; one publishes at a
+/// time, and if it dies mid-round its transaction aborts, the lock is free, and another
+/// takes over from the last checkpoint. A round cut short after publishing publishes its
+/// events again: delivery is at least once, and consumers de-duplicate by event id. The
+/// lock lives and dies with a transaction, never a session, so it works through
+/// PgBouncer in transaction pooling mode.
+pub struct Relay {
+    db: Db,
+    store: Arc<dyn EventStore>,
+    producer: FutureProducer,
+    config: KafkaConfig,
+    metrics: RelayMetrics,
+}
+
+/// How long publishing takes, from a round's start to the last acknowledgement.
+#[derive(Clone)]
+pub struct RelayMetrics {
+    pub publish_seconds: Histogram,
+}
+
+impl RelayMetrics {
+    pub fn new() -> Self {
+        Self {
+            publish_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "relay_publish_duration_seconds",
+                    "Time for the outbox relay to publish a batch of events and have every one acknowledged",
+                )
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            )
+            .expect("valid histogram"),
+        }
+    }
+}
+
+impl Default for RelayMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Relay {
+    pub fn new(
+        db: Db,
+        store: Arc<dyn EventStore>,
+        config: &KafkaConfig,
+        metrics: RelayMetrics,
+    ) -> Result<Self, crate::Error> {
+        let producer = config
+            .client()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("compression.type", "none")
+            .create()?;
+        Ok(Self {
+            db,
+            store,
+            producer,
+            config: config.clone(),
+            metrics,
+        })
+    }
+
+    /// Publishes until `shutdown`: at once after an append in this process, and every
+    /// `relay_interval` for appends made elsewhere.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut doorbell = self.store.subscribe();
+        let mut failures = 0_u32;
+        while !shutdown.is_cancelled() {
+            let pause = match self.round().await {
+                Ok(0) => {
+                    failures = 0;
+                    self.config.relay_interval
+                }
+                Ok(_) => {
+                    failures = 0;
+                    continue;
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, failures, "the relay could not publish; retrying");
+                    Duration::from_millis(100 * 2_u64.pow(failures.min(6)))
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                _ = doorbell.changed() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// One round: how many events it published (none if another relay leads).
+    pub async fn round(&self) -> Result<usize, BoxError> {
+        let mut tx = self.db.begin().await?;
+        // On SQLite the write transaction is already exclusive.
+        if self.db.backend() == Backend::Postgres {
+            let leader: bool = db::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(LEADER_LOCK)
+                .fetch_one(&mut *tx)
+                .await?;
+            if !leader {
+                return Ok(0);
+            }
+        }
+        let after = db::checkpoint(&mut tx, CHECKPOINT).await?;
+        let events = self.store.read_all(after, self.config.relay_batch).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(0);
+        };
+        let timer = self.metrics.publish_seconds.start_timer();
+        self.publish(&events).await?;
+        timer.observe_duration();
+        db::save_checkpoint(&mut tx, CHECKPOINT, last).await?;
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    async fn publish(&self, events: &[RecordedEvent]) -> Result<(), BoxError> {
+        let messages: Vec<Message> = events
+            .iter()
+            .map(|e| Message::of(e, &self.config))
+            .collect();
+        // Sent together, awaited together: the idempotent producer keeps each
+        // partition's order even when it retries.
+        let sends = messages.iter().map(|m| {
+            let record = FutureRecord::to(&m.topic)
+                .key(&m.key)
+                .payload(&m.payload)
+                .headers(m.headers());
+            self.producer.send(record, Duration::from_secs(30))
+        });
+        for result in futures::future::join_all(sends).await {
+            result.map_err(|(error, _)| error)?;
+        }
+        Ok(())
+    }
+}
+
+/// One event as a Kafka message.
+struct Message {
+    topic: String,
+    key: String,
+    payload: String,
+    event_type: String,
+    event_id: String,
+    correlation_id: String,
+    traceparent: Option<String>,
+}
+
+impl Message {
+    fn of(recorded: &RecordedEvent, config: &KafkaConfig) -> Self {
+        let event = &recorded.event;
+        Self {
+            topic: config.name(topic_of(&event.aggregate_type)),
+            key: partition_key(recorded),
+            payload: recorded.to_json().to_string(),
+            event_type: event.event_type.clone(),
+            event_id: event.event_id.to_string(),
+            correlation_id: event.metadata.correlation_id.clone(),
+            traceparent: event.metadata.traceparent.clone(),
+        }
+    }
+
+    fn headers(&self) -> OwnedHeaders {
+        let headers = OwnedHeaders::new()
+            .insert(header("event-type", &self.event_type))
+            .insert(header("event-id", &self.event_id))
+            .insert(header("correlation-id", &self.correlation_id));
+        match &self.traceparent {
+            Some(traceparent) => headers.insert(header("traceparent", traceparent)),
+            None => headers,
+        }
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a String) -> Header<'a, &'a String> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+/// The message key: the order an event belongs to, so that an order's stock, payment
+/// and order events keep their relative order within one partition of each topic; the
+/// aggregate id for events that belong to no order.
+pub fn partition_key(recorded: &RecordedEvent) -> String {
+    recorded.event.data["orderId"]
+        .as_str()
+        .map_or_else(|| recorded.event.aggregate_id.to_string(), str::to_owned)
+}

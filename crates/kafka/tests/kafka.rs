@@ -1,0 +1,181 @@
+//! The Kafka adapter against a real Kafka-protocol broker (tansu in CI; any Kafka at
+//! `OXCART_TEST_KAFKA`, default `127.0.0.1:9092`), with the event log on PostgreSQL.
+//! Each test gets its own database and its own topic and group prefix.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxcart_events::EventStore;
+use oxcart_events::consumer::DeadLetters;
+use oxcart_kafka::{KafkaBus, KafkaConfig, KafkaDeadLetters, Relay, RelayMetrics};
+use oxcart_platform::db::Db;
+use oxcart_postgres::PgConfig;
+use oxcart_sql::{DbDeadLetters, SqlEventStore};
+use oxcart_test_util::bus::Fixture;
+use oxcart_test_util::postgres::TestDatabase;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+pub fn config() -> KafkaConfig {
+    KafkaConfig {
+        brokers: std::env::var("OXCART_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        prefix: format!("t{}.", uuid::Uuid::new_v4().simple()),
+        partitions: 3,
+        relay_interval: Duration::from_millis(50),
+        ..KafkaConfig::default()
+    }
+}
+
+struct Guard {
+    _relays: DropGuard,
+    _database: TestDatabase,
+}
+
+async fn database() -> (Db, TestDatabase) {
+    let database = TestDatabase::create().await;
+    oxcart_postgres::migrate(&database.direct_url)
+        .await
+        .unwrap();
+    let db = oxcart_postgres::connect(&database.url, &[], &PgConfig::default())
+        .await
+        .unwrap();
+    (db, database)
+}
+
+/// Starts `n` relays on one store, as `n` processes would.
+fn relays(db: &Db, store: &Arc<dyn EventStore>, config: &KafkaConfig, n: usize) -> DropGuard {
+    let shutdown = CancellationToken::new();
+    for _ in 0..n {
+        let relay = Relay::new(db.clone(), Arc::clone(store), config, RelayMetrics::new()).unwrap();
+        tokio::spawn(relay.run(shutdown.clone()));
+    }
+    shutdown.drop_guard()
+}
+
+async fn kafka() -> (Fixture, Guard) {
+    let (db, database) = database().await;
+    let config = config();
+    oxcart_kafka::ensure_topics(&config).await.unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
+    let fixture = Fixture {
+        store: Arc::clone(&store),
+        bus: Arc::new(KafkaBus::new(config.clone())),
+        dead_letters: Arc::new(
+            KafkaDeadLetters::new(Arc::new(DbDeadLetters(db.clone())), &config).unwrap(),
+        ),
+        patience: Duration::from_secs(30),
+        quiet: Duration::from_millis(1500),
+    };
+    let guard = Guard {
+        _relays: relays(&db, &store, &config, 2),
+        _database: database,
+    };
+    (fixture, guard)
+}
+
+mod bus {
+    use super::*;
+    oxcart_test_util::bus_contract!(kafka());
+}
+
+/// Several relays on one store publish each event once, in the log's order per order:
+/// only the one holding the lock publishes in a round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_relays_publish_every_event_once_in_order() {
+    let (db, _database) = database().await;
+    let config = config();
+    oxcart_kafka::ensure_topics(&config).await.unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
+    let _relays = relays(&db, &store, &config, 3);
+    let orders: Vec<uuid::Uuid> = (0..20).map(|_| uuid::Uuid::now_v7()).collect();
+    for version in 0..5 {
+        for id in &orders {
+            let event = oxcart_test_util::event_store::event(*id, "order.happened", version);
+            store
+                .append(*id, version as u64, vec![event])
+                .await
+                .unwrap();
+        }
+    }
+    let bus = KafkaBus::new(config.clone());
+    let mut subscription = oxcart_events::bus::Bus::subscribe(&bus, "check", &["orders"])
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while got.len() < 100 && tokio::time::Instant::now() < deadline {
+        got.extend(
+            subscription
+                .poll(100, Duration::from_secs(1))
+                .await
+                .unwrap(),
+        );
+    }
+    // And nothing twice: wait a little for stragglers.
+    got.extend(
+        subscription
+            .poll(100, Duration::from_secs(2))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got.len(), 100, "every event once");
+    for id in &orders {
+        let versions: Vec<u64> = got
+            .iter()
+            .filter(|e| e.event.aggregate_id == *id)
+            .map(|e| e.version)
+            .collect();
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
+    }
+}
+
+/// A parked event is kept for `oxcart dlq` and published to `<topic>.dlq`, with the
+/// group and the error in its headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_reach_the_dead_letter_topic() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+
+    let (db, _database) = database().await;
+    let config = config();
+    oxcart_kafka::ensure_topics(&config).await.unwrap();
+    let store = SqlEventStore::new(db.clone());
+    let id = uuid::Uuid::now_v7();
+    let event = oxcart_test_util::event_store::event(id, "order.created", 1);
+    store.append(id, 0, vec![event]).await.unwrap();
+    let recorded = store.read_stream(id).await.unwrap().remove(0);
+    let letters = KafkaDeadLetters::new(Arc::new(DbDeadLetters(db.clone())), &config).unwrap();
+    let letter = letters
+        .park("email-service", &recorded, "smtp down", 5)
+        .await
+        .unwrap();
+    assert_eq!(letters.list(None, false).await.unwrap()[0].id, letter);
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", config.name("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer
+        .subscribe(&[&config.dead_letter_topic("orders")])
+        .unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("the dead letter reaches its topic")
+        .unwrap();
+    let headers = message.headers().unwrap();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header("consumer-group").as_deref(), Some("email-service"));
+    assert_eq!(header("error").as_deref(), Some("smtp down"));
+    assert_eq!(header("dead-letter-id"), Some(letter.to_string()));
+    let payload: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+    assert_eq!(payload["eventId"], recorded.event.event_id.to_string());
+}
