@@ -77,11 +77,11 @@ impl Fixture {
 }
 
 /// Generates one `#[tokio::test]` per contract test. `$make` is an async expression
-/// yielding `(Fixture, guard)`.
+/// yielding `(Fixture, guard)`; attributes after it (`#[ignore = "…"]`) go on every test.
 #[macro_export]
 macro_rules! bus_contract {
-    ($make:expr) => {
-        $crate::bus_contract!(@tests $make;
+    ($make:expr $(, #[$meta:meta])* $(,)?) => {
+        $crate::bus_contract!(@tests $make; [$(#[$meta])*];
             uncommitted_events_are_delivered_again,
             groups_keep_their_own_positions,
             topics_filter_and_aggregates_keep_their_order,
@@ -91,14 +91,16 @@ macro_rules! bus_contract {
             dead_letters_resolve_and_record_failures,
         );
     };
-    (@tests $make:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (fixture, _guard) = $make.await;
-                $crate::bus::$name(fixture).await;
-            }
-        )*
+    (@tests $make:expr; $attrs:tt; $($name:ident),* $(,)?) => {
+        $( $crate::bus_contract!(@one $make; $name; $attrs); )*
+    };
+    (@one $make:expr; $name:ident; [$($attr:tt)*]) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $($attr)*
+        async fn $name() {
+            let (fixture, _guard) = $make.await;
+            $crate::bus::$name(fixture).await;
+        }
     };
 }
 

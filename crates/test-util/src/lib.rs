@@ -7,10 +7,12 @@
 //! - [`api`]: a small HTTP client that speaks the oxcart API and checks problem documents.
 //! - [`process`]: runs the real `oxcart` binary as a child, for tests that kill it.
 //! - [`postgres`]: a fresh PostgreSQL database per test.
+//! - [`kafka`]: a tansu broker that a test can restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
 pub mod bus;
 pub mod event_store;
+pub mod kafka;
 pub mod postgres;
 pub mod process;

@@ -56,6 +56,12 @@ impl TestDatabase {
         }
     }
 
+    /// This database on another server of the same cluster (a replica):
+    /// `postgres://user@host:port` and the database's name.
+    pub fn on(&self, server_url: &str) -> String {
+        format!("{}/{}", server(server_url), self.name)
+    }
+
     /// A pool on the database, directly, for a test's own checks.
     pub async fn pool(&self) -> AnyPool {
         AnyPoolOptions::new()

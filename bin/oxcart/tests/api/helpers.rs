@@ -35,6 +35,17 @@ pub async fn on_postgres(config: &mut Config) -> Option<TestDatabase> {
     Some(database)
 }
 
+/// Creates an admin in `db` the way `oxcart users create-admin` does, and signs it in
+/// through `api`.
+pub async fn create_admin(config: &Config, db: &oxcart_platform::db::Db, api: &Api) -> String {
+    let email = format!("admin-{}@example.com", Uuid::new_v4().simple());
+    let key = oxcart::signing_key(config).unwrap();
+    let users = Users::new(db.clone(), key, &config.users());
+    let registration = Registration::parse(&email, PASSWORD.to_owned(), None).unwrap();
+    users.create_admin(registration).await.unwrap();
+    api.token(&email, PASSWORD).await
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
@@ -68,12 +79,7 @@ impl TestApp {
 
     /// Creates an admin the way `oxcart users create-admin` does and signs it in.
     pub async fn admin(&self) -> String {
-        let email = format!("admin-{}@example.com", Uuid::new_v4().simple());
-        let key = oxcart::signing_key(&self.config).unwrap();
-        let users = Users::new(self.db.clone(), key, &self.config.users());
-        let registration = Registration::parse(&email, PASSWORD.to_owned(), None).unwrap();
-        users.create_admin(registration).await.unwrap();
-        self.api.token(&email, PASSWORD).await
+        create_admin(&self.config, &self.db, &self.api).await
     }
 
     /// Signals shutdown and waits for the app to drain and stop.

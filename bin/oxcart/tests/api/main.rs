@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod catalog;
+#[cfg(feature = "kafka")]
+mod distributed;
 mod docs;
 mod errors;
 mod health;
@@ -11,5 +13,6 @@ mod mail;
 mod metrics;
 mod orders;
 mod process;
+mod replica;
 mod saga;
 mod users;

@@ -169,7 +169,7 @@ pub async fn audit(db: &Db, mail_dir: &Path) -> Audit {
 }
 
 impl Audit {
-    fn mails(&self, order: &str, template: &str) -> i64 {
+    pub fn mails(&self, order: &str, template: &str) -> i64 {
         self.mails
             .get(&(order.to_owned(), template.to_owned()))
             .copied()
@@ -260,6 +260,133 @@ async fn place(api: &Api, token: &str, items: &[(Uuid, u32)], card: &str) -> Val
         .clone()
 }
 
+/// The backbone issue's scenario: three products (one scarce), five customers and the
+/// card mix of [`token`]. Shared with the distributed-mode test.
+pub struct Scenario {
+    pub admin: String,
+    pub mug: Uuid,
+    pub lamp: Uuid,
+    pub print: Uuid,
+    pub customers: Vec<String>,
+    /// Each placed order with its number in the scenario.
+    pub placed: Vec<(usize, Value)>,
+}
+
+impl Scenario {
+    pub async fn set_up(api: &Api, admin: String) -> Self {
+        let mug = api.product(&admin, "Mug", 1250, "EUR", 1000).await;
+        let lamp = api.product(&admin, "Lamp", 4999, "EUR", 1000).await;
+        // Scarce: some orders for it find no stock left and are cancelled.
+        let print = api.product(&admin, "Signed print", 15000, "EUR", 15).await;
+        let mut customers = Vec::new();
+        for _ in 0..5 {
+            customers.push(api.customer().await.0);
+        }
+        Self {
+            admin,
+            mug,
+            lamp,
+            print,
+            customers,
+            placed: Vec::new(),
+        }
+    }
+
+    /// Places orders number `range` at once.
+    pub async fn place(&mut self, api: &Api, range: std::ops::Range<usize>) {
+        let orders = futures::future::join_all(range.map(|n| {
+            let items: Vec<(Uuid, u32)> = match n % 4 {
+                0 => vec![(self.mug, 1 + (n % 3) as u32)],
+                1 => vec![(self.lamp, 1), (self.mug, 2)],
+                2 => vec![(self.print, 1)],
+                _ => vec![(self.lamp, 2)],
+            };
+            let customer = &self.customers[n % 5];
+            async move { (n, place(api, customer, &items, token(n)).await) }
+        }))
+        .await;
+        self.placed.extend(orders);
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.placed
+            .iter()
+            .map(|(_, o)| o["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Every card in the mix was exercised and the print ran out; stock fell by exactly
+    /// what paid orders took; the analytics (asked of `analytics`) agree with the orders.
+    pub async fn assert_outcome(&self, api: &Api, analytics: &Api, audit: &Audit) {
+        let ids = self.ids();
+        let count = |status: &str| ids.iter().filter(|id| audit.status[*id] == status).count();
+        assert!(count("PAID") >= 100, "{:?}", count("PAID"));
+        assert!(count("PAYMENT_FAILED") >= 30);
+        assert!(count("CANCELLED") >= 1, "the print's stock should run out");
+
+        let mut sold: HashMap<Uuid, i64> = HashMap::new();
+        let mut revenue = 0;
+        for (_, order) in &self.placed {
+            if audit.status[order["id"].as_str().unwrap()] != "PAID" {
+                continue;
+            }
+            revenue += order["totalAmount"].as_i64().unwrap();
+            for item in order["items"].as_array().unwrap() {
+                let id: Uuid = item["productId"].as_str().unwrap().parse().unwrap();
+                *sold.entry(id).or_default() += item["quantity"].as_i64().unwrap();
+            }
+        }
+        for (product, initial) in [(self.mug, 1000), (self.lamp, 1000), (self.print, 15)] {
+            let stock = api
+                .get(&format!("/api/products/{product}"), None)
+                .await
+                .ok(200)["stock"]
+                .as_i64()
+                .unwrap();
+            assert_eq!(
+                stock,
+                initial - sold.get(&product).copied().unwrap_or(0),
+                "stock of {product}"
+            );
+        }
+
+        let summary = analytics
+            .get("/api/analytics/summary", Some(&self.admin))
+            .await;
+        let summary = summary.ok(200);
+        assert_eq!(summary["orders"], ids.len());
+        let by_status: BTreeMap<String, i64> =
+            serde_json::from_value(summary["byStatus"].clone()).unwrap();
+        for status in TERMINAL {
+            assert_eq!(
+                by_status.get(status).copied().unwrap_or(0),
+                count(status) as i64,
+                "{status}"
+            );
+        }
+        let paid = count("PAID") as i64;
+        assert_eq!(
+            summary["revenue"],
+            json!([{
+                "currency": "EUR", "amount": revenue, "orders": paid,
+                "averageOrderValue": (revenue + paid / 2) / paid,
+            }])
+        );
+        assert_eq!(summary["payments"]["succeeded"], paid);
+        assert_eq!(
+            summary["payments"]["failed"],
+            count("PAYMENT_FAILED") as i64
+        );
+        let top: i64 = summary["topProducts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["quantity"].as_i64().unwrap())
+            .sum();
+        assert_eq!(top, sold.values().sum::<i64>());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_orders_reach_a_terminal_state_with_every_effect_once() {
     let app = TestApp::spawn_with(|c| {
@@ -269,74 +396,15 @@ async fn two_hundred_orders_reach_a_terminal_state_with_every_effect_once() {
     })
     .await;
     let api = &app.api;
-    let admin = app.admin().await;
-    let mug = api.product(&admin, "Mug", 1250, "EUR", 1000).await;
-    let lamp = api.product(&admin, "Lamp", 4999, "EUR", 1000).await;
-    // Scarce: some orders for it find no stock left and are cancelled.
-    let print = api.product(&admin, "Signed print", 15000, "EUR", 15).await;
-    let mut customers = Vec::new();
-    for _ in 0..5 {
-        customers.push(api.customer().await.0);
-    }
-
-    let mut placed = Vec::new();
-    let orders = futures::future::join_all((0..200).map(|n| {
-        let (customers, api) = (&customers, api);
-        async move {
-            let items: Vec<(Uuid, u32)> = match n % 4 {
-                0 => vec![(mug, 1 + (n % 3) as u32)],
-                1 => vec![(lamp, 1), (mug, 2)],
-                2 => vec![(print, 1)],
-                _ => vec![(lamp, 2)],
-            };
-            let order = place(api, &customers[n % 5], &items, token(n)).await;
-            (n, order)
-        }
-    }))
-    .await;
-    for (n, order) in orders {
-        placed.push((n, order));
-    }
-    let ids: Vec<String> = placed
-        .iter()
-        .map(|(_, o)| o["id"].as_str().unwrap().to_owned())
-        .collect();
+    let mut scenario = Scenario::set_up(api, app.admin().await).await;
+    scenario.place(api, 0..200).await;
+    let ids = scenario.ids();
     settle(&app.db, &ids, &GROUPS).await;
 
     let audit = audit(&app.db, &app.config.data_dir.join("mail")).await;
     audit.assert_exactly_once(&ids);
-    let count = |status: &str| ids.iter().filter(|id| audit.status[*id] == status).count();
-    // Every card in the mix was exercised, the scarce print ran out.
-    assert!(count("PAID") >= 100, "{:?}", count("PAID"));
-    assert!(count("PAYMENT_FAILED") >= 30);
-    assert!(count("CANCELLED") >= 1, "the print's stock should run out");
-
-    // Stock: what is gone is exactly what paid orders took; declined orders gave theirs back.
-    let mut sold: HashMap<Uuid, i64> = HashMap::new();
-    let mut revenue = 0;
-    for (_, order) in &placed {
-        if audit.status[order["id"].as_str().unwrap()] != "PAID" {
-            continue;
-        }
-        revenue += order["totalAmount"].as_i64().unwrap();
-        for item in order["items"].as_array().unwrap() {
-            let id: Uuid = item["productId"].as_str().unwrap().parse().unwrap();
-            *sold.entry(id).or_default() += item["quantity"].as_i64().unwrap();
-        }
-    }
-    for (product, initial) in [(mug, 1000), (lamp, 1000), (print, 15)] {
-        let stock = api
-            .get(&format!("/api/products/{product}"), None)
-            .await
-            .ok(200)["stock"]
-            .as_i64()
-            .unwrap();
-        assert_eq!(
-            stock,
-            initial - sold.get(&product).copied().unwrap_or(0),
-            "stock of {product}"
-        );
-    }
+    scenario.assert_outcome(api, api, &audit).await;
+    let (placed, customers) = (&scenario.placed, &scenario.customers);
 
     // A payment record per order, visible to its owner.
     // Order 16 took the declined card, for the mug (always in stock).
@@ -363,40 +431,6 @@ async fn two_hundred_orders_reach_a_terminal_state_with_every_effect_once() {
         )
         .await;
     assert_eq!(hidden.ok(200)["items"], json!([]));
-
-    // Analytics agree with the orders.
-    let summary = api.get("/api/analytics/summary", Some(&admin)).await;
-    let summary = summary.ok(200);
-    assert_eq!(summary["orders"], 200);
-    let by_status: BTreeMap<String, i64> =
-        serde_json::from_value(summary["byStatus"].clone()).unwrap();
-    for status in TERMINAL {
-        assert_eq!(
-            by_status.get(status).copied().unwrap_or(0),
-            count(status) as i64,
-            "{status}"
-        );
-    }
-    let paid = count("PAID") as i64;
-    assert_eq!(
-        summary["revenue"],
-        json!([{
-            "currency": "EUR", "amount": revenue, "orders": paid,
-            "averageOrderValue": (revenue + paid / 2) / paid,
-        }])
-    );
-    assert_eq!(summary["payments"]["succeeded"], paid);
-    assert_eq!(
-        summary["payments"]["failed"],
-        count("PAYMENT_FAILED") as i64
-    );
-    let top: i64 = summary["topProducts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["quantity"].as_i64().unwrap())
-        .sum();
-    assert_eq!(top, sold.values().sum::<i64>());
 
     // The business metrics counted it all.
     let metrics = api.get("/metrics", None).await;

@@ -1,0 +1,90 @@
+//! A Kafka-protocol broker for tests: tansu, started and stopped by the test itself, so
+//! that a test can restart it mid-run.
+//!
+//! `OXCART_TEST_TANSU` is the tansu binary (`.ci/run` installs it with `cargo install
+//! tansu --locked --features dynostore,postgres,libsql`). Its storage is a SQLite file
+//! (`sqlite://`), which survives a restart as a real broker's log does.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+pub struct Broker {
+    bin: PathBuf,
+    storage: String,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+/// The tansu binary the tests run.
+pub fn tansu() -> PathBuf {
+    std::env::var_os("OXCART_TEST_TANSU")
+        .map(PathBuf::from)
+        .expect("OXCART_TEST_TANSU names the tansu binary (.ci/run installs it)")
+}
+
+impl Broker {
+    /// Starts tansu on a free port with its log in `dir`.
+    pub async fn start(dir: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut broker = Self {
+            bin: tansu(),
+            // `OXCART_TEST_TANSU_STORAGE=memory` for a tansu built without libsql; its
+            // log does not survive a restart.
+            storage: match std::env::var("OXCART_TEST_TANSU_STORAGE").as_deref() {
+                Ok("memory") => "memory://tansu/".to_owned(),
+                _ => format!("sqlite://{}", dir.join("tansu.db").display()),
+            },
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child: None,
+        };
+        broker.run().await;
+        broker
+    }
+
+    /// `host:port`, for `KAFKA_BROKERS`.
+    pub fn brokers(&self) -> String {
+        self.addr.to_string()
+    }
+
+    async fn run(&mut self) {
+        let url = format!("tcp://{}", self.addr);
+        let child = Command::new(&self.bin)
+            .arg("broker")
+            .args(["--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", &self.storage])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("tansu did not listen on {}", self.addr);
+    }
+
+    /// Starts a stopped broker again, on the same port and log.
+    pub async fn resume(&mut self) {
+        self.run().await;
+    }
+
+    /// Kills the broker, as a crash would.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}
