@@ -1,20 +1,56 @@
-# Shared by the benchmark scripts: builds the release binary, starts the all-in-one on a
-# fresh data directory, and creates a customer (TOKEN) and a well-stocked product (PRODUCT).
-# Sets: bin, base, work, pid, TOKEN, PRODUCT. Source it; the caller's EXIT trap cleans up.
+# Shared by the benchmark scripts: builds the release binary, starts oxcart on a fresh
+# data directory, and creates a customer (TOKEN) and a well-stocked product (PRODUCT).
+# Sets: bin, base, work, pids, DATABASE, TOKEN, PRODUCT. Source it; its EXIT trap cleans up.
+#
+# BENCH_MODE=all-in-one (the default): one process on SQLite.
+# BENCH_MODE=distributed: PostgreSQL (a fresh database `oxcart_bench`, directly or through
+# $BENCH_PGBOUNCER), a tansu broker, and four processes: users/catalog/orders (the one
+# the load hits), payments, notifications/invoices and analytics.
 command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)"; exit 1; }
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${OXCART_CACHE:-$HOME/.cache/oxcart}/target}"
-cargo build --release --locked --bin oxcart
+cache="${OXCART_CACHE:-$HOME/.cache/oxcart}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+mode="${BENCH_MODE:-all-in-one}"
+features=()
+[ "$mode" = distributed ] && features=(--features kafka)
+cargo build --release --locked --bin oxcart "${features[@]}"
 bin="$CARGO_TARGET_DIR/release/oxcart"
 
 work="$(mktemp -d)"
-pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port="$(free_port)"
 base="http://127.0.0.1:$port"
 # Request logging is turned down so the benchmark measures the API, not the terminal.
-OXCART_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --log-format json 2>"$work/server.log" &
-pid=$!
-until curl -sf "$base/health/ready" >/dev/null; do sleep 0.2; done
+export OXCART_LOG=warn
+serve() {
+    "$bin" serve --data-dir "$work/data" --log-format json "$@" 2>>"$work/server.log" &
+    pids+=($!)
+}
+if [ "$mode" = distributed ]; then
+    tansu="${OXCART_TEST_TANSU:-$cache/tansu/bin/tansu}"
+    [ -x "$tansu" ] || { echo "needs tansu: .ci/run installs it into $cache/tansu"; exit 1; }
+    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS oxcart_bench WITH (FORCE)" -c "CREATE DATABASE oxcart_bench"
+    export DATABASE="postgres://postgres@127.0.0.1:5432/oxcart_bench"
+    export DATABASE_URL="${BENCH_PGBOUNCER:-postgres://postgres@127.0.0.1:5432}/oxcart_bench"
+    export DATABASE_MIGRATION_URL="$DATABASE"
+    kafka="127.0.0.1:$(free_port)"
+    "$tansu" broker --listener-url "tcp://$kafka" --advertised-listener-url "tcp://$kafka" \
+        --storage-engine "sqlite://$work/tansu.db" >"$work/tansu.log" 2>&1 &
+    pids+=($!)
+    until (exec 3<>"/dev/tcp/${kafka%:*}/${kafka#*:}") 2>/dev/null; do sleep 0.2; done
+    export KAFKA_BROKERS="$kafka" OXCART_MIGRATE=false
+    "$bin" migrate --data-dir "$work/data" >/dev/null
+    serve --listen "127.0.0.1:$port" --services users,catalog,orders
+    until curl -sf "$base/health/ready" >/dev/null; do sleep 0.2; done
+    for services in payments notifications,invoices analytics; do
+        serve --listen "127.0.0.1:$(free_port)" --services "$services"
+    done
+else
+    export DATABASE="$work/data/oxcart.db"
+    serve --listen "127.0.0.1:$port"
+    until curl -sf "$base/health/ready" >/dev/null; do sleep 0.2; done
+fi
 
 password="benchmark password"
 echo "$password" | OXCART_LOG=warn "$bin" users create-admin --data-dir "$work/data" --email admin@example.com --password-stdin >/dev/null

@@ -10,6 +10,7 @@
 #   bench/saga.sh                       # 30 s at 16 connections, then 30 s at ~35 orders/s
 #   DURATION=60s CONNECTIONS=32 bench/saga.sh
 #   OXCART_SQLITE_SYNCHRONOUS=normal bench/saga.sh   # fsync at checkpoints only
+#   BENCH_MODE=distributed bench/saga.sh              # four processes, PostgreSQL, Kafka
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${DURATION:-30s}" connections="${CONNECTIONS:-16}"
@@ -17,7 +18,7 @@ duration="${DURATION:-30s}" connections="${CONNECTIONS:-16}"
 
 report() {
     # Wait until every placed order is paid, then read the log.
-    python3 bench/saga_report.py "$work/data/oxcart.db" "$1"
+    python3 bench/saga_report.py "$DATABASE" "$1" "$work/bench-mark"
 }
 
 echo "== saturation: POST /api/orders at $connections connections for $duration"

@@ -1,22 +1,54 @@
-"""Reads an oxcart SQLite event log and reports the saga's end-to-end figures.
+"""Reads an oxcart event log and reports the saga's end-to-end figures.
 
-Usage: saga_report.py path/to/oxcart.db label
+Usage: saga_report.py DATABASE LABEL MARK
 
-Waits until every order is PAID (or 120 s pass), then measures the orders placed since
-the previous report with the same database (it keeps a watermark in a file beside it).
+DATABASE is a SQLite file, or a postgres:// URL (read with psql). Waits until every
+order is PAID (or 120 s pass), then measures the orders placed since the previous report,
+whose last log position it keeps in the file MARK.
 """
 import sqlite3
+import subprocess
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
-db_path, label = sys.argv[1], sys.argv[2]
-mark_path = Path(db_path + ".bench-mark")
+db_path, label, mark = sys.argv[1], sys.argv[2], sys.argv[3]
+mark_path = Path(mark)
 since = int(mark_path.read_text()) if mark_path.exists() else 0
 
 
+class Psql:
+    """Just enough of a DB-API connection over psql for the queries below."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return False
+
+    def execute(self, sql, params=()):
+        for value in params:
+            sql = sql.replace("?", str(int(value)), 1)
+        out = subprocess.run(
+            ["psql", db_path, "-AtF", "\t", "-c", "SET search_path TO eventlog; " + sql],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        rows = [line.split("\t") for line in out.splitlines() if line and line != "SET"]
+        return Rows([[int(v) if v.lstrip("-").isdigit() else v for v in row] for row in rows])
+
+
+class Rows(list):
+    def fetchone(self):
+        return self[0] if self else [None]
+
+    def fetchall(self):
+        return self
+
+
 def connect():
+    if db_path.startswith("postgres"):
+        return Psql()
     return sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
 
 

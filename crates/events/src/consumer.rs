@@ -268,6 +268,7 @@ impl ConsumerRunner {
             return;
         };
         let mut backoff = self.policy.backoff();
+        let mut lag_due = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
             let polled = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -291,8 +292,13 @@ impl ConsumerRunner {
                     break;
                 }
             }
-            if let Ok(lag) = subscription.lag().await {
-                self.metrics.set_lag(group, lag);
+            // Lag can cost a broker several round trips: measured when the group is idle,
+            // and at most once a second while it is busy.
+            if batch.is_empty() || tokio::time::Instant::now() >= lag_due {
+                if let Ok(lag) = subscription.lag().await {
+                    self.metrics.set_lag(group, lag);
+                }
+                lag_due = tokio::time::Instant::now() + Duration::from_secs(1);
             }
         }
         tracing::debug!(group, "consumer stopped");
