@@ -35,8 +35,9 @@ if [ "$mode" = distributed ]; then
     export DATABASE_URL="${BENCH_PGBOUNCER:-postgres://postgres@127.0.0.1:5432}/oxcart_bench"
     export DATABASE_MIGRATION_URL="$DATABASE"
     kafka="127.0.0.1:$(free_port)"
-    "$tansu" broker --listener-url "tcp://$kafka" --advertised-listener-url "tcp://$kafka" \
-        --storage-engine "sqlite://$work/tansu.db" >"$work/tansu.log" 2>&1 &
+    # (tansu reads a sqlite:// path relative to its working directory)
+    (cd "$work" && exec "$tansu" broker --listener-url "tcp://$kafka" --advertised-listener-url "tcp://$kafka" \
+        --storage-engine "sqlite://tansu.db" >"$work/tansu.log" 2>&1) &
     pids+=($!)
     until (exec 3<>"/dev/tcp/${kafka%:*}/${kafka#*:}") 2>/dev/null; do sleep 0.2; done
     export KAFKA_BROKERS="$kafka" OXCART_MIGRATE=false

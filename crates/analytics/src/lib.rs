@@ -122,11 +122,15 @@ impl Handler for AnalyticsHandler {
                 let order_id = event.event.data["orderId"]
                     .as_str()
                     .ok_or("payment event without an orderId")?;
-                db::query("UPDATE analytics_orders SET payment = $1 WHERE order_id = $2")
-                    .bind(outcome)
-                    .bind(order_id)
-                    .execute(&mut *tx)
-                    .await?;
+                // Its own table: the payment may be heard of before the order is.
+                db::query(
+                    "INSERT INTO analytics_payments (order_id, outcome) VALUES ($1, $2) \
+                     ON CONFLICT (order_id) DO UPDATE SET outcome = excluded.outcome",
+                )
+                .bind(order_id)
+                .bind(outcome)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;
@@ -306,7 +310,9 @@ impl Analytics {
             .collect::<Result<_, Error>>()?;
 
         let rows = db::query(&format!(
-            "SELECT payment, COUNT(*) AS n FROM analytics_orders WHERE {range} GROUP BY payment"
+            "SELECT p.outcome AS payment, COUNT(*) AS n FROM analytics_payments p \
+             JOIN analytics_orders o ON o.order_id = p.order_id \
+             WHERE o.day >= $1 AND o.day <= $2 GROUP BY p.outcome"
         ))
         .bind(&start)
         .bind(&end)

@@ -49,6 +49,7 @@ impl Bus for KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            .set("max.poll.interval.ms", "30000")
             .create()
             .map_err(unavailable)?;
         let names: Vec<String> = topics.iter().map(|t| self.config.name(t)).collect();

@@ -88,7 +88,7 @@ impl SimulatedProvider {
             "SELECT approved, reference, decline_code FROM simulated_provider_operations WHERE idempotency_key = $1",
         )
         .bind(key)
-        .fetch_optional(&mut *self.db.read().await?)
+        .fetch_optional(&mut *self.db.read_primary().await?)
         .await?;
         Ok(row.map(|(approved, reference, code)| (approved == 1, reference, code)))
     }

@@ -20,7 +20,7 @@ use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
-use oxcart_events::{NewEvent, RecordedEvent};
+use oxcart_events::{EventStore, NewEvent, RecordedEvent};
 use oxcart_platform::db::{self, Db};
 use serde::Deserialize;
 use serde_json::json;
@@ -77,16 +77,50 @@ fn payment_event(
 pub struct PaymentSaga {
     db: Db,
     outbox: Arc<dyn Outbox>,
+    /// The log, to read an `order.created` that has not been delivered yet.
+    log: Arc<dyn EventStore>,
     provider: Arc<dyn PaymentProvider>,
 }
 
 impl PaymentSaga {
-    pub fn new(db: Db, outbox: Arc<dyn Outbox>, provider: Arc<dyn PaymentProvider>) -> Self {
+    /// `store` is both where payments appends its events and the log it reads an order's
+    /// `order.created` from.
+    pub fn new<S: Outbox + EventStore>(
+        db: Db,
+        store: Arc<S>,
+        provider: Arc<dyn PaymentProvider>,
+    ) -> Self {
         Self {
             db,
-            outbox,
+            outbox: store.clone(),
+            log: store,
             provider,
         }
+    }
+
+    /// The order's payment, recorded from its `order.created` first if that has not been
+    /// delivered yet. On the embedded log it always has been; on Kafka it travels on the
+    /// `orders` topic while `stock.reserved` travels on `catalog`, and Kafka orders only
+    /// within a partition, so after a restart with a backlog the reservation can come
+    /// first. Reading the cause from the log (and claiming it, so that its own delivery
+    /// later changes nothing) lets the charge go ahead instead of waiting on an event
+    /// that may be queued behind this one.
+    async fn payment_or_intent(&self, order_id: Uuid) -> Result<Row, BoxError> {
+        if let Some(payment) = self.payment(order_id).await? {
+            return Ok(payment);
+        }
+        let created = self
+            .log
+            .read_stream(order_id)
+            .await?
+            .into_iter()
+            .find(|e| e.event.event_type == "order.created")
+            .ok_or_else(|| format!("order {order_id} has no order.created in the log"))?;
+        self.intend(&created).await?;
+        Ok(self
+            .payment(order_id)
+            .await?
+            .ok_or_else(|| format!("no payment recorded for order {order_id}"))?)
     }
 
     async fn payment(&self, order_id: Uuid) -> Result<Option<Row>, BoxError> {
@@ -94,7 +128,7 @@ impl PaymentSaga {
             "SELECT status, amount, currency, payment_token, provider_reference FROM payments WHERE order_id = $1",
         )
         .bind(order_id.to_string())
-        .fetch_optional(&mut *self.db.read().await?)
+        .fetch_optional(&mut *self.db.read_primary().await?)
         .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -141,10 +175,7 @@ impl PaymentSaga {
         if self.seen(cause).await? {
             return Ok(());
         }
-        let payment = self
-            .payment(order_id)
-            .await?
-            .ok_or_else(|| format!("no payment recorded yet for order {order_id}"))?;
+        let payment = self.payment_or_intent(order_id).await?;
         if payment.status != PaymentStatus::Pending {
             return Ok(());
         }

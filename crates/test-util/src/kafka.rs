@@ -15,6 +15,7 @@ use tokio::process::{Child, Command};
 pub struct Broker {
     bin: PathBuf,
     storage: String,
+    dir: PathBuf,
     pub addr: SocketAddr,
     child: Option<Child>,
 }
@@ -35,12 +36,10 @@ impl Broker {
             .port();
         let mut broker = Self {
             bin: tansu(),
-            // `OXCART_TEST_TANSU_STORAGE=memory` for a tansu built without libsql; its
-            // log does not survive a restart.
-            storage: match std::env::var("OXCART_TEST_TANSU_STORAGE").as_deref() {
-                Ok("memory") => "memory://tansu/".to_owned(),
-                _ => format!("sqlite://{}", dir.join("tansu.db").display()),
-            },
+            // tansu reads the path relative to its working directory. (Its in-memory
+            // engine is no stand-in: its log dies with it, and its high watermarks lag.)
+            storage: "sqlite://tansu.db".to_owned(),
+            dir: dir.to_owned(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             child: None,
         };
@@ -60,6 +59,7 @@ impl Broker {
             .args(["--listener-url", &url])
             .args(["--advertised-listener-url", &url])
             .args(["--storage-engine", &self.storage])
+            .current_dir(&self.dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
