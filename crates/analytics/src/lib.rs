@@ -309,11 +309,11 @@ impl Analytics {
             })
             .collect::<Result<_, Error>>()?;
 
-        let rows = db::query(&format!(
+        let rows = db::query(
             "SELECT p.outcome AS payment, COUNT(*) AS n FROM analytics_payments p \
              JOIN analytics_orders o ON o.order_id = p.order_id \
-             WHERE o.day >= $1 AND o.day <= $2 GROUP BY p.outcome"
-        ))
+             WHERE o.day >= $1 AND o.day <= $2 GROUP BY p.outcome",
+        )
         .bind(&start)
         .bind(&end)
         .fetch_all(&mut *reader)
