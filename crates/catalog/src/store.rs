@@ -67,7 +67,8 @@ impl ProductStore {
         row.as_ref().map(decode).transpose()
     }
 
-    /// The products among `ids` that exist, in no particular order.
+    /// The products among `ids` that exist, in no particular order. Read from the
+    /// primary: an order is priced at the current price, never at a replica's.
     pub async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<Product>, Error> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -81,7 +82,7 @@ impl ProductStore {
         for id in ids {
             query = query.bind(id.to_string());
         }
-        let rows = query.fetch_all(&mut *self.db.read().await?).await?;
+        let rows = query.fetch_all(&mut *self.db.read_primary().await?).await?;
         rows.iter().map(decode).collect()
     }
 

@@ -43,12 +43,14 @@ impl UserStore {
         }
     }
 
-    /// The user with `email` (already normalised) and their password hash.
+    /// The user with `email` (already normalised) and their password hash. Account
+    /// look-ups read the primary: signing in right after signing up must work whatever
+    /// a replica's lag.
     pub async fn by_email(&self, email: &str) -> Result<Option<(User, String)>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
         let row = db::query(&sql)
             .bind(email)
-            .fetch_optional(&mut *self.db.read().await?)
+            .fetch_optional(&mut *self.db.read_primary().await?)
             .await?;
         row.map(|row| Ok((decode(&row)?, row.try_get("password_hash")?)))
             .transpose()
@@ -58,7 +60,7 @@ impl UserStore {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
         let row = db::query(&sql)
             .bind(id.to_string())
-            .fetch_optional(&mut *self.db.read().await?)
+            .fetch_optional(&mut *self.db.read_primary().await?)
             .await?;
         row.as_ref().map(decode).transpose()
     }
