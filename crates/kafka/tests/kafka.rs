@@ -11,7 +11,6 @@ use oxcart_events::EventStore;
 use oxcart_events::consumer::DeadLetters;
 use oxcart_kafka::{KafkaBus, KafkaConfig, KafkaDeadLetters, Relay, RelayMetrics};
 use oxcart_platform::db::Db;
-use oxcart_postgres::PgConfig;
 use oxcart_sql::{DbDeadLetters, SqlEventStore};
 use oxcart_test_util::bus::Fixture;
 use oxcart_test_util::kafka::Broker;
@@ -43,17 +42,6 @@ struct Guard {
     _broker: (Broker, tempfile::TempDir),
 }
 
-async fn database() -> (Db, TestDatabase) {
-    let database = TestDatabase::create().await;
-    oxcart_postgres::migrate(&database.direct_url)
-        .await
-        .unwrap();
-    let db = oxcart_postgres::connect(&database.url, &[], &PgConfig::default())
-        .await
-        .unwrap();
-    (db, database)
-}
-
 /// Starts `n` relays on one store, as `n` processes would.
 fn relays(db: &Db, store: &Arc<dyn EventStore>, config: &KafkaConfig, n: usize) -> DropGuard {
     let shutdown = CancellationToken::new();
@@ -65,7 +53,7 @@ fn relays(db: &Db, store: &Arc<dyn EventStore>, config: &KafkaConfig, n: usize) 
 }
 
 async fn kafka() -> (Fixture, Guard) {
-    let (db, database) = database().await;
+    let (db, database) = TestDatabase::migrated().await;
     let (broker, config, dir) = broker().await;
     let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
     let fixture = Fixture {
@@ -95,7 +83,7 @@ mod bus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs tansu (OXCART_TEST_TANSU); .ci/run provides it"]
 async fn three_relays_publish_every_event_once_in_order() {
-    let (db, _database) = database().await;
+    let (db, _database) = TestDatabase::migrated().await;
     let (_broker, config, _dir) = broker().await;
     let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
     let _relays = relays(&db, &store, &config, 3);
@@ -150,7 +138,7 @@ async fn dead_letters_reach_the_dead_letter_topic() {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Headers;
 
-    let (db, _database) = database().await;
+    let (db, _database) = TestDatabase::migrated().await;
     let (_broker, config, _dir) = broker().await;
     let store = SqlEventStore::new(db.clone());
     let id = uuid::Uuid::now_v7();

@@ -9,24 +9,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use oxcart_events::EventStore;
-use oxcart_platform::db::Db;
-use oxcart_postgres::PgConfig;
 use oxcart_sql::SqlEventStore;
 use oxcart_test_util::postgres::TestDatabase;
 
-async fn database() -> (Db, TestDatabase) {
-    let database = TestDatabase::create().await;
-    oxcart_postgres::migrate(&database.direct_url)
-        .await
-        .unwrap();
-    let db = oxcart_postgres::connect(&database.url, &[], &PgConfig::default())
-        .await
-        .unwrap();
-    (db, database)
-}
-
 async fn postgres() -> (Arc<dyn EventStore>, TestDatabase) {
-    let (db, database) = database().await;
+    let (db, database) = TestDatabase::migrated().await;
     (Arc::new(SqlEventStore::new(db)), database)
 }
 
@@ -34,7 +21,7 @@ oxcart_test_util::event_store_contract!(postgres());
 
 #[tokio::test]
 async fn the_log_refuses_updates_and_deletes() {
-    let (db, _database) = database().await;
+    let (db, _database) = TestDatabase::migrated().await;
     common::the_log_refuses_updates_and_deletes(&db).await;
 }
 
@@ -44,7 +31,7 @@ async fn the_log_refuses_updates_and_deletes() {
 /// the log as a consumer does; the reader must end up with every event, in order.
 #[tokio::test]
 async fn a_follower_never_skips_a_position_under_concurrent_appends() {
-    let (db, _database) = database().await;
+    let (db, _database) = TestDatabase::migrated().await;
     let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
     let writers: Vec<_> = (0..8)
         .map(|_| {
@@ -87,7 +74,7 @@ async fn a_follower_never_skips_a_position_under_concurrent_appends() {
 }
 
 async fn postgres_bus() -> (oxcart_test_util::bus::Fixture, TestDatabase) {
-    let (db, database) = database().await;
+    let (db, database) = TestDatabase::migrated().await;
     (common::bus_fixture(&db), database)
 }
 

@@ -1,9 +1,9 @@
-//! A Kafka-protocol broker for tests: tansu, started and stopped by the test itself, so
-//! that a test can restart it mid-run.
+//! A Kafka-protocol broker for tests: tansu, started by the test itself on a free port,
+//! and killed when the test drops it.
 //!
 //! `OXCART_TEST_TANSU` is the tansu binary (`.ci/run` installs it with `cargo install
 //! tansu --locked --features dynostore,postgres,libsql`). Its storage is a SQLite file
-//! (`sqlite://`), which survives a restart as a real broker's log does.
+//! (`sqlite://`); tansu's in-memory engine reports high watermarks that lag.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -74,17 +74,5 @@ impl Broker {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("tansu did not listen on {}", self.addr);
-    }
-
-    /// Starts a stopped broker again, on the same port and log.
-    pub async fn resume(&mut self) {
-        self.run().await;
-    }
-
-    /// Kills the broker, as a crash would.
-    pub async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
-        }
     }
 }

@@ -56,6 +56,19 @@ impl TestDatabase {
         }
     }
 
+    /// A fresh database with oxcart's schema, and the handle the application would open
+    /// on it (through PgBouncer when the suite runs behind one).
+    pub async fn migrated() -> (oxcart_platform::db::Db, Self) {
+        let database = Self::create().await;
+        oxcart_postgres::migrate(&database.direct_url)
+            .await
+            .expect("the migrations apply");
+        let db = oxcart_postgres::connect(&database.url, &[], &Default::default())
+            .await
+            .expect("connects to the test database");
+        (db, database)
+    }
+
     /// This database on another server of the same cluster (a replica):
     /// `postgres://user@host:port` and the database's name.
     pub fn on(&self, server_url: &str) -> String {
