@@ -47,7 +47,10 @@ impl Bus for KafkaBus {
             .set("enable.auto.offset.store", "false")
             // A new group starts from the beginning of the log, as on the embedded log.
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
+            .set(
+                "session.timeout.ms",
+                SESSION_TIMEOUT.as_millis().to_string(),
+            )
             .set("heartbeat.interval.ms", "1000")
             .set("max.poll.interval.ms", "30000")
             .create()
@@ -57,8 +60,10 @@ impl Bus for KafkaBus {
         consumer.subscribe(&names).map_err(unavailable)?;
         Ok(Box::new(KafkaSubscription {
             consumer: Arc::new(consumer),
+            group: self.config.name(group),
             topics: names.iter().map(|t| (*t).to_owned()).collect(),
             delivered: VecDeque::new(),
+            watchdog: Watchdog::default(),
         }))
     }
 }
@@ -73,9 +78,73 @@ struct Delivered {
 
 struct KafkaSubscription {
     consumer: Arc<StreamConsumer>,
+    group: String,
     topics: Vec<String>,
     /// Delivered and not yet committed, in delivery order.
     delivered: VecDeque<Delivered>,
+    watchdog: Watchdog,
+}
+
+/// How long the coordinator waits for a silent member before it rebalances without it.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Watches for a member left with no partitions by a coordinator that lost track.
+///
+/// A member that holds no partitions while its group has a backlog that nobody commits
+/// through, for longer than a dead member's session and a rebalance take, was left out
+/// of an assignment that covers no one: the group's lag grows and nothing says why.
+/// tansu 0.6 does this when a group's leader dies and its session expires while the
+/// replacement member is in SyncGroup: it forms the group around the replacement's
+/// empty (follower's) assignment. The watchdog then leaves the group and joins again,
+/// which makes a fresh assignment. A healthy group it can only disturb with one
+/// rebalance per [`Watchdog::PATIENCE`], and only while another member makes no progress
+/// and this one has nothing to do.
+#[derive(Default)]
+struct Watchdog {
+    last_check: Option<Instant>,
+    /// Since when this member has held nothing, and the group's committed offsets then.
+    idle: Option<(Instant, i64)>,
+}
+
+impl Watchdog {
+    /// How often an idle member looks at its assignment.
+    const EVERY: Duration = Duration::from_secs(2);
+    /// How long a stalled group may leave this member idle: a whole session timeout (a
+    /// dead member's partitions come back after it) and a rebalance.
+    const PATIENCE: Duration = Duration::from_secs(SESSION_TIMEOUT.as_secs() + 5);
+}
+
+/// The group's offsets over every partition of `topics`: the sum of what it has
+/// committed, and its lag (what it has not).
+fn group_offsets(
+    consumer: &StreamConsumer,
+    topics: &[String],
+) -> Result<(i64, u64), rdkafka::error::KafkaError> {
+    // Every partition of the group's topics, not just this member's: the group's lag,
+    // known before the member has joined.
+    let timeout = Duration::from_secs(5);
+    let mut partitions = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for found in metadata.topics() {
+            for partition in found.partitions() {
+                partitions.add_partition(found.name(), partition.id());
+            }
+        }
+    }
+    let committed = consumer.committed_offsets(partitions, timeout)?;
+    let (mut sum, mut lag) = (0, 0);
+    for element in committed.elements() {
+        let (low, high) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+        let from = match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => low,
+        };
+        sum += from;
+        lag += u64::try_from(high - from).unwrap_or(0);
+    }
+    Ok((sum, lag))
 }
 
 impl KafkaSubscription {
@@ -89,6 +158,56 @@ impl KafkaSubscription {
             .await
             .map_err(|e| Error::Backend(Box::new(e)))?
             .map_err(unavailable)
+    }
+
+    /// See [`Watchdog`]: runs when a poll found nothing.
+    async fn watch(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        if self
+            .watchdog
+            .last_check
+            .is_some_and(|at| now - at < Watchdog::EVERY)
+        {
+            return Ok(());
+        }
+        self.watchdog.last_check = Some(now);
+        let assigned = self
+            .blocking(|consumer| consumer.assignment().map(|list| list.count()))
+            .await?;
+        if assigned > 0 {
+            self.watchdog.idle = None;
+            return Ok(());
+        }
+        let since = self.watchdog.idle.map(|(since, _)| since);
+        if since.is_some_and(|since| now - since < Watchdog::PATIENCE) {
+            return Ok(());
+        }
+        let topics = self.topics.clone();
+        let (committed, lag) = self
+            .blocking(move |consumer| group_offsets(consumer, &topics))
+            .await?;
+        let stalled = self
+            .watchdog
+            .idle
+            .is_some_and(|(_, before)| before == committed && lag > 0);
+        self.watchdog.idle = Some((now, committed));
+        if !stalled {
+            return Ok(());
+        }
+        tracing::warn!(
+            group = %self.group,
+            lag,
+            "this member has held no partition for {}s while the group's backlog did not \
+             move: the coordinator left it out; joining the group again",
+            Watchdog::PATIENCE.as_secs()
+        );
+        let topics = self.topics.clone();
+        self.blocking(move |consumer| {
+            consumer.unsubscribe();
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            consumer.subscribe(&topics)
+        })
+        .await
     }
 }
 
@@ -141,6 +260,9 @@ impl Subscription for KafkaSubscription {
             }
             self.delivered.push_back(delivered);
         }
+        if events.is_empty() {
+            self.watch().await?;
+        }
         Ok(events)
     }
 
@@ -166,32 +288,7 @@ impl Subscription for KafkaSubscription {
 
     async fn lag(&mut self) -> Result<u64, Error> {
         let topics = self.topics.clone();
-        self.blocking(move |consumer| {
-            // Every partition of the group's topics, not just this member's: the group's
-            // lag, known before the member has joined.
-            let timeout = Duration::from_secs(5);
-            let mut partitions = TopicPartitionList::new();
-            for topic in &topics {
-                let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-                for found in metadata.topics() {
-                    for partition in found.partitions() {
-                        partitions.add_partition(found.name(), partition.id());
-                    }
-                }
-            }
-            let committed = consumer.committed_offsets(partitions, timeout)?;
-            let mut lag = 0;
-            for element in committed.elements() {
-                let (low, high) =
-                    consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
-                let from = match element.offset() {
-                    Offset::Offset(offset) => offset,
-                    _ => low,
-                };
-                lag += u64::try_from(high - from).unwrap_or(0);
-            }
-            Ok(lag)
-        })
-        .await
+        self.blocking(move |consumer| group_offsets(consumer, &topics).map(|(_, lag)| lag))
+            .await
     }
 }

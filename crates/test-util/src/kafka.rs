@@ -7,7 +7,6 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
@@ -52,17 +51,38 @@ impl Broker {
         self.addr.to_string()
     }
 
+    /// Kills the broker as a crash would (SIGKILL).
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill tansu");
+        }
+    }
+
+    /// Starts a killed broker again, on the same port and storage.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "the broker is running");
+        self.run().await;
+    }
+
     async fn run(&mut self) {
         let url = format!("tcp://{}", self.addr);
+        // Its log goes to `tansu.log` beside its storage; `OXCART_TEST_TANSU_LOG` sets
+        // the level (`RUST_LOG` syntax) when a test needs to see the group coordinator.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .expect("open tansu.log");
+        let level = std::env::var("OXCART_TEST_TANSU_LOG").unwrap_or_else(|_| "warn".to_owned());
         let child = Command::new(&self.bin)
             .arg("broker")
             .args(["--listener-url", &url])
             .args(["--advertised-listener-url", &url])
             .args(["--storage-engine", &self.storage])
             .current_dir(&self.dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("RUST_LOG", level)
+            .stdout(log.try_clone().expect("tansu.log"))
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));

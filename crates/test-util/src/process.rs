@@ -75,7 +75,7 @@ impl Process {
     }
 
     /// SIGKILL: no chance to flush or drain.
-    pub async fn kill(mut self) {
+    pub async fn kill(&mut self) {
         self.child.kill().await.expect("killed");
     }
 

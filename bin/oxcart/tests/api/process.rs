@@ -46,7 +46,7 @@ async fn create_admin(data_dir: &Path) -> String {
 async fn sigkill_mid_saga_loses_and_doubles_nothing() {
     const ORDERS: usize = 500;
     let dir = tempfile::tempdir().unwrap();
-    let server = Process::start_with_env(Path::new(BIN), dir.path(), &[], &saga::FAST).await;
+    let mut server = Process::start_with_env(Path::new(BIN), dir.path(), &[], &saga::FAST).await;
     let api = Api::new(server.addr);
     let admin = api.token(&create_admin(dir.path()).await, PASSWORD).await;
     let product = api.product(&admin, "Mug", 990, "EUR", 100_000).await;
