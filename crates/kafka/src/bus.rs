@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::{Bus, Subscription};
 use oxcart_events::store::Error;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
@@ -53,6 +54,21 @@ impl Bus for KafkaBus {
             )
             .set("heartbeat.interval.ms", "1000")
             .set("max.poll.interval.ms", "30000")
+            // How long the broker may hold a fetch that finds nothing. Kafka answers as
+            // soon as there is data, so a short wait only costs idle requests; tansu 0.6
+            // holds every fetch for at least half of it, which adds to each hop of the saga.
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .map_err(unavailable)?;
+        // The group's offsets and the topics' watermarks are asked for on connections of
+        // their own: a broker may answer a connection's requests one at a time, and the
+        // consumer's connections wait in long fetches (tansu 0.6 took 2.7 s to measure a
+        // lag over them, and the runner waited with it).
+        let observer: BaseConsumer = self
+            .config
+            .client()
+            .set("group.id", self.config.name(group))
+            .set("enable.auto.commit", "false")
             .create()
             .map_err(unavailable)?;
         let names: Vec<String> = topics.iter().map(|t| self.config.name(t)).collect();
@@ -60,10 +76,13 @@ impl Bus for KafkaBus {
         consumer.subscribe(&names).map_err(unavailable)?;
         Ok(Box::new(KafkaSubscription {
             consumer: Arc::new(consumer),
+            observer: Arc::new(observer),
             group: self.config.name(group),
             topics: names.iter().map(|t| (*t).to_owned()).collect(),
             delivered: VecDeque::new(),
             watchdog: Watchdog::default(),
+            lag: None,
+            measuring: None,
         }))
     }
 }
@@ -78,11 +97,28 @@ struct Delivered {
 
 struct KafkaSubscription {
     consumer: Arc<StreamConsumer>,
+    /// Never joins the group: it only reads the group's committed offsets and the
+    /// watermarks, for the lag and the [`Watchdog`].
+    observer: Arc<BaseConsumer>,
     group: String,
     topics: Vec<String>,
     /// Delivered and not yet committed, in delivery order.
     delivered: VecDeque<Delivered>,
     watchdog: Watchdog,
+    /// The group's lag as last measured, and the measurement under way.
+    lag: Option<u64>,
+    measuring: Option<tokio::task::JoinHandle<Result<u64, KafkaError>>>,
+}
+
+async fn off_thread<C: Send + Sync + 'static, T: Send + 'static>(
+    client: &Arc<C>,
+    call: impl FnOnce(&C) -> Result<T, KafkaError> + Send + 'static,
+) -> Result<T, Error> {
+    let client = Arc::clone(client);
+    tokio::task::spawn_blocking(move || call(&client))
+        .await
+        .map_err(|e| Error::Backend(Box::new(e)))?
+        .map_err(unavailable)
 }
 
 /// How long the coordinator waits for a silent member before it rebalances without it.
@@ -117,9 +153,9 @@ impl Watchdog {
 /// The group's offsets over every partition of `topics`: the sum of what it has
 /// committed, and its lag (what it has not).
 fn group_offsets(
-    consumer: &StreamConsumer,
+    consumer: &BaseConsumer,
     topics: &[String],
-) -> Result<(i64, u64), rdkafka::error::KafkaError> {
+) -> Result<(i64, u64), KafkaError> {
     // Every partition of the group's topics, not just this member's: the group's lag,
     // known before the member has joined.
     let timeout = Duration::from_secs(5);
@@ -148,16 +184,20 @@ fn group_offsets(
 }
 
 impl KafkaSubscription {
-    /// Runs a blocking librdkafka call off the async threads.
+    /// Runs a blocking call on the group member off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
-        call: impl FnOnce(&StreamConsumer) -> Result<T, rdkafka::error::KafkaError> + Send + 'static,
+        call: impl FnOnce(&StreamConsumer) -> Result<T, KafkaError> + Send + 'static,
     ) -> Result<T, Error> {
-        let consumer = Arc::clone(&self.consumer);
-        tokio::task::spawn_blocking(move || call(&consumer))
-            .await
-            .map_err(|e| Error::Backend(Box::new(e)))?
-            .map_err(unavailable)
+        off_thread(&self.consumer, call).await
+    }
+
+    /// Runs a blocking call on the observer off the async threads.
+    async fn observe<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&BaseConsumer) -> Result<T, KafkaError> + Send + 'static,
+    ) -> Result<T, Error> {
+        off_thread(&self.observer, call).await
     }
 
     /// See [`Watchdog`]: runs when a poll found nothing.
@@ -184,7 +224,7 @@ impl KafkaSubscription {
         }
         let topics = self.topics.clone();
         let (committed, lag) = self
-            .blocking(move |consumer| group_offsets(consumer, &topics))
+            .observe(move |observer| group_offsets(observer, &topics))
             .await?;
         let stalled = self
             .watchdog
@@ -286,9 +326,38 @@ impl Subscription for KafkaSubscription {
             .await
     }
 
+    /// The last finished measurement, starting the next one: the runner asks between
+    /// batches, and a measurement is several round trips (one per partition for the
+    /// watermarks) that a slow broker can stretch to most of a second. The first call
+    /// waits for its measurement; after that the figure is one call old.
     async fn lag(&mut self) -> Result<u64, Error> {
-        let topics = self.topics.clone();
-        self.blocking(move |consumer| group_offsets(consumer, &topics).map(|(_, lag)| lag))
-            .await
+        if let Some(done) = self
+            .measuring
+            .take_if(|measuring| measuring.is_finished() || self.lag.is_none())
+        {
+            self.lag = Some(
+                done.await
+                    .map_err(|e| Error::Backend(Box::new(e)))?
+                    .map_err(unavailable)?,
+            );
+        }
+        if self.measuring.is_none() {
+            let (observer, topics) = (Arc::clone(&self.observer), self.topics.clone());
+            self.measuring = Some(tokio::task::spawn_blocking(move || {
+                group_offsets(&observer, &topics).map(|(_, lag)| lag)
+            }));
+        }
+        match self.lag {
+            Some(lag) => Ok(lag),
+            None => {
+                let first = self.measuring.take().expect("just started");
+                let lag = first
+                    .await
+                    .map_err(|e| Error::Backend(Box::new(e)))?
+                    .map_err(unavailable)?;
+                self.lag = Some(lag);
+                Ok(lag)
+            }
+        }
     }
 }

@@ -217,10 +217,12 @@ pub async fn lag_counts_what_the_group_has_not_committed(f: Fixture) {
     let mut subscription = f.bus.subscribe("l", &[topics::ORDERS]).await.unwrap();
     f.lag_becomes(&mut subscription, 4).await;
     let events = f.take(&mut subscription, 4).await;
+    // A transport may report the lag one reading late (Kafka measures it off the
+    // consumer's path), so the figures are waited for.
     subscription.commit(&events[2]).await.unwrap();
-    assert_eq!(subscription.lag().await.unwrap(), 1);
+    f.lag_becomes(&mut subscription, 1).await;
     subscription.commit(&events[3]).await.unwrap();
-    assert_eq!(subscription.lag().await.unwrap(), 0);
+    f.lag_becomes(&mut subscription, 0).await;
 
     // Other topics' events are not owed: once the group has committed what it was given
     // and polls again, they do not count (the embedded log, which reads them to skip
@@ -231,9 +233,8 @@ pub async fn lag_counts_what_the_group_has_not_committed(f: Fixture) {
     let events = f.take(&mut subscription, 1).await;
     assert_eq!(numbers(&events), [5]);
     subscription.commit(&events[0]).await.unwrap();
-    assert!(subscription.lag().await.unwrap() <= 1);
     f.assert_quiet(&mut subscription).await;
-    assert_eq!(subscription.lag().await.unwrap(), 0);
+    f.lag_becomes(&mut subscription, 0).await;
 }
 
 async fn recorded(store: &dyn EventStore) -> RecordedEvent {
