@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -107,7 +108,7 @@ struct KafkaSubscription {
     watchdog: Watchdog,
     /// The group's lag as last measured, and the measurement under way.
     lag: Option<u64>,
-    measuring: Option<tokio::task::JoinHandle<Result<u64, KafkaError>>>,
+    measuring: Option<JoinHandle<Result<u64, KafkaError>>>,
 }
 
 async fn off_thread<C: Send + Sync + 'static, T: Send + 'static>(
@@ -115,8 +116,11 @@ async fn off_thread<C: Send + Sync + 'static, T: Send + 'static>(
     call: impl FnOnce(&C) -> Result<T, KafkaError> + Send + 'static,
 ) -> Result<T, Error> {
     let client = Arc::clone(client);
-    tokio::task::spawn_blocking(move || call(&client))
-        .await
+    joined(tokio::task::spawn_blocking(move || call(&client))).await
+}
+
+async fn joined<T>(task: JoinHandle<Result<T, KafkaError>>) -> Result<T, Error> {
+    task.await
         .map_err(|e| Error::Backend(Box::new(e)))?
         .map_err(unavailable)
 }
@@ -152,10 +156,7 @@ impl Watchdog {
 
 /// The group's offsets over every partition of `topics`: the sum of what it has
 /// committed, and its lag (what it has not).
-fn group_offsets(
-    consumer: &BaseConsumer,
-    topics: &[String],
-) -> Result<(i64, u64), KafkaError> {
+fn group_offsets(consumer: &BaseConsumer, topics: &[String]) -> Result<(i64, u64), KafkaError> {
     // Every partition of the group's topics, not just this member's: the group's lag,
     // known before the member has joined.
     let timeout = Duration::from_secs(5);
@@ -198,6 +199,12 @@ impl KafkaSubscription {
         call: impl FnOnce(&BaseConsumer) -> Result<T, KafkaError> + Send + 'static,
     ) -> Result<T, Error> {
         off_thread(&self.observer, call).await
+    }
+
+    /// Starts measuring the group's lag on the observer.
+    fn measure(&self) -> JoinHandle<Result<u64, KafkaError>> {
+        let (observer, topics) = (Arc::clone(&self.observer), self.topics.clone());
+        tokio::task::spawn_blocking(move || group_offsets(&observer, &topics).map(|(_, lag)| lag))
     }
 
     /// See [`Watchdog`]: runs when a poll found nothing.
@@ -335,29 +342,16 @@ impl Subscription for KafkaSubscription {
             .measuring
             .take_if(|measuring| measuring.is_finished() || self.lag.is_none())
         {
-            self.lag = Some(
-                done.await
-                    .map_err(|e| Error::Backend(Box::new(e)))?
-                    .map_err(unavailable)?,
-            );
+            self.lag = Some(joined(done).await?);
         }
+        let lag = match self.lag {
+            Some(lag) => lag,
+            None => joined(self.measure()).await?,
+        };
+        self.lag = Some(lag);
         if self.measuring.is_none() {
-            let (observer, topics) = (Arc::clone(&self.observer), self.topics.clone());
-            self.measuring = Some(tokio::task::spawn_blocking(move || {
-                group_offsets(&observer, &topics).map(|(_, lag)| lag)
-            }));
+            self.measuring = Some(self.measure());
         }
-        match self.lag {
-            Some(lag) => Ok(lag),
-            None => {
-                let first = self.measuring.take().expect("just started");
-                let lag = first
-                    .await
-                    .map_err(|e| Error::Backend(Box::new(e)))?
-                    .map_err(unavailable)?;
-                self.lag = Some(lag);
-                Ok(lag)
-            }
-        }
+        Ok(lag)
     }
 }
