@@ -117,3 +117,14 @@ pub async fn run(bin: &Path, args: &[&str], stdin: Option<&str>) -> std::process
         .expect("finishes")
         .expect("output")
 }
+
+/// Asserts that a command succeeded, showing what it wrote to stderr if it did not.
+pub fn succeeded(output: std::process::Output) -> std::process::Output {
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}

@@ -158,11 +158,7 @@ impl Run {
             None,
         )
         .await;
-        assert!(
-            migrated.status.success(),
-            "{}",
-            String::from_utf8_lossy(&migrated.stderr)
-        );
+        process::succeeded(migrated);
 
         // The web process first: it makes the signing key the others share.
         let web = cluster.start(WEB).await;
@@ -194,16 +190,18 @@ impl Run {
         }
     }
 
-    /// Waits until the provider has approved `charges` charges: the payments process is
-    /// then in the middle of its backlog.
-    async fn charged(&self, charges: i64) {
+    /// Places the first 100 orders and waits until the provider has approved 10 charges:
+    /// the payments process is then in the middle of its backlog.
+    async fn halfway(&mut self) {
+        self.scenario.place(&self.api, 0..100).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        let sql = "SELECT COUNT(*) FROM simulated_provider_operations \
-                   WHERE kind = 'charge' AND approved = 1";
-        while count(&self.db, sql).await < charges {
+        loop {
+            if count(&self.db, CHARGED).await >= 10 {
+                return;
+            }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "payments approved fewer than {charges} charges in 2 minutes"
+                "payments approved fewer than 10 charges in 2 minutes"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -211,7 +209,7 @@ impl Run {
 
     /// Settles the 200 orders and checks every effect happened exactly once, the stock
     /// and the analytics agree, and the relay published the whole log.
-    async fn assert_settled_exactly_once(&self) {
+    async fn assert_settled_exactly_once(&self) -> Audit {
         let ids = self.scenario.ids();
         assert_eq!(ids.len(), 200);
         let processes = [&self.web, &self.payments, &self.mail, &self.analytics];
@@ -228,8 +226,13 @@ impl Run {
         )
         .await;
         assert_eq!(published, head, "the relay's checkpoint is the log's head");
+        audit
     }
 }
+
+/// Approved charges at the provider.
+const CHARGED: &str =
+    "SELECT COUNT(*) FROM simulated_provider_operations WHERE kind = 'charge' AND approved = 1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs tansu (OXCART_TEST_TANSU) and a build with --features kafka; .ci/run provides both"]
@@ -243,22 +246,31 @@ async fn four_processes_on_postgres_and_kafka_settle_two_hundred_orders_exactly_
 #[ignore = "needs tansu (OXCART_TEST_TANSU) and a build with --features kafka; .ci/run provides both"]
 async fn payments_killed_mid_run_and_restarted_loses_and_doubles_nothing() {
     let mut run = Run::start().await;
-    run.scenario.place(&run.api, 0..100).await;
-    run.charged(10).await;
+    run.halfway().await;
     // SIGKILL: no drain, no commit, no leaving the group. Whatever it had in hand is
     // redelivered to the next member, which must not charge or publish it twice.
     run.payments.kill().await;
+    let charged_before_the_kill = count(&run.db, CHARGED).await;
     run.scenario.place(&run.api, 100..200).await;
     run.payments = run.cluster.start(PAYMENTS).await;
-    run.assert_settled_exactly_once().await;
+    let audit = run.assert_settled_exactly_once().await;
+    // The first hundred's backlog was unfinished at the kill: the new process took over
+    // the dead one's partitions, and not only the orders placed after it.
+    let first_hundred: i64 = run.scenario.ids()[..100]
+        .iter()
+        .filter_map(|id| audit.charges.get(id))
+        .sum();
+    assert!(
+        first_hundred > charged_before_the_kill,
+        "the kill came after the first hundred were all charged ({first_hundred})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs tansu (OXCART_TEST_TANSU) and a build with --features kafka; .ci/run provides both"]
 async fn broker_restarted_mid_run_recovers_without_a_hand_on_it() {
     let mut run = Run::start().await;
-    run.scenario.place(&run.api, 0..100).await;
-    run.charged(10).await;
+    run.halfway().await;
     run.broker.kill().await;
     // Orders keep coming while the broker is down: they wait in the outbox, and the
     // relay's producer holds what it had in flight.

@@ -237,11 +237,7 @@ async fn a_mail_outage_is_dead_lettered_and_replayed_once_the_server_is_back() {
         }
     };
     let replayed = replay(letter.id.to_string()).await;
-    assert!(
-        replayed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replayed.stderr)
-    );
+    process::succeeded(replayed);
     let messages = smtp.wait_for(1).await;
     assert_eq!(header(&messages[0], "X-Oxcart-Order-Id"), order_id);
     assert!(dead_letters.list(None, false).await.unwrap().is_empty());
@@ -268,11 +264,7 @@ fn pdftotext(pdf: &[u8]) -> String {
         .arg("-")
         .output()
         .expect("pdftotext (Debian poppler-utils)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = process::succeeded(output);
     String::from_utf8(output.stdout).unwrap()
 }
 

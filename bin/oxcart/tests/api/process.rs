@@ -30,11 +30,7 @@ async fn create_admin(data_dir: &Path) -> String {
         Some(&format!("{PASSWORD}\n")),
     )
     .await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = process::succeeded(output);
     assert!(String::from_utf8_lossy(&output.stdout).contains("created admin"));
     email
 }
@@ -173,11 +169,7 @@ async fn admin_commands_work_on_the_data_directory() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let migrated = process::run(Path::new(BIN), &["migrate", "--data-dir", data], None).await;
-    assert!(
-        migrated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
+    process::succeeded(migrated);
 
     let admin_email = create_admin(dir.path()).await;
     let duplicate = process::run(
@@ -236,11 +228,7 @@ async fn admin_commands_work_on_the_data_directory() {
         None,
     )
     .await;
-    assert!(
-        rebuilt.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rebuilt.stderr)
-    );
+    let rebuilt = process::succeeded(rebuilt);
     assert!(
         String::from_utf8_lossy(&rebuilt.stdout).contains(" events, 1 orders"),
         "{}",
