@@ -79,6 +79,17 @@ impl Services {
     pub fn iter(&self) -> impl Iterator<Item = Service> + '_ {
         self.0.iter().copied()
     }
+
+    /// The `service.name` a process running these services reports, unless
+    /// `OTEL_SERVICE_NAME` says otherwise: `oxcart` for all of them, else `oxcart-payments`,
+    /// `oxcart-invoices-analytics`.
+    pub fn service_name(&self) -> String {
+        if *self == Self::all() {
+            return "oxcart".to_owned();
+        }
+        let names: Vec<_> = self.iter().map(Service::name).collect();
+        format!("oxcart-{}", names.join("-"))
+    }
 }
 
 impl Default for Services {

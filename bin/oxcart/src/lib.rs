@@ -41,6 +41,7 @@ use oxcart_platform::shutdown::Tasks;
 use oxcart_platform::{docs, http};
 use oxcart_sql::SqlEventStore;
 use oxcart_users::Users;
+use prometheus::IntCounter;
 use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -55,19 +56,34 @@ use crate::transport::{Background, Transport};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Samples what no event updates: how far the projections lag, and how many dead
-/// letters wait per group.
+/// Samples what no event updates: how far the projections lag, how many dead letters
+/// wait per group, and how far the log has grown.
 struct Sampler {
     store: Arc<dyn EventStore>,
     dead_letters: Arc<dyn DeadLetters>,
     metrics: ConsumerMetrics,
     /// Each projection's name and progress, as its runner publishes it.
     projections: Vec<(&'static str, watch::Receiver<Position>)>,
+    /// `events_appended_total`: the log's head, as a counter.
+    appended: IntCounter,
 }
 
 impl Sampler {
+    fn appended_counter() -> IntCounter {
+        IntCounter::new(
+            "events_appended_total",
+            "Events appended to the log, by any process: every process reports the whole \
+             log's count, so aggregate with max, not sum",
+        )
+        .expect("valid metric definition")
+    }
+
     async fn sample(&self) -> Result<(), BoxError> {
         let head = self.store.head().await?;
+        // The head only grows (positions are never reused), so it counts appends.
+        let head_count = u64::try_from(head).unwrap_or(0);
+        self.appended
+            .inc_by(head_count.saturating_sub(self.appended.get()));
         for (name, progress) in &self.projections {
             let at = *progress.borrow();
             self.metrics
@@ -270,7 +286,7 @@ pub fn assemble(
     metrics: &Metrics,
 ) -> anyhow::Result<Assembly> {
     let users = Users::new(db.clone(), Arc::clone(key), &config.users());
-    let order_metrics = OrderMetrics::new();
+    let order_metrics = OrderMetrics::new(metrics.exemplars().clone());
     metrics.register(order_metrics.collector());
     let projection =
         ProjectionRunner::new(store.clone(), Arc::new(OrderProjection::new(db.clone())));
@@ -369,6 +385,7 @@ impl App {
         }
         let key = signing_key(&config)?;
         let metrics = Metrics::new();
+        metrics.register(Box::new(db::PoolMetrics::new(db.clone())));
         let consumer_metrics = ConsumerMetrics::new();
         for collector in consumer_metrics.collectors() {
             metrics.register(collector);
@@ -394,10 +411,13 @@ impl App {
                 )
             })
             .collect();
+        let appended = Sampler::appended_counter();
+        metrics.register(Box::new(appended.clone()));
         let sampler = Sampler {
             store,
             dead_letters,
             metrics: consumer_metrics,
+            appended,
             projections: assembly
                 .projections
                 .iter()

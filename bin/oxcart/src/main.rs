@@ -160,6 +160,7 @@ fn negate<S: serde::Serializer>(value: &bool, serializer: S) -> Result<S::Ok, S:
     serializer.serialize_bool(!value)
 }
 
+/// The configuration of a short-lived command, with logging set up (and no tracing).
 fn load(common: &Common, flags: impl Serialize) -> anyhow::Result<Config> {
     let config = Config::load(common.config.as_deref(), flags).context("invalid configuration")?;
     telemetry::init_logging(config.log_format);
@@ -329,15 +330,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = load(&args.common, &args)?;
-    let app = App::build(config).await?;
-    let token = CancellationToken::new();
-    let trigger = token.clone();
-    tokio::spawn(async move {
-        shutdown::signal().await;
-        trigger.cancel();
-    });
-    app.run(token).await
+    let config =
+        Config::load(args.common.config.as_deref(), &args).context("invalid configuration")?;
+    let telemetry = telemetry::init(&telemetry::Settings {
+        service_name: config.services.service_name(),
+        service_version: oxcart::VERSION.to_owned(),
+        database_system: Some(
+            if oxcart_postgres::is_postgres_url(&config.database_url()) {
+                "postgresql"
+            } else {
+                "sqlite"
+            },
+        ),
+        log_format: config.log_format,
+    })?;
+    if let Some(export) = telemetry.export() {
+        tracing::info!(export, "exporting traces over OTLP");
+    }
+    let served = async {
+        let app = App::build(config).await?;
+        let token = CancellationToken::new();
+        let trigger = token.clone();
+        tokio::spawn(async move {
+            shutdown::signal().await;
+            trigger.cancel();
+        });
+        app.run(token).await
+    }
+    .await;
+    // Also after a failed start: its spans explain the failure.
+    telemetry.shutdown().await;
+    served
 }
 
 #[cfg(test)]

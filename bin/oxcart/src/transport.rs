@@ -67,7 +67,9 @@ async fn kafka(
         .await
         .with_context(|| format!("creating the Kafka topics on {}", kafka.brokers))?;
     let relay_metrics = RelayMetrics::new();
-    metrics.register(Box::new(relay_metrics.publish_seconds.clone()));
+    for collector in relay_metrics.collectors() {
+        metrics.register(collector);
+    }
     let relay = Relay::new(db.clone(), Arc::clone(store), &kafka, relay_metrics)?;
     let transport = Transport {
         bus: Arc::new(KafkaBus::new(kafka.clone())),

@@ -62,6 +62,7 @@ impl StockHandler {
         Self { db, outbox }
     }
 
+    #[tracing::instrument(name = "reserve stock", skip_all, fields(order.id = %cause.event.aggregate_id))]
     async fn reserve(&self, cause: &RecordedEvent) -> Result<(), BoxError> {
         let order_id = cause.event.aggregate_id;
         let created: OrderCreated = serde_json::from_value(cause.event.data.clone())?;
@@ -115,6 +116,7 @@ impl StockHandler {
         Ok(())
     }
 
+    #[tracing::instrument(name = "release stock", skip_all)]
     async fn release(&self, cause: &RecordedEvent) -> Result<(), BoxError> {
         let order_id = cause.event.aggregate_id;
         let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {

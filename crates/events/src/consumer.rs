@@ -15,9 +15,9 @@
 //! concurrently: a slow payment for one order does not hold up the next order, while the
 //! events of any one order are still handled in log order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,12 +26,14 @@ use futures::FutureExt as _;
 use prometheus::core::Collector;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
 use crate::bus::{Bus, Subscription};
 use crate::envelope::RecordedEvent;
 use crate::store::BoxError;
+use crate::trace;
 
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
@@ -138,6 +140,8 @@ pub struct ConsumerMetrics {
     dead_lettered: IntCounterVec,
     lag: IntGaugeVec,
     dead_letters: IntGaugeVec,
+    /// The groups run in this process.
+    groups: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl ConsumerMetrics {
@@ -174,6 +178,7 @@ impl ConsumerMetrics {
                 &["group"],
             )
             .expect("valid metric definition"),
+            groups: Arc::default(),
         }
     }
 
@@ -187,9 +192,14 @@ impl ConsumerMetrics {
         ]
     }
 
-    /// Records the dead-letter store's depth; groups not listed have none.
+    /// Records the dead-letter store's depth; groups not listed have none. The groups
+    /// this process runs always have a series, at 0 when empty, so that an alert on
+    /// them has something to evaluate.
     pub fn set_dead_letters(&self, depth: &[(String, u64)]) {
         self.dead_letters.reset();
+        for group in self.groups.lock().map(|g| g.clone()).unwrap_or_default() {
+            self.dead_letters.with_label_values(&[&group]).set(0);
+        }
         for (group, n) in depth {
             self.dead_letters
                 .with_label_values(&[group])
@@ -210,6 +220,10 @@ impl ConsumerMetrics {
             counter.with_label_values(&[group]);
         }
         self.lag.with_label_values(&[group]);
+        self.dead_letters.with_label_values(&[group]);
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.insert(group.to_owned());
+        }
     }
 }
 
@@ -348,7 +362,7 @@ impl ConsumerRunner {
         let mut attempt = 0;
         let error = loop {
             attempt += 1;
-            let error = match attempt_once(self.handler.as_ref(), event).await {
+            let error = match attempt_once(self.handler.as_ref(), event, attempt).await {
                 Ok(()) => {
                     self.metrics.processed.with_label_values(&[group]).inc();
                     return Outcome::Handled;
@@ -435,9 +449,19 @@ fn lane_key(event: &RecordedEvent) -> Uuid {
         .unwrap_or(event.event.aggregate_id)
 }
 
-/// One call of the handler; a panic counts as a failed attempt, not a dead consumer.
-async fn attempt_once(handler: &dyn Handler, event: &RecordedEvent) -> Result<(), String> {
-    match AssertUnwindSafe(handler.handle(event)).catch_unwind().await {
+/// One call of the handler, in a consumer span that continues the event's trace; a panic
+/// counts as a failed attempt, not a dead consumer.
+async fn attempt_once(
+    handler: &dyn Handler,
+    event: &RecordedEvent,
+    attempt: u32,
+) -> Result<(), String> {
+    let span = trace::process_span(handler.group(), event, attempt);
+    let outcome = AssertUnwindSafe(handler.handle(event))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let result = match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(describe(error.as_ref())),
         Err(panic) => Err(format!(
@@ -448,7 +472,11 @@ async fn attempt_once(handler: &dyn Handler, event: &RecordedEvent) -> Result<()
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default()
         )),
+    };
+    if let Err(error) = &result {
+        trace::failed(&span, error);
     }
+    result
 }
 
 /// Sleeps unless shutdown comes first; false if it did.
@@ -495,7 +523,7 @@ pub async fn replay(
             id,
             group: letter.group.clone(),
         })?;
-    match attempt_once(handler.as_ref(), &letter.event).await {
+    match attempt_once(handler.as_ref(), &letter.event, letter.attempts + 1).await {
         Ok(()) => {
             dead_letters.resolve(id).await.map_err(ReplayError::Store)?;
             Ok(letter)

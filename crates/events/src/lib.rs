@@ -11,6 +11,7 @@
 //! - [`bus`]: consumer groups on topics, and the embedded-log adapter [`bus::LogBus`].
 //! - [`consumer`]: the runner every consumer group shares: retries, dead letters, metrics.
 //! - [`backoff`]: exponential backoff with jitter for anything that retries.
+//! - [`trace`]: producer and consumer spans, and the trace context events carry.
 
 pub mod backoff;
 pub mod bus;
@@ -20,6 +21,7 @@ pub mod memory;
 pub mod outbox;
 pub mod projection;
 pub mod store;
+pub mod trace;
 
 pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
 pub use store::{Appended, Error, EventStore};

@@ -15,6 +15,7 @@ use crate::bus::Checkpoints;
 use crate::consumer::{DeadLetter, DeadLetters};
 use crate::envelope::{NewEvent, Position, RecordedEvent};
 use crate::store::{Appended, BoxError, Error, EventStore, check_stream};
+use crate::trace;
 
 #[derive(Debug)]
 pub struct MemoryEventStore {
@@ -53,9 +54,12 @@ impl EventStore for MemoryEventStore {
         &self,
         aggregate_id: Uuid,
         expected_version: u64,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
         check_stream(aggregate_id, &events)?;
+        let span = trace::append_span(&events);
+        trace::stamp(&span, &mut events);
+        let _entered = span.enter();
         let appended = {
             let mut inner = self.lock();
             let actual = inner

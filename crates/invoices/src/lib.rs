@@ -168,6 +168,7 @@ impl InvoiceHandler {
         Self { db, orders }
     }
 
+    #[tracing::instrument(name = "issue invoice", skip_all, fields(order.id = %order_id, invoice.kind = ?kind))]
     async fn issue(
         &self,
         cause: &RecordedEvent,

@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::{Bus, Subscription};
 use oxcart_events::store::Error;
+use oxcart_platform::telemetry::context;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -258,6 +259,17 @@ impl KafkaSubscription {
     }
 }
 
+/// A message header's value as text.
+fn header(message: &impl Message, key: &str) -> Option<String> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .map(str::to_owned)
+}
+
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<RecordedEvent>, Error> {
@@ -291,7 +303,12 @@ impl Subscription for KafkaSubscription {
                 .and_then(|bytes| serde_json::from_slice(bytes).map_err(|e| e.to_string()))
                 .and_then(|json| RecordedEvent::from_json(json).map_err(|e| e.to_string()));
             match decoded {
-                Ok(event) => {
+                Ok(mut event) => {
+                    // The header names the publish, the latest hop: consumers continue
+                    // from it, not from the append the payload's metadata names.
+                    if let Some(traceparent) = header(&message, context::TRACEPARENT) {
+                        event.event.metadata.traceparent = Some(traceparent);
+                    }
                     delivered.event_id = Some(event.event.event_id);
                     events.push(event);
                 }

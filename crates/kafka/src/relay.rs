@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use oxcart_events::bus::topic_of;
 use oxcart_events::store::BoxError;
-use oxcart_events::{EventStore, RecordedEvent};
+use oxcart_events::{EventStore, RecordedEvent, trace};
 use oxcart_platform::db::{self, Backend, Db};
-use prometheus::{Histogram, HistogramOpts};
+use oxcart_platform::telemetry::context;
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
+use tracing::Span;
 
 use crate::KafkaConfig;
 
@@ -44,11 +46,36 @@ pub struct Relay {
 #[derive(Clone)]
 pub struct RelayMetrics {
     pub publish_seconds: Histogram,
+    /// `outbox_backlog`: events in the log the relay has not published yet.
+    pub backlog: IntGauge,
+    /// `events_published_total{topic}`.
+    pub published: IntCounterVec,
 }
 
 impl RelayMetrics {
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.publish_seconds.clone()),
+            Box::new(self.backlog.clone()),
+            Box::new(self.published.clone()),
+        ]
+    }
+
     pub fn new() -> Self {
         Self {
+            backlog: IntGauge::new(
+                "outbox_backlog",
+                "Events in the log that the outbox relay has not yet published to Kafka",
+            )
+            .expect("valid metric definition"),
+            published: IntCounterVec::new(
+                Opts::new(
+                    "events_published_total",
+                    "Events the outbox relay has published to Kafka and had acknowledged, per topic",
+                ),
+                &["topic"],
+            )
+            .expect("valid metric definition"),
             publish_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "relay_publish_duration_seconds",
@@ -133,6 +160,8 @@ impl Relay {
             }
         }
         let after = db::checkpoint(&mut tx, CHECKPOINT).await?;
+        let head = self.store.head().await?;
+        self.metrics.backlog.set(head - after);
         let events = self.store.read_all(after, self.config.relay_batch).await?;
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(0);
@@ -140,6 +169,7 @@ impl Relay {
         let timer = self.metrics.publish_seconds.start_timer();
         self.publish(&events).await?;
         timer.observe_duration();
+        self.metrics.backlog.set((head - last).max(0));
         db::save_checkpoint(&mut tx, CHECKPOINT, last).await?;
         tx.commit().await?;
         Ok(events.len())
@@ -159,8 +189,22 @@ impl Relay {
                 .headers(m.headers());
             self.producer.send(record, Duration::from_secs(30))
         });
-        for result in futures::future::join_all(sends).await {
-            result.map_err(|(error, _)| error)?;
+        // Each message's span ends here, when the broker has acknowledged it.
+        for (result, message) in futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .zip(&messages)
+        {
+            if let Err((error, _)) = result {
+                trace::failed(&message.span, &error.to_string());
+                return Err(error.into());
+            }
+        }
+        for message in &messages {
+            self.metrics
+                .published
+                .with_label_values(&[&message.topic])
+                .inc();
         }
         Ok(())
     }
@@ -174,20 +218,43 @@ struct Message {
     event_type: String,
     event_id: String,
     correlation_id: String,
+    /// The context of `span`: consumers continue from the publish, not from the append.
     traceparent: Option<String>,
+    /// `send <topic>`, a child of the append that wrote the event.
+    span: Span,
 }
 
 impl Message {
     fn of(recorded: &RecordedEvent, config: &KafkaConfig) -> Self {
         let event = &recorded.event;
+        let topic = config.name(topic_of(&event.aggregate_type));
+        let key = partition_key(recorded);
+        let span = tracing::info_span!(
+            "send",
+            otel.name = %format!("send {topic}"),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = %topic,
+            messaging.kafka.message.key = %key,
+            messaging.message.id = %event.event_id,
+            oxcart.event.type = %event.event_type,
+            oxcart.event.position = recorded.position,
+        );
+        context::continue_trace(&span, event.metadata.traceparent.as_deref());
+        let traceparent =
+            context::traceparent(&span).or_else(|| event.metadata.traceparent.clone());
         Self {
-            topic: config.name(topic_of(&event.aggregate_type)),
-            key: partition_key(recorded),
+            topic,
+            key,
             payload: recorded.to_json().to_string(),
             event_type: event.event_type.clone(),
             event_id: event.event_id.to_string(),
             correlation_id: event.metadata.correlation_id.clone(),
-            traceparent: event.metadata.traceparent.clone(),
+            traceparent,
+            span,
         }
     }
 

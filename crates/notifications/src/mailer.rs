@@ -34,6 +34,7 @@ impl FileMailer {
 
 #[async_trait]
 impl Mailer for FileMailer {
+    #[tracing::instrument(name = "send email", skip_all, fields(email.transport = "file"))]
     async fn send(&self, id: &str, message: &Message) -> Result<(), BoxError> {
         tokio::fs::create_dir_all(&self.dir).await?;
         let name: String = id
@@ -85,6 +86,11 @@ impl SmtpMailer {
 
 #[async_trait]
 impl Mailer for SmtpMailer {
+    #[tracing::instrument(
+        name = "send email",
+        skip_all,
+        fields(otel.kind = "client", email.transport = "smtp", server.address = %self.shown)
+    )]
     async fn send(&self, _id: &str, message: &Message) -> Result<(), BoxError> {
         self.transport.send(message.clone()).await?;
         Ok(())

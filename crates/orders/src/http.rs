@@ -9,6 +9,8 @@ use oxcart_platform::auth::{Admin, Caller};
 use oxcart_platform::db;
 use oxcart_platform::http::page::{self, Page, decode_cursor};
 use oxcart_platform::http::{Json, Path, Query, RequestContext, etag};
+use oxcart_platform::metrics::Exemplars;
+use oxcart_platform::telemetry::context;
 use oxcart_platform::{ApiError, FieldError, ProblemKind};
 use prometheus::{IntCounterVec, Opts};
 use serde::{Deserialize, Serialize};
@@ -35,10 +37,12 @@ pub fn router(orders: Orders, metrics: OrderMetrics) -> OpenApiRouter {
 #[derive(Clone)]
 pub struct OrderMetrics {
     created: IntCounterVec,
+    exemplars: Exemplars,
 }
 
 impl OrderMetrics {
-    pub fn new() -> Self {
+    /// The counter; `exemplars` receives the trace of each order counted.
+    pub fn new(exemplars: Exemplars) -> Self {
         let created = IntCounterVec::new(
             Opts::new(
                 "orders_created_total",
@@ -50,7 +54,7 @@ impl OrderMetrics {
         for status in ["created", "replayed", "rejected", "failed"] {
             created.with_label_values(&[status]);
         }
-        Self { created }
+        Self { created, exemplars }
     }
 
     pub fn collector(&self) -> Box<dyn prometheus::core::Collector> {
@@ -65,12 +69,10 @@ impl OrderMetrics {
             Err(_) => "failed",
         };
         self.created.with_label_values(&[status]).inc();
-    }
-}
-
-impl Default for OrderMetrics {
-    fn default() -> Self {
-        Self::new()
+        if let Some(trace_id) = context::current_trace_id() {
+            self.exemplars
+                .counted("orders_created_total", &[("status", status)], &trace_id);
+        }
     }
 }
 

@@ -144,6 +144,11 @@ impl SimulatedProvider {
 
 #[async_trait]
 impl PaymentProvider for SimulatedProvider {
+    #[tracing::instrument(
+        name = "provider charge",
+        skip_all,
+        fields(otel.kind = "client", payment.provider = "simulated", payment.currency = %charge.currency)
+    )]
     async fn charge(&self, charge: &Charge) -> Result<ChargeOutcome, BoxError> {
         let key = &charge.idempotency_key;
         let answer = match self.recorded(key).await? {

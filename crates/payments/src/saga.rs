@@ -171,6 +171,7 @@ impl PaymentSaga {
         Ok(())
     }
 
+    #[tracing::instrument(name = "charge", skip_all, fields(order.id = %order_id))]
     async fn charge(&self, cause: &RecordedEvent, order_id: Uuid) -> Result<(), BoxError> {
         if self.seen(cause).await? {
             return Ok(());
@@ -268,6 +269,7 @@ impl PaymentSaga {
         }
     }
 
+    #[tracing::instrument(name = "refund", skip_all)]
     async fn refund(
         &self,
         cause: &RecordedEvent,

@@ -132,6 +132,23 @@ impl Db {
         self.backend
     }
 
+    /// The pools by name: `primary`, and `read` (SQLite's read-only pool) or `replica-1`,
+    /// `replica-2`, … (PostgreSQL's replicas, when there are any).
+    pub fn pools(&self) -> Vec<(String, &AnyPool)> {
+        let mut pools = vec![("primary".to_owned(), &self.writer)];
+        match self.backend {
+            Backend::Sqlite => pools.extend(self.readers.iter().map(|p| ("read".to_owned(), p))),
+            Backend::Postgres if self.replicas => pools.extend(
+                self.readers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (format!("replica-{}", i + 1), p)),
+            ),
+            Backend::Postgres => {}
+        }
+        pools
+    }
+
     /// Starts a write transaction on the primary.
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         self.writer.begin_with(self.begin_write).await
@@ -375,6 +392,64 @@ pub fn default_reader_connections() -> u32 {
 
 /// How long a request may wait for a pooled connection before it is answered 503.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connection pools' state, read at each scrape: `db_pool_connections{pool,state}`
+/// (`in_use`, `idle`) and `db_pool_max_connections{pool}`. A pool whose connections are
+/// all in use makes requests queue for one.
+pub struct PoolMetrics {
+    db: Db,
+    connections: prometheus::IntGaugeVec,
+    max: prometheus::IntGaugeVec,
+}
+
+impl PoolMetrics {
+    pub fn new(db: Db) -> Self {
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            prometheus::IntGaugeVec::new(prometheus::Opts::new(name, help), labels)
+                .expect("valid metric definition")
+        };
+        Self {
+            db,
+            connections: gauge(
+                "db_pool_connections",
+                "Database connections open in each pool, by state (in_use or idle)",
+                &["pool", "state"],
+            ),
+            max: gauge(
+                "db_pool_max_connections",
+                "The most connections each database pool may open",
+                &["pool"],
+            ),
+        }
+    }
+}
+
+impl prometheus::core::Collector for PoolMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut desc = self.connections.desc();
+        desc.extend(self.max.desc());
+        desc
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        for (name, pool) in self.db.pools() {
+            let open = i64::from(pool.size());
+            let idle = i64::try_from(pool.num_idle()).unwrap_or(open).min(open);
+            self.connections
+                .with_label_values(&[&name, "in_use"])
+                .set(open - idle);
+            self.connections
+                .with_label_values(&[&name, "idle"])
+                .set(idle);
+            self.max
+                .with_label_values(&[&name])
+                .set(i64::from(pool.options().get_max_connections()));
+        }
+        let mut families = self.connections.collect();
+        families.extend(self.max.collect());
+        families
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,8 @@
 //! - [`db`]: the SQL handle stores are written against, with separate write and read pools.
 //! - [`health`], [`metrics`], [`docs`]: the operational endpoints every process serves.
 //! - [`money`]: ISO 4217 currencies and minor-unit amounts.
-//! - [`telemetry`], [`shutdown`]: logging set-up, signals and owned background tasks.
+//! - [`telemetry`] (the `oxcart-telemetry` crate), [`shutdown`]: logs and traces, signals
+//!   and owned background tasks.
 
 pub mod auth;
 pub mod db;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod money;
 pub mod problem;
 pub mod shutdown;
-pub mod telemetry;
+
+pub use oxcart_telemetry as telemetry;
 
 pub use problem::{ApiError, FieldError, Problem, ProblemKind, ServiceError, Validator};

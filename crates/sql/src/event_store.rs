@@ -1,12 +1,14 @@
 use async_trait::async_trait;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::{BoxError, check_stream};
+use oxcart_events::trace;
 use oxcart_events::{Appended, Error, EventStore, Metadata, NewEvent, Position, RecordedEvent};
 use oxcart_platform::db::{self, Backend, Db};
 use oxcart_platform::problem::ProblemKind;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 /// The event store on the `events` table.
@@ -102,9 +104,30 @@ impl Outbox for SqlEventStore {
         conn: &mut AnyConnection,
         aggregate_id: Uuid,
         expected_version: u64,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
         check_stream(aggregate_id, &events)?;
+        let span = trace::append_span(&events);
+        trace::stamp(&span, &mut events);
+        self.insert(conn, aggregate_id, expected_version, events)
+            .instrument(span)
+            .await
+    }
+
+    fn committed(&self, position: Position) {
+        self.head.send_replace(position);
+    }
+}
+
+impl SqlEventStore {
+    /// The append itself: the version check and the inserts.
+    async fn insert(
+        &self,
+        conn: &mut AnyConnection,
+        aggregate_id: Uuid,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, Error> {
         if self.db.backend() == Backend::Postgres {
             db::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(APPEND_LOCK)
@@ -158,10 +181,6 @@ impl Outbox for SqlEventStore {
             }
         }
         Ok(appended)
-    }
-
-    fn committed(&self, position: Position) {
-        self.head.send_replace(position);
     }
 }
 

@@ -8,11 +8,13 @@
 //! - [`process`]: runs the real `oxcart` binary as a child, for tests that kill it.
 //! - [`postgres`]: a fresh PostgreSQL database per test.
 //! - [`kafka`]: a tansu broker that a test can restart.
+//! - [`otlp`]: an OTLP trace receiver, to see what a collector would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
 pub mod bus;
 pub mod event_store;
 pub mod kafka;
+pub mod otlp;
 pub mod postgres;
 pub mod process;

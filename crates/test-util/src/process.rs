@@ -96,9 +96,24 @@ impl Process {
 
 /// Runs `bin` with `args` to completion, feeding it `stdin`; returns its output.
 pub async fn run(bin: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    run_in(bin, args, stdin, &[]).await
+}
+
+/// Runs `bin` with `args` and the variables `env` to completion; returns its output.
+pub async fn run_with_env(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    run_in(bin, args, None, env).await
+}
+
+async fn run_in(
+    bin: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     use tokio::io::AsyncWriteExt;
     let mut child = Command::new(bin)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -128,6 +128,11 @@ struct Run {
 
 impl Run {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`start`](Self::start), with more settings for every process.
+    async fn start_with(extra: &[(&str, String)]) -> Self {
         let database = TestDatabase::create().await;
         let logs = tempfile::tempdir().unwrap();
         let broker = Broker::start(logs.path()).await;
@@ -143,6 +148,7 @@ impl Run {
             .into_iter()
             .chain(FAST)
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
             .collect(),
         };
         let data = cluster.data.path().to_str().unwrap();
@@ -278,4 +284,42 @@ async fn broker_restarted_mid_run_recovers_without_a_hand_on_it() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     run.broker.restart().await;
     run.assert_settled_exactly_once().await;
+}
+
+/// One trace across the four processes: the context crosses Kafka in the `traceparent`
+/// header the relay sets, and each process reports under its own service name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs tansu (OXCART_TEST_TANSU) and a build with --features kafka; .ci/run provides both"]
+async fn one_trace_crosses_the_processes_through_kafka_headers() {
+    use crate::traces::{
+        Caller, Services, assert_saga_trace, exporting_to, place_traced_order, saga_trace,
+    };
+    use oxcart_test_util::otlp::Receiver;
+
+    let receiver = Receiver::start().await;
+    let run = Run::start_with(&exporting_to(&receiver.http_endpoint())).await;
+    let (customer, _) = run.api.customer().await;
+    let product = run.scenario.mug;
+    let caller = Caller::new();
+    place_traced_order(&run.api, &customer, product, &caller).await;
+    let trace = saga_trace(&receiver, &caller.trace_id).await;
+    let services = Services {
+        orders: "oxcart-users-catalog-orders",
+        payments: "oxcart-payments",
+        mail: "oxcart-notifications-invoices",
+    };
+    assert_saga_trace(&trace, &caller, &services, true);
+
+    // The relay's metrics, which a process on the embedded log does not have, are there
+    // for the rules and dashboards that query them.
+    let mut exposed = String::new();
+    for process in [&run.web, &run.payments, &run.mail, &run.analytics] {
+        exposed += &Api::new(process.addr).get("/metrics", None).await.text;
+    }
+    for name in crate::metrics::KAFKA_ONLY {
+        assert!(
+            exposed.lines().any(|line| line.starts_with(name)),
+            "no process exposes {name}"
+        );
+    }
 }

@@ -15,4 +15,5 @@ mod orders;
 mod process;
 mod replica;
 mod saga;
+mod traces;
 mod users;

@@ -13,7 +13,8 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oxcart");
 
-async fn create_admin(data_dir: &Path) -> String {
+/// An admin made with the CLI, on the process's data directory; returns the e-mail.
+pub async fn create_admin(data_dir: &Path) -> String {
     let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
     let dir = data_dir.to_str().unwrap();
     let output = process::run(
@@ -279,11 +280,18 @@ async fn log_lines_are_json_carrying_the_request_id_and_route() {
         .unwrap_or_else(|| panic!("no log line for request {request_id}: {logs:?}"));
     let span = &line["spans"][0];
     assert_eq!(
-        (span["route"].as_str(), span["method"].as_str()),
+        (
+            span["http.route"].as_str(),
+            span["http.request.method"].as_str()
+        ),
         (Some("/api/orders/{id}"), Some("GET"))
     );
     assert_eq!(line["message"], "request completed");
     assert_eq!(line["status"], 404);
+    // Without an OTLP endpoint nothing is exported, but the line still names its trace.
+    let trace_id = line["trace_id"].as_str().expect("a trace id");
+    assert_eq!(trace_id.len(), 32);
+    assert_eq!(line["span_id"].as_str().map(str::len), Some(16));
     server.terminate().await;
 }
 
