@@ -246,6 +246,10 @@ pub struct Config {
     pub mail_dir: Option<PathBuf>,
     /// The sender of every e-mail.
     pub mail_from: String,
+    /// `http://catalog:8080`: orders read prices from the catalog service over HTTP
+    /// instead of from its tables. For a split where orders and catalog do not share a
+    /// database schema.
+    pub catalog_url: Option<String>,
 }
 
 impl Default for Config {
@@ -290,6 +294,7 @@ impl Default for Config {
             smtp_url: None,
             mail_dir: None,
             mail_from: "oxcart <orders@oxcart.localhost>".to_owned(),
+            catalog_url: None,
         }
     }
 }

@@ -36,6 +36,7 @@ use oxcart_payments::saga::PaymentSaga;
 use oxcart_platform::auth::SigningKey;
 use oxcart_platform::db::{self, Backend, Db};
 use oxcart_platform::health::Health;
+use oxcart_platform::http::client::ServiceClient;
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::shutdown::Tasks;
 use oxcart_platform::{docs, http};
@@ -55,6 +56,10 @@ use crate::config::{Config, Service, Services};
 use crate::transport::{Background, Transport};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long one call to another service may take: well inside the caller's own request
+/// timeout, so a slow dependency is reported as such (503) rather than as our timeout.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Samples what no event updates: how far the projections lag, how many dead letters
 /// wait per group, and how far the log has grown.
@@ -241,6 +246,41 @@ impl ProductCatalog for LocalCatalog {
     }
 }
 
+/// Orders read prices through this port when the catalog is another service: its
+/// `GET /api/products/{id}`, one call per product, side by side.
+struct RemoteCatalog(ServiceClient);
+
+#[derive(serde::Deserialize)]
+struct RemoteProduct {
+    id: uuid::Uuid,
+    sku: String,
+    name: String,
+    price: i64,
+    currency: String,
+}
+
+#[async_trait]
+impl ProductCatalog for RemoteCatalog {
+    async fn snapshots(&self, ids: &[uuid::Uuid]) -> Result<Vec<ProductSnapshot>, BoxError> {
+        let paths: Vec<String> = ids.iter().map(|id| format!("/api/products/{id}")).collect();
+        let calls = paths
+            .iter()
+            .map(|path| self.0.get_json::<RemoteProduct>("/api/products/{id}", path));
+        let products = futures::future::try_join_all(calls).await?;
+        Ok(products
+            .into_iter()
+            .flatten()
+            .map(|p| ProductSnapshot {
+                id: p.id,
+                sku: p.sku,
+                name: p.name,
+                price: p.price,
+                currency: p.currency,
+            })
+            .collect())
+    }
+}
+
 /// Notifications read customers' addresses through this port; in one process it is the
 /// users service itself.
 struct LocalUsers(Users);
@@ -290,9 +330,15 @@ pub fn assemble(
     metrics.register(order_metrics.collector());
     let projection =
         ProjectionRunner::new(store.clone(), Arc::new(OrderProjection::new(db.clone())));
+    let catalog: Arc<dyn ProductCatalog> = match &config.catalog_url {
+        Some(url) => Arc::new(RemoteCatalog(
+            ServiceClient::new(url, CALL_TIMEOUT).context("catalog_url")?,
+        )),
+        None => Arc::new(LocalCatalog(Catalog::new(db.clone()))),
+    };
     let orders = Orders::new(
         store.clone(),
-        Arc::new(LocalCatalog(Catalog::new(db.clone()))),
+        catalog,
         OrderReadModel::new(db.clone()),
         config.read_wait,
     )

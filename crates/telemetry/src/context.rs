@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
-use opentelemetry::trace::{SpanContext, TraceContextExt as _};
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -51,15 +51,6 @@ pub fn continue_from_headers(span: &Span, headers: &http::HeaderMap) {
     let parent = extract(&Headers(headers));
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
-    }
-}
-
-/// Adds a link from `span` to the span `traceparent` names: for work that several
-/// messages caused, where only one of them can be the parent.
-pub fn link(span: &Span, traceparent: &str) {
-    let remote: SpanContext = extract(&Single(traceparent)).span().span_context().clone();
-    if remote.is_valid() {
-        span.add_link(remote);
     }
 }
 

@@ -30,9 +30,16 @@ impl Process {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        // A free port unless the test chose one.
+        let listen = if extra.contains(&"--listen") {
+            &[][..]
+        } else {
+            &["--listen", "127.0.0.1:0"][..]
+        };
         let mut child = Command::new(bin)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(listen)
+            .args(["--log-format", "json"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)

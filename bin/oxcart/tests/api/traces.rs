@@ -37,6 +37,34 @@ impl Caller {
     }
 }
 
+/// The binary, started with `args` and `env`, with a customer and a product in stock.
+struct Shop {
+    server: Process,
+    api: Api,
+    customer: String,
+    product: Uuid,
+    _dir: tempfile::TempDir,
+}
+
+impl Shop {
+    async fn open(args: &[&str], env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let server = Process::start_with_env(Path::new(BIN), dir.path(), args, &env).await;
+        let api = Api::new(server.addr);
+        let admin = api.token(&create_admin(dir.path()).await, PASSWORD).await;
+        let product = api.product(&admin, "Mug", 990, "EUR", 10).await;
+        let (customer, _) = api.customer().await;
+        Self {
+            server,
+            api,
+            customer,
+            product,
+            _dir: dir,
+        }
+    }
+}
+
 /// Export settings for a process, with a short batch delay so spans arrive promptly.
 pub fn exporting_to(endpoint: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -170,18 +198,13 @@ pub fn assert_saga_trace(trace: &Trace, caller: &Caller, services: &Services<'_>
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_trace_follows_an_order_from_the_request_to_the_invoice() {
     let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
     let mut env: Vec<(&str, String)> = FAST.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
     env.extend(exporting_to(&receiver.http_endpoint()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Process::start_with_env(Path::new(BIN), dir.path(), &[], &env).await;
-    let api = Api::new(server.addr);
-    let admin = api.token(&create_admin(dir.path()).await, PASSWORD).await;
-    let product = api.product(&admin, "Mug", 990, "EUR", 10).await;
-    let (customer, _) = api.customer().await;
+    let shop = Shop::open(&[], &env).await;
+    let (server, api) = (&shop.server, &shop.api);
 
     let caller = Caller::new();
-    place_traced_order(&api, &customer, product, &caller).await;
+    place_traced_order(api, &shop.customer, shop.product, &caller).await;
     let trace = saga_trace(&receiver, &caller.trace_id).await;
     let all = Services {
         orders: "oxcart",
@@ -305,4 +328,76 @@ async fn the_standard_variables_govern_sampling_and_are_checked() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{stderr}");
+}
+
+/// A port nothing listens on (yet).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Orders priced by the catalog over HTTP (`OXCART_CATALOG_URL`, here the process's own
+/// catalog): the call is a client span under the request, and the catalog's server span
+/// continues it from the `traceparent` the client sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_to_another_service_carries_the_trace() {
+    let receiver = Receiver::start().await;
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let catalog = format!("http://127.0.0.1:{port}");
+    let mut env = exporting_to(&receiver.http_endpoint());
+    env.push(("OXCART_CATALOG_URL", catalog));
+    let shop = Shop::open(&["--listen", &listen], &env).await;
+    let api = &shop.api;
+
+    let caller = Caller::new();
+    place_traced_order(api, &shop.customer, shop.product, &caller).await;
+    let spans = receiver
+        .wait_for(Duration::from_secs(30), |spans| {
+            spans.iter().any(|s| {
+                s.trace_id == caller.trace_id
+                    && s.name == "GET /api/products/{id}"
+                    && s.kind == "SPAN_KIND_SERVER"
+            })
+        })
+        .await;
+    let trace = Trace::new(
+        spans
+            .into_iter()
+            .filter(|s| s.trace_id == caller.trace_id)
+            .collect(),
+    );
+    let request = trace.one("POST /api/orders", |s| s.kind == "SPAN_KIND_SERVER");
+    let call = trace.one("GET /api/products/{id}", |s| s.kind == "SPAN_KIND_CLIENT");
+    assert_eq!(
+        call.parent_span_id, request.span_id,
+        "the call is part of the request"
+    );
+    assert_eq!(call.attribute("http.response.status_code"), Some("200"));
+    assert_eq!(call.attribute("server.port"), Some(port.as_str()));
+    let served = trace.one("GET /api/products/{id}", |s| s.kind == "SPAN_KIND_SERVER");
+    assert_eq!(
+        served.parent_span_id, call.span_id,
+        "the catalog continues the caller"
+    );
+}
+
+/// With the catalog unreachable, placing an order is a 503 the client may retry, and
+/// nothing is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_catalog_makes_placing_an_order_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = format!("http://127.0.0.1:{}", free_port());
+    let env = [("OXCART_CATALOG_URL", catalog.as_str())];
+    let server = Process::start_with_env(Path::new(BIN), dir.path(), &[], &env).await;
+    let api = Api::new(server.addr);
+    let (customer, _) = api.customer().await;
+    let reply = api.place_order(&customer, &[(Uuid::new_v4(), 1)]).await;
+    reply.problem(503);
+    assert!(reply.headers.contains_key("retry-after"));
+    let listed = api.get("/api/orders", Some(&customer)).await;
+    assert_eq!(listed.ok(200)["items"].as_array().map(Vec::len), Some(0));
 }

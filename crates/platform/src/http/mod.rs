@@ -1,6 +1,8 @@
 //! HTTP scaffolding shared by every service: the layers around the routes, the server
-//! loop with graceful drain, and problem-aware extractors.
+//! loop with graceful drain, problem-aware extractors, and the traced client services
+//! call each other with.
 
+pub mod client;
 pub mod extract;
 pub mod middleware;
 pub mod page;
