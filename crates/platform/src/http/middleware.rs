@@ -51,11 +51,15 @@ pub async fn observe(State(observe): State<Observe>, request: Request, next: Nex
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = method,
-        http.route = %endpoint,
+        http.route = tracing::field::Empty,
         url.path = %path,
         http.response.status_code = tracing::field::Empty,
         request_id = %request_id,
     );
+    // Only a route that matched: the conventions leave it out rather than invent one.
+    if endpoint != UNMATCHED {
+        span.record("http.route", endpoint.as_str());
+    }
     context::continue_from_headers(&span, request.headers());
     let _in_flight = observe.metrics.in_flight();
 
