@@ -39,6 +39,32 @@ use tracing_subscriber::{Layer as _, Registry};
 
 pub use log::LogFormat;
 
+/// The environment variables telemetry honours (read here, by the OpenTelemetry SDK or by
+/// its OTLP exporter), for whatever checks that a deployment sets only variables that do
+/// something.
+pub const VARIABLES: &[&str] = &[
+    "OXCART_LOG",
+    "RUST_LOG",
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+];
+
 /// The default log filter; `OXCART_LOG` or `RUST_LOG` override it with the usual directives.
 const DEFAULT_FILTER: &str = "info,sqlx=warn";
 

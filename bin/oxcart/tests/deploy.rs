@@ -1,0 +1,337 @@
+//! The Kubernetes manifests agree with the binary: the port it listens on, the probe and
+//! metrics paths it serves, the environment variables it reads, the services it runs.
+//!
+//! The manifests are read as written (`deploy/k8s/base`), not rendered: this runs in a
+//! plain `cargo test`, where kubectl may not be installed. `.ci/run` renders every overlay
+//! and validates the result against the Kubernetes schemas.
+//!
+//! A test binary of its own: checking a variable sets it in this process's environment
+//! for a moment (`figment::Jail`), which must not leak into children other tests spawn.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oxcart::App;
+use oxcart::config::{Config, Service, Services};
+use oxcart_test_util::api::Api;
+use serde_yaml::Value;
+use tokio_util::sync::CancellationToken;
+
+/// The app on a free port with its own SQLite database, for the paths it serves.
+struct TestApp {
+    api: Api,
+    _dir: tempfile::TempDir,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+impl TestApp {
+    async fn spawn() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        };
+        let app = App::build(config).await.unwrap();
+        let api = Api::new(app.local_addr());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run(shutdown.clone()));
+        Self {
+            api,
+            _dir: dir,
+            _shutdown: shutdown.drop_guard(),
+        }
+    }
+}
+
+fn base() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/k8s/base")
+}
+
+fn yaml(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// One environment variable as a manifest sets it: a value, or a reference to a Secret
+/// or a field, for which `sample` stands in.
+#[derive(Debug, Clone)]
+struct Variable {
+    name: String,
+    value: String,
+    /// Where it is set, for messages.
+    place: String,
+}
+
+/// A container's variables: its `env` list (literal values, and a sample for references).
+fn env_of(container: &Value, place: &str) -> Vec<Variable> {
+    let Some(list) = container["env"].as_sequence() else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|var| Variable {
+            name: var["name"].as_str().unwrap().to_owned(),
+            value: var["value"]
+                .as_str()
+                .map_or_else(|| sample(var["name"].as_str().unwrap()), str::to_owned),
+            place: place.to_owned(),
+        })
+        .collect()
+}
+
+/// A plausible value for a variable whose value comes from a Secret.
+fn sample(name: &str) -> String {
+    match name {
+        "DATABASE_URL" | "DATABASE_MIGRATION_URL" => {
+            "postgres://oxcart@pgbouncer:6432/oxcart".into()
+        }
+        "SMTP_URL" => "smtp://relay:587?tls=required".into(),
+        _ => "from-a-secret".into(),
+    }
+}
+
+/// What the manifests set, per Deployment (keyed by the service it runs).
+struct Manifests {
+    template: Value,
+    config: BTreeMap<String, String>,
+    /// Per service directory: the `app` label, the container's args and its env.
+    services: BTreeMap<String, (String, Vec<String>, Vec<Variable>)>,
+    migrate: Value,
+}
+
+impl Manifests {
+    fn read(base: &Path) -> Self {
+        let template = yaml(&base.join("service/deployment.yaml"));
+        let config = yaml(&base.join("config.yaml"))["data"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().unwrap().to_owned(),
+                    v.as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let mut services = BTreeMap::new();
+        for entry in std::fs::read_dir(base.join("services")).unwrap() {
+            let dir = entry.unwrap().path();
+            let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+            let kustomization = yaml(&dir.join("kustomization.yaml"));
+            let app = kustomization["labels"][0]["pairs"]["app"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let patch: Value =
+                serde_yaml::from_str(kustomization["patches"][0]["patch"].as_str().unwrap())
+                    .unwrap();
+            let container = &patch["spec"]["template"]["spec"]["containers"][0];
+            let args = container["args"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect();
+            let env = env_of(container, &format!("services/{name}"));
+            services.insert(name, (app, args, env));
+        }
+        let migrate = yaml(&base.join("migrate.yaml"));
+        Self {
+            template,
+            config,
+            services,
+            migrate,
+        }
+    }
+
+    fn container(&self) -> &Value {
+        &self.template["spec"]["template"]["spec"]["containers"][0]
+    }
+
+    /// Every variable a service's container gets: the ConfigMap, the template's env, the
+    /// service's own (which win, as a strategic merge by name does).
+    fn env(&self, service: &str) -> Vec<Variable> {
+        let mut all: BTreeMap<String, Variable> = BTreeMap::new();
+        for (name, value) in &self.config {
+            let place = "config.yaml".to_owned();
+            all.insert(
+                name.clone(),
+                Variable {
+                    name: name.clone(),
+                    value: value.clone(),
+                    place,
+                },
+            );
+        }
+        for var in env_of(self.container(), "service/deployment.yaml") {
+            all.insert(var.name.clone(), var);
+        }
+        for var in &self.services[service].2 {
+            all.insert(var.name.clone(), var.clone());
+        }
+        all.into_values().collect()
+    }
+}
+
+/// The problems with `vars`: each must be a setting the binary reads, with a value it
+/// accepts, or a variable only used inside another's value (`$(POD_NAME)`).
+fn unread(vars: &[Variable]) -> Vec<String> {
+    let baseline = format!("{:?}", load(&[]).expect("the defaults load"));
+    let mut problems = Vec::new();
+    for var in vars {
+        let name = var.name.as_str();
+        if oxcart_platform::telemetry::VARIABLES.contains(&name) {
+            continue;
+        }
+        let interpolated = format!("$({name})");
+        if vars.iter().any(|other| other.value.contains(&interpolated)) {
+            continue;
+        }
+        match load(&[(name, &var.value)]) {
+            Err(error) => problems.push(format!(
+                "{}: {name}={}: refused: {error}",
+                var.place, var.value
+            )),
+            Ok(config) if format!("{config:?}") == baseline => {
+                problems.push(format!(
+                    "{}: {name} is not a setting oxcart reads",
+                    var.place
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    problems
+}
+
+/// The configuration the binary would load with `vars` set.
+#[expect(
+    clippy::result_large_err,
+    reason = "figment::Jail decides its closures' error type"
+)]
+fn load(vars: &[(&str, &str)]) -> Result<Config, String> {
+    let mut loaded = Err(String::new());
+    figment::Jail::expect_with(|jail| {
+        for (name, value) in vars {
+            jail.set_env(name, value);
+        }
+        loaded = Config::load(None, serde_json::json!({})).map_err(|e| e.to_string());
+        Ok(())
+    });
+    loaded
+}
+
+/// The probe paths, the metrics path and the port of `manifests`, as a problem list.
+async fn unserved(manifests: &Manifests, app: &TestApp) -> Vec<String> {
+    let mut problems = Vec::new();
+    let container = manifests.container();
+    let port = container["ports"][0]["containerPort"].as_u64().unwrap();
+    let listen = &manifests.config["OXCART_LISTEN"];
+    if !listen.ends_with(&format!(":{port}")) {
+        problems.push(format!(
+            "containerPort {port}, but OXCART_LISTEN is {listen}"
+        ));
+    }
+    let annotations = &manifests.template["spec"]["template"]["metadata"]["annotations"];
+    if annotations["prometheus.io/port"].as_str() != Some(&port.to_string()) {
+        problems.push(format!(
+            "prometheus.io/port is not the containerPort {port}"
+        ));
+    }
+    let mut paths = vec![
+        annotations["prometheus.io/path"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ];
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        paths.push(
+            container[probe]["httpGet"]["path"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for path in paths {
+        let status = app.api.get(&path, None).await.status;
+        if status != 200 {
+            problems.push(format!("{path} answers {}", status.as_u16()));
+        }
+    }
+    problems
+}
+
+#[tokio::test]
+async fn the_manifests_use_what_the_binary_serves_and_reads() {
+    let manifests = Manifests::read(&base());
+    let app = TestApp::spawn().await;
+    let mut problems = unserved(&manifests, &app).await;
+
+    let mut deployed = Vec::new();
+    for (dir, (app_label, args, _)) in &manifests.services {
+        let env = manifests.env(dir);
+        problems.extend(unread(&env));
+        // `serve --services <name>`: a service the binary has, and the one the directory
+        // and the trace's service name say.
+        let services: Services = args[2].parse().unwrap_or_else(|e| panic!("{dir}: {e}"));
+        deployed.extend(services.iter());
+        assert_eq!(args[..2], ["serve", "--services"], "{dir}");
+        assert_eq!(args[2], *dir, "services/{dir} runs its own service");
+        let named = env.iter().find(|v| v.name == "OTEL_SERVICE_NAME").unwrap();
+        assert_eq!(
+            named.value, *app_label,
+            "{dir}: traces are named as the app label"
+        );
+    }
+    deployed.sort();
+    assert_eq!(
+        deployed,
+        Service::ALL.to_vec(),
+        "each service deployed exactly once"
+    );
+
+    let job = &manifests.migrate["spec"]["template"]["spec"]["containers"][0];
+    problems.extend(unread(&env_of(job, "migrate.yaml")));
+    assert_eq!(job["args"][0].as_str(), Some("migrate"));
+
+    assert!(
+        problems.is_empty(),
+        "the manifests disagree with the binary:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The check has teeth: a misspelt variable, a value the binary refuses, and a probe on a
+/// path it does not serve are all reported.
+#[tokio::test]
+async fn a_manifest_that_disagrees_is_caught() {
+    let var = |name: &str, value: &str| Variable {
+        name: name.to_owned(),
+        value: value.to_owned(),
+        place: "fixture".to_owned(),
+    };
+    let problems = unread(&[
+        var("OXCART_LISTN", "0.0.0.0:8080"),
+        var("OXCART_REQUEST_TIMEOUT", "soon"),
+        var("OXCART_LISTEN", "0.0.0.0:8080"),
+        var("OTEL_SERVICE_NAME", "user-service"),
+    ]);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains("OXCART_LISTN is not a setting"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].contains("OXCART_REQUEST_TIMEOUT=soon: refused"),
+        "{problems:?}"
+    );
+
+    let mut manifests = Manifests::read(&base());
+    let probe =
+        &mut manifests.template["spec"]["template"]["spec"]["containers"][0]["readinessProbe"];
+    probe["httpGet"]["path"] = Value::from("/healthz");
+    let app = TestApp::spawn().await;
+    let problems = unserved(&manifests, &app).await;
+    assert_eq!(problems, ["/healthz answers 404"]);
+}
