@@ -113,6 +113,34 @@ impl Receiver {
             .collect()
     }
 
+    /// Waits up to `within` for the trace `trace_id` to hold what `done` wants and to be
+    /// whole (every span's parent received, but for `remote_parent`, the caller's span):
+    /// a parent ends after its children, so its span can come in a later batch.
+    pub async fn whole_trace(
+        &self,
+        trace_id: &str,
+        remote_parent: &str,
+        within: Duration,
+        done: impl Fn(&Trace) -> bool,
+    ) -> Trace {
+        let select = |spans: &[Span]| {
+            Trace::new(
+                spans
+                    .iter()
+                    .filter(|s| s.trace_id == trace_id)
+                    .cloned()
+                    .collect(),
+            )
+        };
+        let spans = self
+            .wait_for(within, |spans| {
+                let trace = select(spans);
+                done(&trace) && trace.is_whole(remote_parent)
+            })
+            .await;
+        select(&spans)
+    }
+
     /// Waits up to `within` for `done` to hold of the spans received, and returns them.
     pub async fn wait_for(&self, within: Duration, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
         let deadline = tokio::time::Instant::now() + within;
@@ -257,6 +285,20 @@ impl Trace {
                     self.tree()
                 )
             })
+    }
+
+    /// Whether every span's parent is in the trace, but for `remote_parent`'s children.
+    pub fn is_whole(&self, remote_parent: &str) -> bool {
+        self.spans.iter().all(|s| {
+            s.parent_span_id.is_empty()
+                || s.parent_span_id == remote_parent
+                || self.parent(s).is_some()
+        })
+    }
+
+    /// Whether the trace has a span named `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.spans.iter().any(|s| s.name == name)
     }
 
     pub fn parent(&self, span: &Span) -> Option<&Span> {

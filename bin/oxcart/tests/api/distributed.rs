@@ -302,7 +302,7 @@ async fn one_trace_crosses_the_processes_through_kafka_headers() {
     let product = run.scenario.mug;
     let caller = Caller::new();
     place_traced_order(&run.api, &customer, product, &caller).await;
-    let trace = saga_trace(&receiver, &caller.trace_id).await;
+    let trace = saga_trace(&receiver, &caller).await;
     let services = Services {
         orders: "oxcart-users-catalog-orders",
         payments: "oxcart-payments",

@@ -90,24 +90,16 @@ pub async fn place_traced_order(
     reply.ok(201)["id"].as_str().unwrap().to_owned()
 }
 
-/// Waits until the order's trace holds the e-mail and the invoice, and returns it.
-pub async fn saga_trace(receiver: &Receiver, trace_id: &str) -> Trace {
-    let spans = receiver
-        .wait_for(Duration::from_secs(60), |spans| {
-            let done = |name: &str| {
-                spans
-                    .iter()
-                    .any(|s| s.trace_id == trace_id && s.name == name)
-            };
-            done("send email") && done("issue invoice")
-        })
-        .await;
-    Trace::new(
-        spans
-            .into_iter()
-            .filter(|s| s.trace_id == trace_id)
-            .collect(),
-    )
+/// Waits until the order's trace holds the e-mail and the invoice, whole, and returns it.
+pub async fn saga_trace(receiver: &Receiver, caller: &Caller) -> Trace {
+    receiver
+        .whole_trace(
+            &caller.trace_id,
+            &caller.span_id,
+            Duration::from_secs(60),
+            |trace| trace.has("send email") && trace.has("issue invoice"),
+        )
+        .await
 }
 
 /// Which process (by `service.name`) did each part of the saga.
@@ -205,7 +197,7 @@ async fn one_trace_follows_an_order_from_the_request_to_the_invoice() {
 
     let caller = Caller::new();
     place_traced_order(api, &shop.customer, shop.product, &caller).await;
-    let trace = saga_trace(&receiver, &caller.trace_id).await;
+    let trace = saga_trace(&receiver, &caller).await;
     let all = Services {
         orders: "oxcart",
         payments: "oxcart",
@@ -355,21 +347,14 @@ async fn a_call_to_another_service_carries_the_trace() {
 
     let caller = Caller::new();
     place_traced_order(api, &shop.customer, shop.product, &caller).await;
-    let spans = receiver
-        .wait_for(Duration::from_secs(30), |spans| {
-            spans.iter().any(|s| {
-                s.trace_id == caller.trace_id
-                    && s.name == "GET /api/products/{id}"
-                    && s.kind == "SPAN_KIND_SERVER"
-            })
-        })
+    let trace = receiver
+        .whole_trace(
+            &caller.trace_id,
+            &caller.span_id,
+            Duration::from_secs(30),
+            |trace| trace.has("GET /api/products/{id}"),
+        )
         .await;
-    let trace = Trace::new(
-        spans
-            .into_iter()
-            .filter(|s| s.trace_id == caller.trace_id)
-            .collect(),
-    );
     let request = trace.one("POST /api/orders", |s| s.kind == "SPAN_KIND_SERVER");
     let call = trace.one("GET /api/products/{id}", |s| s.kind == "SPAN_KIND_CLIENT");
     assert_eq!(
