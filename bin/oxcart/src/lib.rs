@@ -246,6 +246,28 @@ impl ProductCatalog for LocalCatalog {
     }
 }
 
+/// A call one service makes to another over HTTP. The list is what the deployment's
+/// authorization policies must allow between services, and a test holds them to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    pub from: Service,
+    pub to: Service,
+    pub method: &'static str,
+    /// The route template, as the callee's OpenAPI document names it.
+    pub route: &'static str,
+}
+
+/// Orders price an order through the catalog (with `catalog_url` set).
+pub const PRODUCT_LOOKUP: Call = Call {
+    from: Service::Orders,
+    to: Service::Catalog,
+    method: "GET",
+    route: "/api/products/{id}",
+};
+
+/// Every call between services.
+pub const CALLS: &[Call] = &[PRODUCT_LOOKUP];
+
 /// Orders read prices through this port when the catalog is another service: its
 /// `GET /api/products/{id}`, one call per product, side by side.
 struct RemoteCatalog(ServiceClient);
@@ -265,7 +287,7 @@ impl ProductCatalog for RemoteCatalog {
         let paths: Vec<String> = ids.iter().map(|id| format!("/api/products/{id}")).collect();
         let calls = paths
             .iter()
-            .map(|path| self.0.get_json::<RemoteProduct>("/api/products/{id}", path));
+            .map(|path| self.0.get_json::<RemoteProduct>(PRODUCT_LOOKUP.route, path));
         let products = futures::future::try_join_all(calls).await?;
         Ok(products
             .into_iter()

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use oxcart::App;
 use oxcart::config::{Config, Service, Services};
 use oxcart_test_util::api::Api;
+use serde::Deserialize as _;
 use serde_yaml::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -334,4 +335,187 @@ async fn a_manifest_that_disagrees_is_caught() {
     let app = TestApp::spawn().await;
     let problems = unserved(&manifests, &app).await;
     assert_eq!(problems, ["/healthz answers 404"]);
+}
+
+/// Every operation of the API: (service, method, route template), from the OpenAPI
+/// document the binary serves (each operation is tagged with its service).
+fn operations() -> Vec<(String, String, String)> {
+    let doc: serde_json::Value =
+        serde_json::from_str(&oxcart::openapi(&Services::all()).to_json().unwrap()).unwrap();
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(tag) = op["tags"][0].as_str() {
+                ops.push((tag.to_owned(), method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert!(ops.len() > 15, "read the operations");
+    ops
+}
+
+/// Whether an Istio path (exact, or a prefix ending in `*`) covers a route template.
+fn covers(pattern: &str, route: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => route.starts_with(prefix) && route.len() > prefix.len(),
+        None => pattern == route,
+    }
+}
+
+fn istio() -> Vec<Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/istio");
+    let mut docs = Vec::new();
+    for file in ["gateway.yaml", "traffic.yaml", "security.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        docs.extend(
+            serde_yaml::Deserializer::from_str(&text).map(|d| Value::deserialize(d).unwrap()),
+        );
+    }
+    docs
+}
+
+/// The (principal, methods, paths) an AuthorizationPolicy allows.
+fn allowed(policy: &Value) -> Vec<(String, Vec<String>, Vec<String>)> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut out = Vec::new();
+    for rule in policy["spec"]["rules"].as_sequence().unwrap() {
+        for principal in strings(&rule["from"][0]["source"]["principals"]) {
+            let operation = &rule["to"][0]["operation"];
+            out.push((
+                principal,
+                strings(&operation["methods"]),
+                strings(&operation["paths"]),
+            ));
+        }
+    }
+    out
+}
+
+/// The mesh allows exactly what the code does. Through the gateway: every operation of a
+/// service's API, and no rule for a route it does not serve; between services: the calls
+/// the code makes (`oxcart::CALLS`) and nothing more; and the edge routes each path to the
+/// service that serves it.
+#[test]
+fn the_mesh_allows_what_the_code_serves_and_calls() {
+    let manifests = Manifests::read(&base());
+    let deployment = |service: &str| manifests.services[service].0.clone();
+    let docs = istio();
+    let policy = |name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == "AuthorizationPolicy" && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no AuthorizationPolicy for {name}"))
+    };
+    let operations = operations();
+    let mut problems = Vec::new();
+    for service in Service::ALL {
+        let name = deployment(service.name());
+        let rules = allowed(policy(&name));
+        let gateway: Vec<_> = rules
+            .iter()
+            .filter(|(p, ..)| p.contains("istio-ingressgateway"))
+            .collect();
+        let served: Vec<_> = operations
+            .iter()
+            .filter(|(tag, ..)| tag == service.name())
+            .collect();
+        for (_, method, route) in &served {
+            let ok = gateway.iter().any(|(_, methods, paths)| {
+                methods.contains(method) && paths.iter().any(|p| covers(p, route))
+            });
+            if !ok {
+                problems.push(format!(
+                    "{name}: the gateway may not {method} {route}, which it serves"
+                ));
+            }
+        }
+        for (_, methods, paths) in &gateway {
+            for method in methods {
+                for path in paths {
+                    if !served
+                        .iter()
+                        .any(|(_, m, r)| m == method && covers(path, r))
+                    {
+                        problems.push(format!(
+                            "{name}: allows {method} {path}, which it does not serve"
+                        ));
+                    }
+                }
+            }
+        }
+        // Between services: exactly the calls the code makes.
+        let calls: Vec<_> = oxcart::CALLS.iter().filter(|c| c.to == service).collect();
+        let peers: Vec<_> = rules
+            .iter()
+            .filter(|(p, ..)| p.starts_with("cluster.local/ns/production/sa/"))
+            .collect();
+        for call in &calls {
+            let caller = format!(
+                "cluster.local/ns/production/sa/{}",
+                deployment(call.from.name())
+            );
+            let ok = peers.iter().any(|(p, methods, paths)| {
+                *p == caller
+                    && methods.iter().any(|m| m == call.method)
+                    && paths.iter().any(|path| covers(path, call.route))
+            });
+            if !ok {
+                problems.push(format!(
+                    "{name}: does not let {caller} {} {}",
+                    call.method, call.route
+                ));
+            }
+        }
+        if peers.len() != calls.len() {
+            problems.push(format!(
+                "{name}: {} rules for other services, {} calls in the code",
+                peers.len(),
+                calls.len()
+            ));
+        }
+    }
+    // The edge sends every served path to its service.
+    let edge = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "oxcart-edge")
+        .unwrap();
+    for (tag, method, route) in &operations {
+        let target = edge["spec"]["http"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["match"].as_sequence().unwrap().iter().any(|m| {
+                    m["uri"]["exact"].as_str() == Some(route.as_str())
+                        || m["uri"]["prefix"]
+                            .as_str()
+                            .is_some_and(|p| route.starts_with(p))
+                })
+            });
+        let host = target.and_then(|r| r["route"][0]["destination"]["host"].as_str());
+        if host != Some(deployment(tag).as_str()) {
+            problems.push(format!(
+                "the edge sends {method} {route} to {host:?}, not {}",
+                deployment(tag)
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the mesh disagrees with the code:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn istio_paths_cover_route_templates_as_istio_matches_them() {
+    assert!(covers("/api/orders/*", "/api/orders/{id}/cancel"));
+    assert!(!covers("/api/orders/*", "/api/orders"));
+    assert!(covers("/api/orders", "/api/orders"));
+    assert!(!covers("/api/orders", "/api/orders/{id}"));
 }
