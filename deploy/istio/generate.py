@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes oxcart's Istio configuration into this directory.
+"""Writes oxcart's Istio configuration into this directory, and the Argo Rollouts canaries
+that steer it into ../rollouts.
 
 Seven services get the same traffic rules, and their authorization policies follow from
 two tables below: the routes each service serves (its OpenAPI operations), and the calls
@@ -61,7 +62,10 @@ def yaml(value, indent=0):
     if isinstance(value, dict):
         lines = []
         for key, item in value.items():
-            if isinstance(item, (dict, list)) and item:
+            if isinstance(item, str) and "\n" in item:
+                lines.append(f"{pad}{key}: |-")
+                lines.extend(f"{pad}  {line}" for line in item.split("\n"))
+            elif isinstance(item, (dict, list)) and item:
                 lines.append(f"{pad}{key}:")
                 lines.append(yaml(item, indent + 1))
             else:
@@ -237,6 +241,74 @@ def policy(service):
     }
 
 
+# The spec's canary: 20, 40, 60 and 80% of traffic for five minutes each, then all.
+STEPS = [step for weight in (20, 40, 60, 80) for step in ({"setWeight": weight}, {"pause": {"duration": "5m"}})]
+
+ROLLOUTS = HERE.parent / "rollouts"
+
+
+def rollout(name):
+    """The Rollout that takes over the service's Deployment (workloadRef): canary pods are
+    labelled version v2 and stable ones v1, so the DestinationRule's subsets and the
+    `x-version: v2` route find them, and the VirtualService's reads and writes routes
+    carry the steps' weights. From the second step on, the success-rate analysis runs in
+    the background; three failed measurements abort and roll back."""
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": name},
+        "spec": {
+            "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "revisionHistoryLimit": 2,
+            "strategy": {"canary": {
+                "canaryMetadata": {"labels": {"version": "v2"}},
+                "stableMetadata": {"labels": {"version": "v1"}},
+                "trafficRouting": {"istio": {
+                    "virtualService": {"name": name, "routes": ["reads", "writes"]},
+                    "destinationRule": {"name": name, "canarySubsetName": "v2", "stableSubsetName": "v1"},
+                }},
+                "analysis": {
+                    "templates": [{"templateName": "success-rate"}],
+                    "startingStep": 1,
+                    "args": [
+                        {"name": "service", "value": name},
+                        {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}},
+                    ],
+                },
+                "steps": STEPS,
+            }},
+        },
+    }
+
+
+def analysis():
+    """The spec's success-rate gate, on oxcart's own metric and on the canary's pods only
+    (Prometheus labels each series with its pod's `app` and `rollouts-pod-template-hash`:
+    observability/prometheus/kubernetes.yml)."""
+    canary = 'app="{{args.service}}",rollouts_pod_template_hash="{{args.canary-hash}}"'
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "success-rate"},
+        "spec": {
+            "args": [{"name": "service"}, {"name": "canary-hash"}],
+            "metrics": [{
+                "name": "success-rate",
+                "interval": "1m",
+                "successCondition": "result[0] >= 0.95",
+                "failureLimit": 3,
+                "provider": {"prometheus": {
+                    "address": "http://prometheus.observability:9090",
+                    "query": (
+                        f'sum(rate(http_requests_total{{{canary},status!~"5.."}}[5m]))\n'
+                        f"/\nsum(rate(http_requests_total{{{canary}}}[5m]))"
+                    ),
+                }},
+            }],
+        },
+    }
+
+
 def files():
     yield "gateway.yaml", documents(gateway())
     yield "traffic.yaml", documents([d for name, _ in SERVICES.values() for d in traffic(name)])
@@ -250,14 +322,21 @@ def files():
     yield "kustomization.yaml", HEADER + yaml({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "namespace": "production",
         "resources": ["gateway.yaml", "traffic.yaml", "security.yaml"],
+    }) + "\n"
+    yield ROLLOUTS / "rollouts.yaml", documents([rollout(name) for name, _ in SERVICES.values()])
+    yield ROLLOUTS / "analysis.yaml", documents([analysis()])
+    yield ROLLOUTS / "kustomization.yaml", HEADER + yaml({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["rollouts.yaml", "analysis.yaml"],
     }) + "\n"
 
 
 def main():
     check = "--check" in sys.argv[1:]
     stale = []
+    ROLLOUTS.mkdir(exist_ok=True)
     for name, text in files():
         path = HERE / name
         if check:
@@ -266,7 +345,7 @@ def main():
         else:
             path.write_text(text)
     if stale:
-        print(f"deploy/istio out of date: {stale}; run deploy/istio/generate.py")
+        print(f"out of date: {[str(p) for p in stale]}; run deploy/istio/generate.py")
         sys.exit(1)
 
 

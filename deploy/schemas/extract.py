@@ -72,13 +72,25 @@ def strict(node):
     return node
 
 
+def restore_descriptions(kind, schema):
+    """kubernetes-models drops every key named `description` from the schemas it
+    generates, the documentation and, by mistake, the properties of that name too. Those
+    the manifests use are put back."""
+    if kind == "AppProject":
+        spec = schema["properties"]["spec"]["properties"]
+        spec["description"] = {"type": "string"}
+        spec["roles"]["items"]["properties"]["description"] = {"type": "string"}
+    return schema
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         roots = {}
         for package, version, path, kind in KINDS:
             if (package, version) not in roots:
                 roots[(package, version)] = unpack(package, version, tmp)
-            schema = strict(schema_of(roots[(package, version)] / path / f"{kind}.js"))
+            raw = schema_of(roots[(package, version)] / path / f"{kind}.js")
+            schema = strict(restore_descriptions(kind, raw))
             schema["$comment"] = f"{path} {kind}, from {package}@{version} (MIT), made strict by extract.py"
             out = HERE / path / f"{kind}.json"
             out.parent.mkdir(parents=True, exist_ok=True)

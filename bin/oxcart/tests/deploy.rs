@@ -519,3 +519,77 @@ fn istio_paths_cover_route_templates_as_istio_matches_them() {
     assert!(covers("/api/orders", "/api/orders"));
     assert!(!covers("/api/orders", "/api/orders/{id}"));
 }
+
+/// The kinds of every object in the YAML files of `dirs` (Kustomizations aside).
+fn kinds_in(dirs: &[PathBuf]) -> std::collections::BTreeSet<(String, String)> {
+    let mut kinds = std::collections::BTreeSet::new();
+    for dir in dirs {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let doc = Value::deserialize(doc).unwrap();
+                let (Some(api), Some(kind)) = (doc["apiVersion"].as_str(), doc["kind"].as_str())
+                else {
+                    continue;
+                };
+                if kind != "Kustomization" {
+                    let group = api.rsplit_once('/').map_or("", |(group, _)| group);
+                    kinds.insert((group.to_owned(), kind.to_owned()));
+                }
+            }
+        }
+    }
+    kinds
+}
+
+/// Argo CD's project lets the production application create exactly the kinds the
+/// production overlay deploys: a kind left out fails the sync, one too many is a door
+/// left open. And the application deploys that overlay.
+#[test]
+fn the_argocd_project_admits_exactly_what_production_deploys() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let production = kinds_in(&[
+        deploy.join("k8s/base"),
+        deploy.join("k8s/base/service"),
+        deploy.join("istio"),
+        deploy.join("rollouts"),
+    ]);
+    let project = yaml(&deploy.join("argocd/appproject.yaml"));
+    let listed = |key: &str| -> std::collections::BTreeSet<(String, String)> {
+        project["spec"][key]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["group"].as_str().unwrap().to_owned(),
+                    k["kind"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(listed("namespaceResourceWhitelist"), production);
+    assert_eq!(
+        listed("clusterResourceWhitelist"),
+        [(String::new(), "Namespace".to_owned())].into()
+    );
+    let application = yaml(&deploy.join("argocd/application.yaml"));
+    let path = application["spec"]["source"]["path"].as_str().unwrap();
+    assert!(
+        deploy
+            .join("..")
+            .join(path)
+            .join("kustomization.yaml")
+            .exists(),
+        "{path}"
+    );
+    assert_eq!(application["spec"]["project"], project["metadata"]["name"]);
+    assert_eq!(
+        application["spec"]["destination"]["namespace"],
+        project["spec"]["destinations"][0]["namespace"]
+    );
+}

@@ -2,6 +2,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use promql_parser::parser::{Expr, parse};
+use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::helpers::TestApp;
@@ -98,6 +99,24 @@ fn expressions() -> (Vec<(String, String)>, BTreeSet<String>) {
                 let expr = rule["expr"].as_str().unwrap().to_owned();
                 exprs.push((format!("{}: {name}", path.display()), expr));
             }
+        }
+    }
+    // The canary analysis: its arguments (`{{args.service}}`) stand in as label values.
+    let analysis = observability().join("../rollouts/analysis.yaml");
+    let text = std::fs::read_to_string(&analysis).unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let doc = serde_yaml::Value::deserialize(doc).unwrap();
+        for metric in doc["spec"]["metrics"].as_sequence().unwrap() {
+            let query = metric["provider"]["prometheus"]["query"].as_str().unwrap();
+            let query = query.replace("{{args.", "").replace("}}", "");
+            exprs.push((
+                format!(
+                    "{}: {}",
+                    analysis.display(),
+                    metric["name"].as_str().unwrap()
+                ),
+                query,
+            ));
         }
     }
     let dashboards = observability().join("grafana/dashboards");
