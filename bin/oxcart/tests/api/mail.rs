@@ -132,12 +132,21 @@ async fn the_confirmation_goes_out_over_smtp() {
     assert!(message.contains("text/plain") && message.contains("text/html"));
     assert!(message.contains("29.00 EUR"), "{message}");
     let message_id = header(message, "Message-ID");
-    let recorded: String =
-        db::query_scalar("SELECT message_id FROM notifications WHERE order_id = $1")
+    // The consumer records the message in the transaction that follows the sending, so
+    // the row may land a moment after the server has the message.
+    let mut recorded: Option<String> = None;
+    for _ in 0..100 {
+        recorded = db::query_scalar("SELECT message_id FROM notifications WHERE order_id = $1")
             .bind(&order_id)
-            .fetch_one(&mut *app.db.read().await.unwrap())
+            .fetch_optional(&mut *app.db.read().await.unwrap())
             .await
             .unwrap();
+        if recorded.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recorded = recorded.expect("the message is recorded");
     assert_eq!(message_id, format!("<{recorded}>"));
     assert!(
         !app.config.data_dir.join("mail").exists(),
