@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use oxcart::App;
 use oxcart::config::{Config, Service, Services};
+use oxcart_events::bus::topics;
 use oxcart_test_util::api::Api;
 use serde::Deserialize as _;
 use serde_yaml::Value;
@@ -592,4 +593,24 @@ fn the_argocd_project_admits_exactly_what_production_deploys() {
         application["spec"]["destination"]["namespace"],
         project["spec"]["destinations"][0]["namespace"]
     );
+}
+
+/// The topics deploy/kafka creates are the code's topics and their dead-letter topics.
+#[test]
+fn kafka_topics_are_the_codes() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kafka/kafka.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let job = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .find(|d| d["kind"] == "Job")
+        .unwrap();
+    let env = &job["spec"]["template"]["spec"]["containers"][0]["env"];
+    let listed: std::collections::BTreeSet<&str> =
+        env[0]["value"].as_str().unwrap().split(' ').collect();
+    let code: Vec<String> = topics::ALL
+        .iter()
+        .flat_map(|topic| [(*topic).to_owned(), topics::dead_letter(topic)])
+        .collect();
+    let code: std::collections::BTreeSet<&str> = code.iter().map(String::as_str).collect();
+    assert_eq!(listed, code);
 }

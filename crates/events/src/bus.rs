@@ -27,6 +27,14 @@ pub mod topics {
     pub const PAYMENTS: &str = "payments";
     pub const CATALOG: &str = "catalog";
     pub const USERS: &str = "users";
+
+    /// Every topic.
+    pub const ALL: [&str; 4] = [ORDERS, PAYMENTS, CATALOG, USERS];
+
+    /// Where a topic's dead letters go: `orders.dlq`.
+    pub fn dead_letter(topic: &str) -> String {
+        format!("{topic}.dlq")
+    }
 }
 
 /// The topic an aggregate type's events are published to (Kafka key: the aggregate id).

@@ -32,12 +32,7 @@ pub use dead_letters::KafkaDeadLetters;
 pub use relay::{Relay, RelayMetrics};
 
 /// The topics of the brief, each with its dead-letter topic.
-pub const TOPICS: [&str; 4] = [
-    topics::ORDERS,
-    topics::PAYMENTS,
-    topics::CATALOG,
-    topics::USERS,
-];
+pub const TOPICS: [&str; 4] = topics::ALL;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KafkaConfig {
@@ -79,7 +74,7 @@ impl KafkaConfig {
 
     /// The dead-letter topic of `topic`.
     pub fn dead_letter_topic(&self, topic: &str) -> String {
-        self.name(&format!("{topic}.dlq"))
+        self.name(&topics::dead_letter(topic))
     }
 
     fn client(&self) -> ClientConfig {
