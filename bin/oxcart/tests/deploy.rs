@@ -363,16 +363,20 @@ fn covers(pattern: &str, route: &str) -> bool {
     }
 }
 
+/// Every document of a multi-document YAML file.
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
+}
+
 fn istio() -> Vec<Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/istio");
-    let mut docs = Vec::new();
-    for file in ["gateway.yaml", "traffic.yaml", "security.yaml"] {
-        let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        docs.extend(
-            serde_yaml::Deserializer::from_str(&text).map(|d| Value::deserialize(d).unwrap()),
-        );
-    }
-    docs
+    ["gateway.yaml", "traffic.yaml", "security.yaml"]
+        .iter()
+        .flat_map(|file| documents(&dir.join(file)))
+        .collect()
 }
 
 /// The (principal, methods, paths) an AuthorizationPolicy allows.
@@ -530,9 +534,7 @@ fn kinds_in(dirs: &[PathBuf]) -> std::collections::BTreeSet<(String, String)> {
             if path.extension().is_none_or(|e| e != "yaml") {
                 continue;
             }
-            let text = std::fs::read_to_string(&path).unwrap();
-            for doc in serde_yaml::Deserializer::from_str(&text) {
-                let doc = Value::deserialize(doc).unwrap();
+            for doc in documents(&path) {
                 let (Some(api), Some(kind)) = (doc["apiVersion"].as_str(), doc["kind"].as_str())
                 else {
                     continue;
@@ -599,9 +601,8 @@ fn the_argocd_project_admits_exactly_what_production_deploys() {
 #[test]
 fn kafka_topics_are_the_codes() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kafka/kafka.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let job = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| Value::deserialize(d).unwrap())
+    let job = documents(&path)
+        .into_iter()
         .find(|d| d["kind"] == "Job")
         .unwrap();
     let env = &job["spec"]["template"]["spec"]["containers"][0]["env"];

@@ -31,9 +31,6 @@ pub use bus::KafkaBus;
 pub use dead_letters::KafkaDeadLetters;
 pub use relay::{Relay, RelayMetrics};
 
-/// The topics of the brief, each with its dead-letter topic.
-pub const TOPICS: [&str; 4] = topics::ALL;
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KafkaConfig {
     /// `host:port,host:port`: the bootstrap brokers.
@@ -103,7 +100,7 @@ pub enum Error {
 /// are.
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), Error> {
     let admin: AdminClient<DefaultClientContext> = config.client().create()?;
-    let names: Vec<String> = TOPICS
+    let names: Vec<String> = topics::ALL
         .iter()
         .flat_map(|topic| [config.name(topic), config.dead_letter_topic(topic)])
         .collect();

@@ -37,18 +37,19 @@ pub fn current_traceparent() -> Option<String> {
 /// Makes `span` a child of the remote span `traceparent` names. A value that is not a
 /// valid `traceparent` is ignored, and `span` starts a trace of its own.
 pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
-    let Some(traceparent) = traceparent else {
-        return;
-    };
-    let parent = extract(&Single(traceparent));
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
+    if let Some(traceparent) = traceparent {
+        adopt(span, &Single(traceparent));
     }
 }
 
 /// Makes `span` a child of the caller that sent `headers`, if they carry a trace context.
 pub fn continue_from_headers(span: &Span, headers: &http::HeaderMap) {
-    let parent = extract(&Headers(headers));
+    adopt(span, &Headers(headers));
+}
+
+/// Gives `span` the remote parent `carrier` names, if it names a valid one.
+fn adopt(span: &Span, carrier: &dyn Extractor) {
+    let parent = extract(carrier);
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
     }
