@@ -11,11 +11,11 @@ use uuid::Uuid;
 
 /// Generates one `#[tokio::test]` per contract test. `$make` is an async expression
 /// yielding `(Arc<dyn EventStore>, guard)`; the guard (a temporary directory, say) lives
-/// as long as the test.
+/// as long as the test. Attributes after it (`#[ignore = "…"]`) go on every test.
 #[macro_export]
 macro_rules! event_store_contract {
-    ($make:expr) => {
-        $crate::event_store_contract!(@tests $make;
+    ($make:expr $(, #[$meta:meta])* $(,)?) => {
+        $crate::event_store_contract!(@tests $make; [$(#[$meta])*];
             new_streams_are_versioned_from_one,
             stale_expected_version_is_a_conflict_and_writes_nothing,
             concurrent_appends_at_one_version_let_exactly_one_win,
@@ -25,14 +25,16 @@ macro_rules! event_store_contract {
             events_for_another_stream_are_refused,
         );
     };
-    (@tests $make:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (store, _guard) = $make.await;
-                $crate::event_store::$name(store).await;
-            }
-        )*
+    (@tests $make:expr; $attrs:tt; $($name:ident),* $(,)?) => {
+        $( $crate::event_store_contract!(@one $make; $name; $attrs); )*
+    };
+    (@one $make:expr; $name:ident; [$($attr:tt)*]) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $($attr)*
+        async fn $name() {
+            let (store, _guard) = $make.await;
+            $crate::event_store::$name(store).await;
+        }
     };
 }
 

@@ -9,12 +9,14 @@
 //! - [`postgres`]: a fresh PostgreSQL database per test.
 //! - [`kafka`]: a tansu broker that a test can restart.
 //! - [`otlp`]: an OTLP trace receiver, to see what a collector would.
+//! - [`moto`]: moto's server, standing in for DynamoDB and SQS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
 pub mod bus;
 pub mod event_store;
 pub mod kafka;
+pub mod moto;
 pub mod otlp;
 pub mod postgres;
 pub mod process;
