@@ -361,7 +361,7 @@ pub fn assemble(
     let orders = Orders::new(
         store.clone(),
         catalog,
-        OrderReadModel::new(db.clone()),
+        Arc::new(OrderReadModel::new(db.clone())),
         config.read_wait,
     )
     .with_progress(projection.progress());

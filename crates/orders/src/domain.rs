@@ -503,7 +503,7 @@ pub struct Refused {
 
 /// An order: the state folded from its events. Commands answer with it and the read model
 /// stores it, so a client sees one shape whichever side answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
     pub id: Uuid,

@@ -67,6 +67,9 @@ pub enum Error {
     Corrupt(String),
     #[error("the read model failed")]
     ReadModel(#[from] sqlx::Error),
+    /// A read model outside SQL (DynamoDB in the serverless mode) failed.
+    #[error("the read model cannot be reached")]
+    Views(#[source] BoxError),
 }
 
 impl ServiceError for Error {
@@ -77,7 +80,7 @@ impl ServiceError for Error {
             Self::Refused(_) | Self::Contended => ProblemKind::Conflict,
             Self::IdempotencyKeyReused => ProblemKind::IdempotencyKeyReused,
             Self::VersionAhead { .. } => ProblemKind::MalformedRequest,
-            Self::Lagging | Self::Catalog(_) => ProblemKind::Unavailable,
+            Self::Lagging | Self::Catalog(_) | Self::Views(_) => ProblemKind::Unavailable,
             Self::Store(oxcart_events::Error::Unavailable(_)) => ProblemKind::Unavailable,
             Self::Store(oxcart_events::Error::Conflict { .. }) => ProblemKind::Conflict,
             Self::Store(_) | Self::History(_) | Self::Corrupt(_) => ProblemKind::Internal,

@@ -40,6 +40,25 @@ pub struct After {
 
 const COLUMNS: &str = "order_id, user_id, status, status_reason, currency, total_amount, shipping_address, version, created_at, updated_at";
 
+/// The query side's port: where reads find orders as the projection left them. On SQL
+/// it is [`OrderReadModel`]; the serverless mode keeps them in a DynamoDB table.
+#[async_trait]
+pub trait OrderViews: Send + Sync + 'static {
+    /// An order as a replica (if any) has it: possibly a little behind.
+    async fn get(&self, id: Uuid) -> Result<Option<Order>, Error>;
+
+    /// An order as the primary has it, for a reader that a replica has not caught up with.
+    async fn get_latest(&self, id: Uuid) -> Result<Option<Order>, Error>;
+
+    /// Orders newest first (by creation time, then id), after `after`.
+    async fn list(
+        &self,
+        filter: &Filter,
+        after: Option<&After>,
+        limit: u32,
+    ) -> Result<Vec<Order>, Error>;
+}
+
 #[derive(Debug, Clone)]
 pub struct OrderReadModel {
     db: Db,
@@ -48,16 +67,6 @@ pub struct OrderReadModel {
 impl OrderReadModel {
     pub fn new(db: Db) -> Self {
         Self { db }
-    }
-
-    /// An order as a replica (if any) has it: possibly a little behind.
-    pub async fn get(&self, id: Uuid) -> Result<Option<Order>, Error> {
-        Self::get_on(&mut *self.db.read().await?, id).await
-    }
-
-    /// An order as the primary has it, for a reader that a replica has not caught up with.
-    pub async fn get_latest(&self, id: Uuid) -> Result<Option<Order>, Error> {
-        Self::get_on(&mut *self.db.read_primary().await?, id).await
     }
 
     async fn get_on(conn: &mut AnyConnection, id: Uuid) -> Result<Option<Order>, Error> {
@@ -70,8 +79,19 @@ impl OrderReadModel {
         let mut views = with_items(conn, vec![row]).await?;
         Ok(views.pop())
     }
+}
 
-    pub async fn list(
+#[async_trait]
+impl OrderViews for OrderReadModel {
+    async fn get(&self, id: Uuid) -> Result<Option<Order>, Error> {
+        Self::get_on(&mut *self.db.read().await?, id).await
+    }
+
+    async fn get_latest(&self, id: Uuid) -> Result<Option<Order>, Error> {
+        Self::get_on(&mut *self.db.read_primary().await?, id).await
+    }
+
+    async fn list(
         &self,
         filter: &Filter,
         after: Option<&After>,

@@ -18,7 +18,7 @@ use crate::domain::{
     self, AGGREGATE, Order, OrderDelivered, OrderEvent, OrderShipped, PlaceOrder, ProductSnapshot,
     SCHEMA_VERSION,
 };
-use crate::read_model::{After, Filter, OrderReadModel};
+use crate::read_model::{After, Filter, OrderViews};
 
 /// Where orders learn a product's current name, SKU and price. In one process it is the
 /// catalog itself; split apart, a client of the catalog service.
@@ -47,7 +47,7 @@ pub struct Placed {
 pub struct Orders {
     store: Arc<dyn EventStore>,
     catalog: Arc<dyn ProductCatalog>,
-    read_model: OrderReadModel,
+    read_model: Arc<dyn OrderViews>,
     /// The in-process projection's progress, when it runs in this process.
     progress: Option<watch::Receiver<Position>>,
     read_wait: Duration,
@@ -57,7 +57,7 @@ impl Orders {
     pub fn new(
         store: Arc<dyn EventStore>,
         catalog: Arc<dyn ProductCatalog>,
-        read_model: OrderReadModel,
+        read_model: Arc<dyn OrderViews>,
         read_wait: Duration,
     ) -> Self {
         Self {

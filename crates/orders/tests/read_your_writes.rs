@@ -55,7 +55,7 @@ async fn reads_wait_for_the_projection_and_report_when_it_lags() {
         Orders::new(
             Arc::clone(&store),
             Arc::new(OneProduct(product.clone())),
-            OrderReadModel::new(db.clone()),
+            Arc::new(OrderReadModel::new(db.clone())),
             wait,
         )
         .with_progress(runner.progress())
