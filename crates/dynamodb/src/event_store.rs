@@ -256,28 +256,20 @@ impl EventStore for DynamoEventStore {
     }
 
     async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<RecordedEvent>, Error> {
-        let mut events = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(stream_key(aggregate_id)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(store_error)?;
-            for item in output.items() {
-                events.push(decode(item, "event")?);
-            }
-            start = output.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(events);
-            }
-        }
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(stream_key(aggregate_id)))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        items.iter().map(|item| decode(item, "event")).collect()
     }
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {

@@ -78,9 +78,9 @@ where
 
 /// The SDK error with its whole chain of causes (its service code and message included),
 /// which its own `Display` leaves out.
-pub(crate) fn boxed<E, R>(error: SdkError<E, R>) -> BoxError
+pub fn boxed<E, R>(error: SdkError<E, R>) -> BoxError
 where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     format!("DynamoDB: {}", DisplayErrorContext(&error)).into()

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use oxcart_events::bus::Checkpoints;
-use oxcart_events::consumer::{DeadLetter, DeadLetters};
+use oxcart_events::consumer::{DeadLetter, DeadLetters, count_by_group};
 use oxcart_events::envelope::{Position, RecordedEvent};
 use oxcart_events::store::{BoxError, Error};
 use uuid::Uuid;
@@ -181,31 +181,26 @@ impl DeadLetters for DynamoDeadLetters {
         group: Option<&str>,
         include_resolved: bool,
     ) -> Result<Vec<DeadLetter>, BoxError> {
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(DEAD_LETTER))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(boxed)?;
         let mut letters = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(DEAD_LETTER))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(boxed)?;
-            for item in output.items() {
-                let letter = letter(item)?;
-                if group.is_none_or(|g| g == letter.group)
-                    && (include_resolved || letter.resolved_at.is_none())
-                {
-                    letters.push(letter);
-                }
-            }
-            start = output.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
+        for item in &items {
+            let letter = letter(item)?;
+            if group.is_none_or(|g| g == letter.group)
+                && (include_resolved || letter.resolved_at.is_none())
+            {
+                letters.push(letter);
             }
         }
         letters.sort_by_key(|l| (l.parked_at, l.id));
@@ -245,14 +240,8 @@ impl DeadLetters for DynamoDeadLetters {
     }
 
     async fn depth(&self) -> Result<Vec<(String, u64)>, BoxError> {
-        let mut depth: Vec<(String, u64)> = Vec::new();
-        for letter in self.list(None, false).await? {
-            match depth.iter_mut().find(|(g, _)| *g == letter.group) {
-                Some((_, n)) => *n += 1,
-                None => depth.push((letter.group, 1)),
-            }
-        }
-        Ok(depth)
+        let letters = self.list(None, false).await?;
+        Ok(count_by_group(letters.iter().map(|l| l.group.as_str())))
     }
 }
 

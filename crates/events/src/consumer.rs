@@ -120,6 +120,19 @@ pub trait DeadLetters: Send + Sync + 'static {
     async fn depth(&self) -> Result<Vec<(String, u64)>, BoxError>;
 }
 
+/// How many of `groups` name each group, in order of first appearance: the unresolved
+/// letters per group that `DeadLetters::depth` reports.
+pub fn count_by_group<'a>(groups: impl IntoIterator<Item = &'a str>) -> Vec<(String, u64)> {
+    let mut depth: Vec<(String, u64)> = Vec::new();
+    for group in groups {
+        match depth.iter_mut().find(|(g, _)| g == group) {
+            Some((_, n)) => *n += 1,
+            None => depth.push((group.to_owned(), 1)),
+        }
+    }
+    depth
+}
+
 /// The error and all its causes on one line, for logs and dead letters.
 pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();

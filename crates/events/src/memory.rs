@@ -12,7 +12,7 @@ use uuid::Uuid;
 use chrono::Utc;
 
 use crate::bus::Checkpoints;
-use crate::consumer::{DeadLetter, DeadLetters};
+use crate::consumer::{DeadLetter, DeadLetters, count_by_group};
 use crate::envelope::{NewEvent, Position, RecordedEvent};
 use crate::store::{Appended, BoxError, Error, EventStore, check_stream};
 use crate::trace;
@@ -204,14 +204,12 @@ impl DeadLetters for MemoryDeadLetters {
     }
 
     async fn depth(&self) -> Result<Vec<(String, u64)>, BoxError> {
-        let mut depth: Vec<(String, u64)> = Vec::new();
-        for letter in lock(&self.0).iter().filter(|l| l.resolved_at.is_none()) {
-            match depth.iter_mut().find(|(g, _)| *g == letter.group) {
-                Some((_, n)) => *n += 1,
-                None => depth.push((letter.group.clone(), 1)),
-            }
-        }
-        Ok(depth)
+        Ok(count_by_group(
+            lock(&self.0)
+                .iter()
+                .filter(|l| l.resolved_at.is_none())
+                .map(|l| l.group.as_str()),
+        ))
     }
 }
 

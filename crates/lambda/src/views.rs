@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
+use oxcart_dynamodb::boxed;
 use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
@@ -72,7 +73,7 @@ impl DynamoOrderViews {
             {
                 Ok(false)
             }
-            Err(error) => Err(describe(error).into()),
+            Err(error) => Err(boxed(error)),
         }
     }
 
@@ -208,16 +209,10 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-type SdkError<E> =
-    aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>;
-
-/// An SDK error with its causes (the service's code and message among them).
-fn describe<E: std::error::Error + Send + Sync + 'static>(error: SdkError<E>) -> String {
-    aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string()
-}
-
-fn unavailable<E: std::error::Error + Send + Sync + 'static>(error: SdkError<E>) -> Error {
-    Error::Views(describe(error).into())
+fn unavailable<E: std::error::Error + Send + Sync + 'static>(
+    error: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> Error {
+    Error::Views(boxed(error))
 }
 
 fn decode(item: &HashMap<String, AttributeValue>) -> Result<Order, Error> {
@@ -279,6 +274,6 @@ pub async fn create_orders_table(client: &Client, table: &str) -> Result<(), Box
         {
             Ok(())
         }
-        Err(error) => Err(describe(error).into()),
+        Err(error) => Err(boxed(error)),
     }
 }
