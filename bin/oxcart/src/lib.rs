@@ -28,10 +28,11 @@ use oxcart_notifications::{EmailHandler, FileMailer, Mailer, Recipient, Recipien
 use oxcart_orders::domain::ProductSnapshot;
 use oxcart_orders::http::OrderMetrics;
 use oxcart_orders::read_model::{OrderProjection, OrderReadModel};
+use oxcart_orders::remote::{PRODUCT_ROUTE, RemoteCatalog};
 use oxcart_orders::saga::OrderSaga;
 use oxcart_orders::{Orders, ProductCatalog};
 use oxcart_payments::Payments;
-use oxcart_payments::provider::SimulatedProvider;
+use oxcart_payments::provider::{SimulatedProvider, SqlLedger};
 use oxcart_payments::saga::PaymentSaga;
 use oxcart_platform::auth::SigningKey;
 use oxcart_platform::db::{self, Backend, Db};
@@ -262,46 +263,11 @@ pub const PRODUCT_LOOKUP: Call = Call {
     from: Service::Orders,
     to: Service::Catalog,
     method: "GET",
-    route: "/api/products/{id}",
+    route: PRODUCT_ROUTE,
 };
 
 /// Every call between services.
 pub const CALLS: &[Call] = &[PRODUCT_LOOKUP];
-
-/// Orders read prices through this port when the catalog is another service: its
-/// `GET /api/products/{id}`, one call per product, side by side.
-struct RemoteCatalog(ServiceClient);
-
-#[derive(serde::Deserialize)]
-struct RemoteProduct {
-    id: uuid::Uuid,
-    sku: String,
-    name: String,
-    price: i64,
-    currency: String,
-}
-
-#[async_trait]
-impl ProductCatalog for RemoteCatalog {
-    async fn snapshots(&self, ids: &[uuid::Uuid]) -> Result<Vec<ProductSnapshot>, BoxError> {
-        let paths: Vec<String> = ids.iter().map(|id| format!("/api/products/{id}")).collect();
-        let calls = paths
-            .iter()
-            .map(|path| self.0.get_json::<RemoteProduct>(PRODUCT_LOOKUP.route, path));
-        let products = futures::future::try_join_all(calls).await?;
-        Ok(products
-            .into_iter()
-            .flatten()
-            .map(|p| ProductSnapshot {
-                id: p.id,
-                sku: p.sku,
-                name: p.name,
-                price: p.price,
-                currency: p.currency,
-            })
-            .collect())
-    }
-}
 
 /// Notifications read customers' addresses through this port; in one process it is the
 /// users service itself.
@@ -353,7 +319,7 @@ pub fn assemble(
     let projection =
         ProjectionRunner::new(store.clone(), Arc::new(OrderProjection::new(db.clone())));
     let catalog: Arc<dyn ProductCatalog> = match &config.catalog_url {
-        Some(url) => Arc::new(RemoteCatalog(
+        Some(url) => Arc::new(RemoteCatalog::new(
             ServiceClient::new(url, CALL_TIMEOUT).context("catalog_url")?,
         )),
         None => Arc::new(LocalCatalog(Catalog::new(db.clone()))),
@@ -394,7 +360,10 @@ pub fn assemble(
             }
             Service::Payments => {
                 routes = routes.merge(oxcart_payments::http::router(Payments::new(db.clone())));
-                let provider = SimulatedProvider::new(db.clone(), config.payment_slow_delay);
+                let provider = SimulatedProvider::new(
+                    Arc::new(SqlLedger(db.clone())),
+                    config.payment_slow_delay,
+                );
                 assembly.handlers.push(Arc::new(PaymentSaga::new(
                     db.clone(),
                     store.clone(),

@@ -13,7 +13,8 @@
 pub mod event_store;
 pub mod state;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+pub use aws_config::SdkConfig;
+use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use oxcart_events::store::BoxError;
 

@@ -31,6 +31,21 @@ pub fn router(orders: Orders, metrics: OrderMetrics) -> OpenApiRouter {
     routes().layer(Extension(metrics)).with_state(orders)
 }
 
+/// `POST /api/orders` alone: the serverless `create-order` function, which may append.
+pub fn create_router(orders: Orders, metrics: OrderMetrics) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(place_order))
+        .layer(Extension(metrics))
+        .with_state(orders)
+}
+
+/// `GET /api/orders/{id}` alone: the serverless `get-order` function, which only reads.
+pub fn get_router(orders: Orders) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(get_order))
+        .with_state(orders)
+}
+
 /// `orders_created_total{status}`: every `POST /api/orders`, by what became of it:
 /// `created`, `replayed` (an idempotent retry), `rejected` (the client's error) or
 /// `failed` (ours). The order-creation SLO is `failed` over all.

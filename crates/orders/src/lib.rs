@@ -7,6 +7,7 @@
 //! - [`read_model`]: `order_read_model` and `order_item_read_model`, the projection that
 //!   feeds them from the event store, and the rebuild.
 //! - [`saga`]: the consumer that moves orders on when stock and payments reply.
+//! - [`remote`]: the catalog port over HTTP, for when the catalog is another service.
 //! - [`http`]: `POST /api/orders` (with `Idempotency-Key`), reads, cancel, ship, deliver,
 //!   history.
 //!
@@ -16,6 +17,7 @@
 pub mod domain;
 pub mod http;
 pub mod read_model;
+pub mod remote;
 pub mod saga;
 pub mod service;
 

@@ -7,10 +7,13 @@
 //!   charges it once the catalog has reserved its stock, and refunds it if the order is
 //!   cancelled after payment.
 //! - [`http`]: `GET /api/payments?orderId=` for the order's owner or an admin.
+//! - [`event_sourced`]: the serverless mode's payment step: charges each new order and
+//!   records the outcome in the payment's event stream alone, with no table.
 //!
 //! A payment's id is derived from its order's, so everything about one order's money,
 //! whichever event it comes from, lands on one row and one event stream.
 
+pub mod event_sourced;
 pub mod http;
 pub mod provider;
 pub mod saga;

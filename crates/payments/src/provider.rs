@@ -5,6 +5,7 @@
 //! makes a redelivered event harmless even when the crash came between the charge and
 //! the record of it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -66,57 +67,74 @@ pub mod tokens {
     pub const SLOW: &str = "tok_slow";
 }
 
-/// A provider that behaves like a real one for the documented test tokens, keeping its
-/// books in the database so that its idempotency survives restarts.
-#[derive(Debug, Clone)]
-pub struct SimulatedProvider {
-    db: Db,
-    slow_delay: Duration,
+/// The answer a provider gave for an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub approved: bool,
+    /// `ch_…` for a charge, `re_…` for a refund.
+    pub reference: String,
+    pub decline_code: Option<String>,
 }
 
-impl SimulatedProvider {
-    pub fn new(db: Db, slow_delay: Duration) -> Self {
-        Self { db, slow_delay }
-    }
+/// An operation the simulated provider books under its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation<'a> {
+    /// `charge` or `refund`.
+    pub kind: &'a str,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub answer: Answer,
+}
 
+/// Where the simulated provider keeps its books: what it answered per idempotency key,
+/// and how often a key was tried. A real provider keeps these on its side; the
+/// simulation keeps them beside oxcart's data (SQL, or DynamoDB in the serverless mode)
+/// so that its idempotency survives restarts and holds across processes.
+#[async_trait]
+pub trait Ledger: Send + Sync + 'static {
     /// The answer already given for `key`, if any.
-    async fn recorded(
-        &self,
-        key: &str,
-    ) -> Result<Option<(bool, String, Option<String>)>, BoxError> {
+    async fn recorded(&self, key: &str) -> Result<Option<Answer>, BoxError>;
+    /// Books `operation` under `key` unless the key has an answer; answers with the one
+    /// that stands (a concurrent call with the same key may have got there first).
+    async fn record(&self, key: &str, operation: Operation<'_>) -> Result<Answer, BoxError>;
+    /// Counts an attempt for `key`; answers how many there have been.
+    async fn attempt(&self, key: &str) -> Result<i64, BoxError>;
+}
+
+/// The ledger in the service's SQL database.
+#[derive(Debug, Clone)]
+pub struct SqlLedger(pub Db);
+
+#[async_trait]
+impl Ledger for SqlLedger {
+    async fn recorded(&self, key: &str) -> Result<Option<Answer>, BoxError> {
         let row: Option<(i64, String, Option<String>)> = db::query_as(
             "SELECT approved, reference, decline_code FROM simulated_provider_operations WHERE idempotency_key = $1",
         )
         .bind(key)
-        .fetch_optional(&mut *self.db.read_primary().await?)
+        .fetch_optional(&mut *self.0.read_primary().await?)
         .await?;
-        Ok(row.map(|(approved, reference, code)| (approved == 1, reference, code)))
+        Ok(row.map(|(approved, reference, decline_code)| Answer {
+            approved: approved == 1,
+            reference,
+            decline_code,
+        }))
     }
 
-    async fn record(
-        &self,
-        key: &str,
-        kind: &str,
-        amount: i64,
-        currency: &str,
-        decline: Option<&str>,
-    ) -> Result<(bool, String, Option<String>), BoxError> {
-        let prefix = if kind == "charge" { "ch" } else { "re" };
-        let reference = format!("{prefix}_{}", Uuid::now_v7().simple());
-        let mut tx = self.db.begin().await?;
-        // A concurrent call with the same key may have got there first: its answer wins.
+    async fn record(&self, key: &str, operation: Operation<'_>) -> Result<Answer, BoxError> {
+        let mut tx = self.0.begin().await?;
         db::query(
             "INSERT INTO simulated_provider_operations (idempotency_key, kind, amount, currency, approved, \
              reference, decline_code, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(key)
-        .bind(kind)
-        .bind(amount)
-        .bind(currency)
-        .bind(i64::from(decline.is_none()))
-        .bind(&reference)
-        .bind(decline)
+        .bind(operation.kind)
+        .bind(operation.amount)
+        .bind(operation.currency)
+        .bind(i64::from(operation.answer.approved))
+        .bind(&operation.answer.reference)
+        .bind(&operation.answer.decline_code)
         .bind(db::timestamp(db::now()))
         .execute(&mut *tx)
         .await?;
@@ -126,9 +144,8 @@ impl SimulatedProvider {
             .ok_or_else(|| "the simulated provider lost an operation".into())
     }
 
-    /// Counts an attempt for `key`; returns how many there have been.
     async fn attempt(&self, key: &str) -> Result<i64, BoxError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.0.begin().await?;
         let attempts = db::query_scalar(
             "INSERT INTO simulated_provider_attempts (idempotency_key, attempts) VALUES ($1, 1) \
              ON CONFLICT (idempotency_key) DO UPDATE SET attempts = simulated_provider_attempts.attempts + 1 \
@@ -142,6 +159,62 @@ impl SimulatedProvider {
     }
 }
 
+/// A provider that behaves like a real one for the documented test tokens, keeping its
+/// books in a [`Ledger`].
+#[derive(Clone)]
+pub struct SimulatedProvider {
+    ledger: Arc<dyn Ledger>,
+    slow_delay: Duration,
+}
+
+impl SimulatedProvider {
+    pub fn new(ledger: Arc<dyn Ledger>, slow_delay: Duration) -> Self {
+        Self { ledger, slow_delay }
+    }
+
+    /// Books a new answer for `key`: approved unless `decline` names the reason.
+    async fn book(
+        &self,
+        key: &str,
+        kind: &str,
+        (amount, currency): (i64, &str),
+        decline: Option<&str>,
+    ) -> Result<Answer, BoxError> {
+        let prefix = if kind == "charge" { "ch" } else { "re" };
+        let answer = Answer {
+            approved: decline.is_none(),
+            reference: format!("{prefix}_{}", Uuid::now_v7().simple()),
+            decline_code: decline.map(str::to_owned),
+        };
+        let operation = Operation {
+            kind,
+            amount,
+            currency,
+            answer,
+        };
+        self.ledger.record(key, operation).await
+    }
+
+    /// What the test token makes of a first charge: `None` to approve, else the reason.
+    async fn decide(&self, key: &str, token: &str) -> Result<Option<&'static str>, BoxError> {
+        Ok(match token {
+            tokens::SUCCESS => None,
+            tokens::DECLINED => Some("card_declined"),
+            tokens::INSUFFICIENT_FUNDS => Some("insufficient_funds"),
+            tokens::TRANSIENT if self.ledger.attempt(key).await? == 1 => {
+                return Err(Unavailable("simulated outage (tok_transient)".into()).into());
+            }
+            tokens::TRANSIENT => None,
+            tokens::SLOW => {
+                tokio::time::sleep(self.slow_delay).await;
+                None
+            }
+            "" => Some("no_payment_method"),
+            _ => Some("invalid_payment_token"),
+        })
+    }
+}
+
 #[async_trait]
 impl PaymentProvider for SimulatedProvider {
     #[tracing::instrument(
@@ -151,46 +224,33 @@ impl PaymentProvider for SimulatedProvider {
     )]
     async fn charge(&self, charge: &Charge) -> Result<ChargeOutcome, BoxError> {
         let key = &charge.idempotency_key;
-        let answer = match self.recorded(key).await? {
+        let amount = (charge.amount, charge.currency.as_str());
+        let answer = match self.ledger.recorded(key).await? {
             Some(answer) => answer,
             None => {
                 let token = charge.token.as_deref().unwrap_or_default();
-                let decline = match token {
-                    tokens::SUCCESS => None,
-                    tokens::DECLINED => Some("card_declined"),
-                    tokens::INSUFFICIENT_FUNDS => Some("insufficient_funds"),
-                    tokens::TRANSIENT if self.attempt(key).await? == 1 => {
-                        return Err(Unavailable("simulated outage (tok_transient)".into()).into());
-                    }
-                    tokens::TRANSIENT => None,
-                    tokens::SLOW => {
-                        tokio::time::sleep(self.slow_delay).await;
-                        None
-                    }
-                    "" => Some("no_payment_method"),
-                    _ => Some("invalid_payment_token"),
-                };
-                self.record(key, "charge", charge.amount, &charge.currency, decline)
-                    .await?
+                let decline = self.decide(key, token).await?;
+                self.book(key, "charge", amount, decline).await?
             }
         };
-        Ok(match answer {
-            (true, reference, _) => ChargeOutcome::Approved { reference },
-            (false, _, code) => ChargeOutcome::Declined {
-                code: code.unwrap_or_else(|| "declined".into()),
-            },
+        Ok(if answer.approved {
+            ChargeOutcome::Approved {
+                reference: answer.reference,
+            }
+        } else {
+            ChargeOutcome::Declined {
+                code: answer.decline_code.unwrap_or_else(|| "declined".into()),
+            }
         })
     }
 
     async fn refund(&self, refund: &Refund) -> Result<String, BoxError> {
         let key = &refund.idempotency_key;
-        let answer = match self.recorded(key).await? {
+        let amount = (refund.amount, refund.currency.as_str());
+        let answer = match self.ledger.recorded(key).await? {
             Some(answer) => answer,
-            None => {
-                self.record(key, "refund", refund.amount, &refund.currency, None)
-                    .await?
-            }
+            None => self.book(key, "refund", amount, None).await?,
         };
-        Ok(answer.1)
+        Ok(answer.reference)
     }
 }

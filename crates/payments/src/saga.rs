@@ -35,12 +35,12 @@ pub const GROUP: &str = "payment-service";
 /// What payments reads of `order.created` (a tolerant reader).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct OrderCreated {
-    customer_id: Uuid,
-    total_amount: i64,
-    currency: String,
+pub(crate) struct OrderCreated {
+    pub customer_id: Uuid,
+    pub total_amount: i64,
+    pub currency: String,
     #[serde(default)]
-    payment_token: Option<String>,
+    pub payment_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,12 +50,12 @@ struct AboutOrder {
 }
 
 /// The columns of a payment the saga acts on.
-struct Row {
-    status: PaymentStatus,
-    amount: i64,
-    currency: String,
-    token: Option<String>,
-    provider_reference: Option<String>,
+pub(crate) struct Row {
+    pub status: PaymentStatus,
+    pub amount: i64,
+    pub currency: String,
+    pub token: Option<String>,
+    pub provider_reference: Option<String>,
 }
 
 /// An event about an order's payment: which order and payment, how much, and the one
@@ -72,6 +72,52 @@ fn payment_event(
                            "currency": payment.currency });
     data[field] = json!(value);
     NewEvent::caused_by(cause, event_type, AGGREGATE, id, data)
+}
+
+/// What a charge came to: the payment's new status, the provider's reference or the
+/// decline reason, and the event that tells the order.
+pub(crate) struct Charged {
+    pub status: PaymentStatus,
+    pub reference: Option<String>,
+    pub reason: Option<String>,
+    pub event: NewEvent,
+}
+
+/// Charges `payment` for its order, with the order id as idempotency key.
+pub(crate) async fn charge_order(
+    provider: &dyn PaymentProvider,
+    cause: &RecordedEvent,
+    order_id: Uuid,
+    payment: &Row,
+) -> Result<Charged, BoxError> {
+    let outcome = provider
+        .charge(&Charge {
+            idempotency_key: order_id.to_string(),
+            amount: payment.amount,
+            currency: payment.currency.clone(),
+            token: payment.token.clone(),
+        })
+        .await?;
+    Ok(match outcome {
+        ChargeOutcome::Approved { reference } => {
+            let detail = ("providerReference", reference.clone());
+            Charged {
+                status: PaymentStatus::Succeeded,
+                event: payment_event(cause, "payment.succeeded", order_id, payment, detail),
+                reference: Some(reference),
+                reason: None,
+            }
+        }
+        ChargeOutcome::Declined { code } => {
+            let detail = ("reason", code.clone());
+            Charged {
+                status: PaymentStatus::Failed,
+                event: payment_event(cause, "payment.failed", order_id, payment, detail),
+                reference: None,
+                reason: Some(code),
+            }
+        }
+    })
 }
 
 pub struct PaymentSaga {
@@ -180,33 +226,13 @@ impl PaymentSaga {
         if payment.status != PaymentStatus::Pending {
             return Ok(());
         }
-        let outcome = self
-            .provider
-            .charge(&Charge {
-                idempotency_key: order_id.to_string(),
-                amount: payment.amount,
-                currency: payment.currency.clone(),
-                token: payment.token.clone(),
-            })
-            .await?;
         let id = payment_id(order_id);
-        let (status, reference, reason, event) = match outcome {
-            ChargeOutcome::Approved { reference } => {
-                let detail = ("providerReference", reference.clone());
-                let event = payment_event(cause, "payment.succeeded", order_id, &payment, detail);
-                (PaymentStatus::Succeeded, Some(reference), None, event)
-            }
-            ChargeOutcome::Declined { code } => {
-                let event = payment_event(
-                    cause,
-                    "payment.failed",
-                    order_id,
-                    &payment,
-                    ("reason", code.clone()),
-                );
-                (PaymentStatus::Failed, None, Some(code), event)
-            }
-        };
+        let Charged {
+            status,
+            reference,
+            reason,
+            event,
+        } = charge_order(self.provider.as_ref(), cause, order_id, &payment).await?;
         let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
             return Ok(());
         };

@@ -273,6 +273,19 @@ impl TokenVerifier {
         Self(Arc::new((key, validation)))
     }
 
+    /// From the `x` of the issuer's JSON Web Key (RFC 8037: the raw Ed25519 public key,
+    /// base64url), as `/.well-known/jwks.json` publishes it: what a process that only
+    /// verifies tokens (a Lambda function) is configured with.
+    pub fn from_jwk_x(x: &str) -> Result<Self, KeyError> {
+        let public = URL_SAFE_NO_PAD
+            .decode(x.trim())
+            .map_err(|_| KeyError::Invalid)?;
+        if public.len() != 32 {
+            return Err(KeyError::Invalid);
+        }
+        Ok(Self::from_public_key(&public))
+    }
+
     pub fn verify(&self, token: &str) -> Result<Caller, jsonwebtoken::errors::Error> {
         let (key, validation) = &*self.0;
         let claims = jsonwebtoken::decode::<Claims>(token, key, validation)?.claims;
@@ -387,6 +400,22 @@ mod tests {
             .issue(Uuid::new_v4(), Role::Admin, "x@y.co", Utc::now())
             .unwrap();
         assert!(key.verifier().verify(&forged.token).is_err());
+    }
+
+    #[test]
+    fn a_verifier_from_the_published_jwk_accepts_the_keys_tokens_only() {
+        let key = SigningKey::generate().unwrap();
+        let x = key.jwk()["x"].as_str().unwrap().to_owned();
+        let verifier = TokenVerifier::from_jwk_x(&x).unwrap();
+        let token = key
+            .issuer(Duration::from_secs(60))
+            .issue(Uuid::new_v4(), Role::Customer, "a@b.co", Utc::now())
+            .unwrap();
+        assert_eq!(verifier.verify(&token.token).unwrap().role, Role::Customer);
+        let other = SigningKey::generate().unwrap().verifier();
+        assert!(other.verify(&token.token).is_err());
+        assert!(TokenVerifier::from_jwk_x("not base64!").is_err());
+        assert!(TokenVerifier::from_jwk_x(&x[..20]).is_err());
     }
 
     #[test]

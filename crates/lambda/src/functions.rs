@@ -1,0 +1,306 @@
+//! The four functions, wired from their environment: what each binary in `src/bin` runs,
+//! and what the tests run against moto.
+//!
+//! | function | trigger | reads | writes |
+//! | --- | --- | --- | --- |
+//! | `create-order` | `POST /api/orders` | events table, the catalog over HTTP | events table |
+//! | `get-order` | `GET /api/orders/{id}` | orders table, events table | — |
+//! | `relay` | the events table's stream | events table, state table | the queue, state table |
+//! | `process-order` | the queue | events table, state table | events table, orders table, state table |
+//!
+//! Every table and queue is named by a variable (set by `deploy/serverless/terraform`);
+//! a function checks at start-up that the ones it needs are there, so a misconfigured
+//! function fails its init, visibly, instead of its first request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::{Extension, Router};
+use oxcart_dynamodb::{DynamoCheckpoints, DynamoEventStore, SdkConfig};
+use oxcart_events::bus::topics;
+use oxcart_events::consumer::Handler;
+use oxcart_events::store::BoxError;
+use oxcart_orders::domain::ProductSnapshot;
+use oxcart_orders::http::OrderMetrics;
+use oxcart_orders::remote::RemoteCatalog;
+use oxcart_orders::saga::OrderSaga;
+use oxcart_orders::{Orders, ProductCatalog};
+use oxcart_payments::event_sourced::EventSourcedPayments;
+use oxcart_payments::provider::SimulatedProvider;
+use oxcart_platform::auth::TokenVerifier;
+use oxcart_platform::http::client::ServiceClient;
+use oxcart_platform::http::{self, HttpConfig};
+use oxcart_platform::metrics::Metrics;
+use oxcart_sqs::{Queue, SqsRelay};
+use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
+
+use crate::ledger::DynamoLedger;
+use crate::views::{DynamoOrderViews, OrderViewProjection};
+
+/// The relay's name for the one queue every worker handler reads.
+pub const QUEUE_GROUP: &str = "process-order";
+
+/// The functions' settings, from the variables Terraform sets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Env {
+    /// `EVENTS_TABLE`: the event store.
+    pub events_table: String,
+    /// `STATE_TABLE`: checkpoints and the simulated provider's books.
+    pub state_table: String,
+    /// `ORDERS_TABLE`: the order read model.
+    pub orders_table: String,
+    /// `ORDER_QUEUE_URL`: the FIFO queue the relay feeds and `process-order` drains.
+    pub queue_url: Option<String>,
+    /// `CATALOG_URL`: the catalog service `create-order` prices orders with.
+    pub catalog_url: Option<String>,
+    /// `OXCART_JWT_PUBLIC_KEY`: the `x` of the token issuer's JSON Web Key.
+    pub jwt_public_key: Option<String>,
+    /// `READ_WAIT_MS`: how long a read with `minVersion` waits for the view (default 2 s).
+    pub read_wait: Duration,
+    /// `REQUEST_TIMEOUT_MS`: a request's budget, inside the function's timeout (default 9 s).
+    pub request_timeout: Duration,
+    /// `PAYMENT_SLOW_DELAY_MS`: how long `tok_slow` takes (default 3 s).
+    pub payment_slow_delay: Duration,
+}
+
+/// Every variable [`Env`] reads: Terraform may set these and no others.
+pub const VARIABLES: &[&str] = &[
+    "EVENTS_TABLE",
+    "STATE_TABLE",
+    "ORDERS_TABLE",
+    "ORDER_QUEUE_URL",
+    "CATALOG_URL",
+    "OXCART_JWT_PUBLIC_KEY",
+    "READ_WAIT_MS",
+    "REQUEST_TIMEOUT_MS",
+    "PAYMENT_SLOW_DELAY_MS",
+    // Read by the logger, not by `Env`.
+    "RUST_LOG",
+];
+
+impl Env {
+    /// Reads the variables; a missing table name or a malformed number is an error that
+    /// names the variable.
+    pub fn from_env() -> Result<Self, BoxError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, BoxError> {
+        let required = |name: &str| get(name).ok_or_else(|| format!("{name} is not set"));
+        let millis = |name: &str, default: u64| -> Result<Duration, BoxError> {
+            match get(name) {
+                None => Ok(Duration::from_millis(default)),
+                Some(text) => text.parse().map(Duration::from_millis).map_err(|_| {
+                    format!("{name} must be a whole number of milliseconds, not `{text}`").into()
+                }),
+            }
+        };
+        Ok(Self {
+            events_table: required("EVENTS_TABLE")?,
+            state_table: required("STATE_TABLE")?,
+            orders_table: required("ORDERS_TABLE")?,
+            queue_url: get("ORDER_QUEUE_URL"),
+            catalog_url: get("CATALOG_URL"),
+            jwt_public_key: get("OXCART_JWT_PUBLIC_KEY"),
+            read_wait: millis("READ_WAIT_MS", 2_000)?,
+            request_timeout: millis("REQUEST_TIMEOUT_MS", 9_000)?,
+            payment_slow_delay: millis("PAYMENT_SLOW_DELAY_MS", 3_000)?,
+        })
+    }
+}
+
+/// How long one call to the catalog may take: well inside the request's budget.
+const CATALOG_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The clients and settings every function is built from.
+#[derive(Clone)]
+pub struct Functions {
+    env: Env,
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl Functions {
+    pub fn new(config: &SdkConfig, env: Env) -> Self {
+        Self {
+            env,
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
+        }
+    }
+
+    /// From the Lambda environment: its region and role's credentials, and [`Env`].
+    pub async fn from_env() -> Result<Self, BoxError> {
+        let env = Env::from_env()?;
+        Ok(Self::new(&oxcart_dynamodb::sdk_config(None).await, env))
+    }
+
+    fn store(&self) -> Arc<DynamoEventStore> {
+        Arc::new(DynamoEventStore::new(
+            self.dynamodb.clone(),
+            &self.env.events_table,
+        ))
+    }
+
+    fn views(&self) -> DynamoOrderViews {
+        DynamoOrderViews::new(self.dynamodb.clone(), &self.env.orders_table)
+    }
+
+    fn orders(&self, catalog: Arc<dyn ProductCatalog>) -> Orders {
+        Orders::new(
+            self.store(),
+            catalog,
+            Arc::new(self.views()),
+            self.env.read_wait,
+        )
+    }
+
+    /// The router an API function serves: `routes` in the server's own layers (request
+    /// ids, problem answers for unknown routes, panics and timeouts, the caller's token).
+    /// `metrics` is not scraped from a function (its figures are CloudWatch's and
+    /// X-Ray's); it only serves the shared middleware.
+    fn api(&self, routes: OpenApiRouter, metrics: &Metrics) -> Result<Router, BoxError> {
+        let x = self
+            .env
+            .jwt_public_key
+            .as_deref()
+            .ok_or("OXCART_JWT_PUBLIC_KEY is not set")?;
+        let verifier =
+            TokenVerifier::from_jwk_x(x).map_err(|e| format!("OXCART_JWT_PUBLIC_KEY: {e}"))?;
+        let (router, _) = routes.split_for_parts();
+        let config = HttpConfig {
+            request_timeout: self.env.request_timeout,
+            ..HttpConfig::default()
+        };
+        Ok(http::finish(
+            router.layer(Extension(verifier)),
+            &config,
+            metrics,
+        ))
+    }
+
+    /// `create-order`: `POST /api/orders`, priced by the catalog at `CATALOG_URL`.
+    pub fn create_order(&self) -> Result<Router, BoxError> {
+        let url = self
+            .env
+            .catalog_url
+            .as_deref()
+            .ok_or("CATALOG_URL is not set")?;
+        let client =
+            ServiceClient::new(url, CATALOG_TIMEOUT).map_err(|e| format!("CATALOG_URL: {e}"))?;
+        let orders = self.orders(Arc::new(RemoteCatalog::new(client)));
+        let metrics = Metrics::new();
+        let order_metrics = OrderMetrics::new(metrics.exemplars().clone());
+        self.api(
+            oxcart_orders::http::create_router(orders, order_metrics),
+            &metrics,
+        )
+    }
+
+    /// `get-order`: `GET /api/orders/{id}`, from the orders table.
+    pub fn get_order(&self) -> Result<Router, BoxError> {
+        let orders = self.orders(Arc::new(NoCatalog));
+        self.api(oxcart_orders::http::get_router(orders), &Metrics::new())
+    }
+
+    /// `relay`: the log to the queue, from the state table's checkpoint.
+    pub fn relay(&self) -> Result<SqsRelay, BoxError> {
+        let url = self
+            .env
+            .queue_url
+            .clone()
+            .ok_or("ORDER_QUEUE_URL is not set")?;
+        Ok(SqsRelay::new(
+            self.store(),
+            Arc::new(DynamoCheckpoints::new(
+                self.dynamodb.clone(),
+                &self.env.state_table,
+            )),
+            self.sqs.clone(),
+            vec![Queue {
+                group: QUEUE_GROUP.into(),
+                url,
+                topics: vec![topics::ORDERS, topics::PAYMENTS],
+            }],
+        ))
+    }
+
+    /// `process-order`: the handlers each message of the queue goes through. One queue
+    /// serves them all, so a message one of them fails is delivered to all again; each
+    /// applies an event at most once in effect, which makes that harmless.
+    pub fn process_order(&self) -> Vec<Arc<dyn Handler>> {
+        let store = self.store();
+        let provider = SimulatedProvider::new(
+            Arc::new(DynamoLedger::new(
+                self.dynamodb.clone(),
+                &self.env.state_table,
+            )),
+            self.env.payment_slow_delay,
+        );
+        vec![
+            Arc::new(OrderViewProjection::new(store.clone(), self.views())),
+            Arc::new(EventSourcedPayments::new(store, Arc::new(provider))),
+            Arc::new(OrderSaga::new(self.orders(Arc::new(NoCatalog)))),
+        ]
+    }
+}
+
+/// The catalog port of functions that never place an order (the saga and `get-order`
+/// only move and read existing ones).
+struct NoCatalog;
+
+#[async_trait]
+impl ProductCatalog for NoCatalog {
+    async fn snapshots(&self, _ids: &[Uuid]) -> Result<Vec<ProductSnapshot>, BoxError> {
+        Err("this function does not price orders".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<Env, BoxError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Env::from_lookup(|name| {
+            assert!(VARIABLES.contains(&name), "{name} is not in VARIABLES");
+            map.get(name).cloned()
+        })
+    }
+
+    const TABLES: [(&str, &str); 3] = [
+        ("EVENTS_TABLE", "e"),
+        ("STATE_TABLE", "s"),
+        ("ORDERS_TABLE", "o"),
+    ];
+
+    #[test]
+    fn the_tables_are_required_and_the_rest_has_defaults() {
+        let error = env(&TABLES[1..]).unwrap_err();
+        assert_eq!(error.to_string(), "EVENTS_TABLE is not set");
+        let env = env(&TABLES).unwrap();
+        assert_eq!(env.read_wait, Duration::from_secs(2));
+        assert_eq!(env.request_timeout, Duration::from_secs(9));
+        assert_eq!(env.queue_url, None);
+    }
+
+    #[test]
+    fn a_malformed_duration_names_its_variable() {
+        let mut pairs = TABLES.to_vec();
+        pairs.push(("READ_WAIT_MS", "2s"));
+        let error = env(&pairs).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "READ_WAIT_MS must be a whole number of milliseconds, not `2s`"
+        );
+    }
+}
