@@ -39,7 +39,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::{boxed, store_error};
+use crate::{applied, store_error};
 
 const HEAD: &str = "$head";
 const LOG: &str = "log";
@@ -376,17 +376,12 @@ pub(crate) async fn create_table(
                 .map_err(|e| Error::Backend(e.into()))?,
         );
     }
-    match request.send().await {
-        Ok(_) => Ok(()),
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(CreateTableError::is_resource_in_use_exception) =>
-        {
-            Ok(())
-        }
-        Err(error) => Err(Error::Backend(boxed(error))),
-    }
+    applied(
+        request.send().await,
+        CreateTableError::is_resource_in_use_exception,
+    )
+    .map_err(Error::Backend)?;
+    Ok(())
 }
 
 /// A `Put` action with a condition (and one value for it).

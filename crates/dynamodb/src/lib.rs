@@ -77,6 +77,24 @@ where
     }
 }
 
+/// Whether a call that may be refused went through: `Ok(false)` when DynamoDB refused it
+/// with the service error `refusal` names (a condition not met, a table already there),
+/// which the caller expects and answers itself; any other error, described whole.
+pub fn applied<T, E, R>(
+    result: Result<T, SdkError<E, R>>,
+    refusal: impl FnOnce(&E) -> bool,
+) -> Result<bool, BoxError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error) if error.as_service_error().is_some_and(refusal) => Ok(false),
+        Err(error) => Err(boxed(error)),
+    }
+}
+
 /// The SDK error with its whole chain of causes (its service code and message included),
 /// which its own `Display` leaves out.
 pub fn boxed<E, R>(error: SdkError<E, R>) -> BoxError

@@ -21,8 +21,8 @@ use oxcart_events::envelope::{Position, RecordedEvent};
 use oxcart_events::store::{BoxError, Error};
 use uuid::Uuid;
 
-use crate::boxed;
 use crate::event_store::{create_table, n, number};
+use crate::{applied, boxed};
 
 const CHECKPOINT: &str = "checkpoint";
 const DEAD_LETTER: &str = "dead-letter";
@@ -123,17 +123,11 @@ impl DynamoDeadLetters {
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
         }
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(boxed(error)),
-        }
+        applied(
+            request.send().await,
+            UpdateItemError::is_conditional_check_failed_exception,
+        )?;
+        Ok(())
     }
 }
 

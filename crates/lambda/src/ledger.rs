@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use oxcart_dynamodb::boxed;
+use oxcart_dynamodb::{applied, boxed};
 use oxcart_events::store::BoxError;
 use oxcart_payments::provider::{Answer, Ledger, Operation};
 
@@ -86,19 +86,15 @@ impl Ledger for DynamoLedger {
         if let Some(code) = &operation.answer.decline_code {
             put = put.item("declineCode", s(code));
         }
-        match put.send().await {
-            Ok(_) => Ok(operation.answer),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
-            {
-                self.recorded(key)
-                    .await?
-                    .ok_or_else(|| "the simulated provider lost an operation".into())
-            }
-            Err(error) => Err(boxed(error)),
+        if applied(
+            put.send().await,
+            PutItemError::is_conditional_check_failed_exception,
+        )? {
+            return Ok(operation.answer);
         }
+        self.recorded(key)
+            .await?
+            .ok_or_else(|| "the simulated provider lost an operation".into())
     }
 
     async fn attempt(&self, key: &str) -> Result<i64, BoxError> {

@@ -16,9 +16,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
-use oxcart_dynamodb::boxed;
+use oxcart_dynamodb::{applied, boxed};
 use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
@@ -64,17 +65,7 @@ impl DynamoOrderViews {
             .expression_attribute_values(":version", AttributeValue::N(order.version.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(boxed(error)),
-        }
+        applied(result, PutItemError::is_conditional_check_failed_exception)
     }
 
     async fn get_with(&self, id: Uuid, consistent: bool) -> Result<Option<Order>, Error> {
@@ -265,15 +256,6 @@ pub async fn create_orders_table(client: &Client, table: &str) -> Result<(), Box
         )
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(error)
-            if error.as_service_error().is_some_and(
-                aws_sdk_dynamodb::operation::create_table::CreateTableError::is_resource_in_use_exception,
-            ) =>
-        {
-            Ok(())
-        }
-        Err(error) => Err(boxed(error)),
-    }
+    applied(result, CreateTableError::is_resource_in_use_exception)?;
+    Ok(())
 }
