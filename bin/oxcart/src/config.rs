@@ -6,7 +6,7 @@
 //! and finally command-line flags. Keys are flat, so a setting has the same name in
 //! every layer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -209,6 +209,11 @@ pub struct Config {
     /// How often an idle relay looks for events other processes appended.
     #[serde(with = "humantime_serde")]
     pub kafka_relay_interval: Duration,
+    /// librdkafka properties for every Kafka client, by librdkafka's names: the `[kafka]`
+    /// table of the file, then `OXCART_KAFKA__<NAME>` variables (`OXCART_KAFKA__SECURITY_PROTOCOL`
+    /// is `security.protocol`). TLS, SASL and whatever else a managed cluster asks for.
+    #[serde(skip_serializing)]
+    pub kafka: BTreeMap<String, String>,
     /// Apply pending migrations at start. Off when a separate `oxcart migrate` step owns them.
     pub migrate: bool,
     pub log_format: LogFormat,
@@ -250,6 +255,11 @@ pub struct Config {
     /// instead of from its tables. For a split where orders and catalog do not share a
     /// database schema.
     pub catalog_url: Option<String>,
+    /// A PEM file of CA certificates that SMTP and calls between services (`catalog_url`)
+    /// trust besides the public roots: for a relay or a mesh with a private CA.
+    /// (PostgreSQL takes its CA in the URL, `sslrootcert=`; Kafka as the property
+    /// `ssl.ca.location`; OTLP from `OTEL_EXPORTER_OTLP_CERTIFICATE`.)
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -276,6 +286,7 @@ impl Default for Config {
             kafka_replication: kafka.replication,
             kafka_relay_batch: kafka.relay_batch,
             kafka_relay_interval: kafka.relay_interval,
+            kafka: BTreeMap::new(),
             migrate: true,
             log_format: LogFormat::Auto,
             jwt_private_key: None,
@@ -295,6 +306,7 @@ impl Default for Config {
             mail_dir: None,
             mail_from: "oxcart <orders@oxcart.localhost>".to_owned(),
             catalog_url: None,
+            tls_ca_file: None,
         }
     }
 }
@@ -314,7 +326,12 @@ impl Config {
                 "KAFKA_BROKERS",
                 "SMTP_URL",
             ]))
-            .merge(Env::prefixed("OXCART_").ignore(&["LOG", "CONFIG", "ADMIN_PASSWORD"]))
+            .merge(
+                Env::prefixed("OXCART_")
+                    .ignore(&["LOG", "CONFIG", "ADMIN_PASSWORD"])
+                    // `OXCART_KAFKA__*` are librdkafka properties, read by `kafka()`.
+                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("kafka__")),
+            )
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(Box::new)
@@ -345,16 +362,22 @@ impl Config {
             .unwrap_or_else(|| self.database_url())
     }
 
+    /// Kafka's settings; the properties of the file's `[kafka]` table, overridden by
+    /// `OXCART_KAFKA__*` variables, and refused if they name one oxcart sets itself.
     #[cfg(feature = "kafka")]
-    pub fn kafka(&self) -> oxcart_kafka::KafkaConfig {
-        oxcart_kafka::KafkaConfig {
+    pub fn kafka(&self) -> Result<oxcart_kafka::KafkaConfig, oxcart_kafka::PropertyError> {
+        use oxcart_kafka::Properties;
+        let file = Properties::new(self.kafka.clone())?;
+        let properties = file.merged(Properties::from_vars(std::env::vars())?);
+        Ok(oxcart_kafka::KafkaConfig {
             brokers: self.kafka_brokers.clone().unwrap_or_default(),
             prefix: self.kafka_prefix.clone(),
             partitions: self.kafka_partitions.max(1),
             replication: self.kafka_replication.max(1),
             relay_batch: self.kafka_relay_batch.max(1),
             relay_interval: self.kafka_relay_interval,
-        }
+            properties,
+        })
     }
 
     pub fn postgres(&self) -> PgConfig {
@@ -460,6 +483,33 @@ mod tests {
             let config = Config::load(None, serde_json::json!({})).map_err(|e| *e)?;
             assert_eq!(config.database_url(), "sqlite:ours.db");
             assert_eq!(config.listen.port(), 8080);
+            Ok(())
+        });
+    }
+
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn kafka_properties_come_from_the_file_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "oxcart.toml",
+                "kafka_brokers = \"b1:9093\"\n[kafka]\n\"security.protocol\" = \"SSL\"\n\
+                 \"ssl.ca.location\" = \"/etc/ca.pem\"",
+            )?;
+            jail.set_env("OXCART_KAFKA__SECURITY_PROTOCOL", "SASL_SSL");
+            jail.set_env("OXCART_KAFKA__SASL_USERNAME", "shop");
+            let config = Config::load(Some(Path::new("oxcart.toml")), serde_json::json!({}))
+                .map_err(|e| *e)?;
+            let kafka = config.kafka().unwrap();
+            assert_eq!(kafka.brokers, "b1:9093");
+            assert_eq!(kafka.properties.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(kafka.properties.get("ssl.ca.location"), Some("/etc/ca.pem"));
+            assert_eq!(kafka.properties.get("sasl.username"), Some("shop"));
+
+            jail.set_env("OXCART_KAFKA__GROUP_ID", "mine");
+            let config = Config::load(None, serde_json::json!({})).map_err(|e| *e)?;
+            let error = config.kafka().unwrap_err().to_string();
+            assert!(error.contains("`group.id`"), "{error}");
             Ok(())
         });
     }

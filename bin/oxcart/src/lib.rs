@@ -5,8 +5,10 @@
 //! - [`config`]: layered configuration.
 //! - [`App`]: builds the services a process runs, serves them, drains on shutdown.
 //! - [`openapi`]: the OpenAPI document of a set of services.
+//! - [`Peers`]: the SMTP relay and the catalog service, reached once at start-up.
 
 pub mod config;
+mod peers;
 mod transport;
 
 use std::net::SocketAddr;
@@ -24,7 +26,7 @@ use oxcart_events::projection::ProjectionRunner;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, Position};
 use oxcart_invoices::{InvoiceHandler, Invoices};
-use oxcart_notifications::{EmailHandler, FileMailer, Mailer, Recipient, Recipients, SmtpMailer};
+use oxcart_notifications::{EmailHandler, Recipient, Recipients};
 use oxcart_orders::domain::ProductSnapshot;
 use oxcart_orders::http::OrderMetrics;
 use oxcart_orders::read_model::{OrderProjection, OrderReadModel};
@@ -37,7 +39,6 @@ use oxcart_payments::saga::PaymentSaga;
 use oxcart_platform::auth::SigningKey;
 use oxcart_platform::db::{self, Backend, Db};
 use oxcart_platform::health::Health;
-use oxcart_platform::http::client::ServiceClient;
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::shutdown::Tasks;
 use oxcart_platform::{docs, http};
@@ -54,13 +55,14 @@ use utoipa::openapi::{InfoBuilder, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::{Config, Service, Services};
+pub use crate::peers::Peers;
 use crate::transport::{Background, Transport};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// How long one call to another service may take: well inside the caller's own request
 /// timeout, so a slow dependency is reported as such (503) rather than as our timeout.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Samples what no event updates: how far the projections lag, how many dead letters
 /// wait per group, and how far the log has grown.
@@ -287,14 +289,6 @@ impl Recipients for LocalUsers {
     }
 }
 
-/// The mailer the configuration asks for: SMTP when `SMTP_URL` is set, else files.
-pub fn mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
-    Ok(match &config.smtp_url {
-        Some(url) => Arc::new(SmtpMailer::new(url.expose_secret()).context("SMTP_URL")?),
-        None => Arc::new(FileMailer::new(config.mail_dir())),
-    })
-}
-
 /// The services of one process, wired to storage and to each other: their routes, the
 /// consumers that feed them and the projections that keep their read models.
 pub struct Assembly {
@@ -304,24 +298,23 @@ pub struct Assembly {
 }
 
 /// Builds what `config.services` needs on `db`, appending to `store` (one per process,
-/// so that its doorbell wakes every consumer). `metrics` receives the services' own
-/// collectors.
+/// so that its doorbell wakes every consumer), calling out through `peers`. `metrics`
+/// receives the services' own collectors.
 pub fn assemble(
     config: &Config,
     db: &Db,
     store: &Arc<SqlEventStore>,
     key: &Arc<SigningKey>,
     metrics: &Metrics,
+    peers: &Peers,
 ) -> anyhow::Result<Assembly> {
     let users = Users::new(db.clone(), Arc::clone(key), &config.users());
     let order_metrics = OrderMetrics::new(metrics.exemplars().clone());
     metrics.register(order_metrics.collector());
     let projection =
         ProjectionRunner::new(store.clone(), Arc::new(OrderProjection::new(db.clone())));
-    let catalog: Arc<dyn ProductCatalog> = match &config.catalog_url {
-        Some(url) => Arc::new(RemoteCatalog::new(
-            ServiceClient::new(url, CALL_TIMEOUT).context("catalog_url")?,
-        )),
+    let catalog: Arc<dyn ProductCatalog> = match &peers.catalog {
+        Some(client) => Arc::new(RemoteCatalog::new(client.clone())),
         None => Arc::new(LocalCatalog(Catalog::new(db.clone()))),
     };
     let orders = Orders::new(
@@ -371,7 +364,10 @@ pub fn assemble(
                 )));
             }
             Service::Notifications => {
-                let mailer = mailer(config)?;
+                let mailer = peers
+                    .mailer
+                    .clone()
+                    .context("notifications run without a mailer")?;
                 tracing::info!(mail = %mailer.describe(), "e-mail delivery");
                 let handler = EmailHandler::new(
                     db.clone(),
@@ -431,7 +427,8 @@ impl App {
             .with(db::Reachable(db.clone()))
             .with(db::Migrated(db.clone(), migrator(&db)));
         let sql_store = Arc::new(SqlEventStore::new(db.clone()));
-        let assembly = assemble(&config, &db, &sql_store, &key, &metrics)?;
+        let peers = Peers::connect(&config).await?;
+        let assembly = assemble(&config, &db, &sql_store, &key, &metrics, &peers)?;
         let store: Arc<dyn EventStore> = sql_store;
         let (transport, health) = Transport::open(&config, &db, &store, &metrics, health).await?;
         let (bus, dead_letters) = (transport.bus, transport.dead_letters);
@@ -446,6 +443,7 @@ impl App {
                     config.retry(),
                     consumer_metrics.clone(),
                 )
+                .with_outages(db::is_outage)
             })
             .collect();
         let appended = Sampler::appended_counter();

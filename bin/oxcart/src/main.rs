@@ -312,7 +312,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             migrate(&config, &db).await.context("applying migrations")?;
             let key = signing_key(&config)?;
             let store = Arc::new(SqlEventStore::new(db.clone()));
-            let assembly = oxcart::assemble(&config, &db, &store, &key, &Metrics::new())?;
+            let peers = oxcart::Peers::connect(&config).await?;
+            let assembly = oxcart::assemble(&config, &db, &store, &key, &Metrics::new(), &peers)?;
             let outcome = replay(&assembly.handlers, &DbDeadLetters(db.clone()), id).await;
             db.close().await;
             let letter = outcome.map_err(|e| anyhow::anyhow!("replay of {id} failed: {e}"))?;
@@ -348,6 +349,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(export, "exporting traces over OTLP");
     }
     let served = async {
+        probe_collector(&telemetry).await?;
         let app = App::build(config).await?;
         let token = CancellationToken::new();
         let trigger = token.clone();
@@ -361,6 +363,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Also after a failed start: its spans explain the failure.
     telemetry.shutdown().await;
     served
+}
+
+/// Reaches the OTLP collector once: a certificate it refuses stops the start (spans would
+/// be lost, quietly, for as long as the process runs); one that is not up yet does not.
+async fn probe_collector(telemetry: &telemetry::Telemetry) -> anyhow::Result<()> {
+    let (Some(export), Err(error)) = (telemetry.export(), telemetry.probe().await) else {
+        return Ok(());
+    };
+    if let Some(reason) = oxcart_platform::tls::failure(&*error) {
+        anyhow::bail!("OTEL_EXPORTER_OTLP_ENDPOINT: {export}: TLS refused: {reason}");
+    }
+    tracing::warn!(%error, export, "the OTLP collector cannot be reached yet; spans wait in the queue");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -62,10 +62,10 @@ async fn kafka(
     use anyhow::Context as _;
     use oxcart_kafka::{KafkaBus, KafkaDeadLetters, Reachable, Relay, RelayMetrics};
 
-    let kafka = config.kafka();
+    let kafka = config.kafka()?;
     oxcart_kafka::ensure_topics(&kafka)
         .await
-        .with_context(|| format!("creating the Kafka topics on {}", kafka.brokers))?;
+        .context("creating the Kafka topics")?;
     let relay_metrics = RelayMetrics::new();
     for collector in relay_metrics.collectors() {
         metrics.register(collector);

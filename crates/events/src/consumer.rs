@@ -11,6 +11,11 @@
 //! error and the group moves on, so one poison event never holds up the events behind
 //! it; `oxcart dlq replay` runs it again once the fault is fixed.
 //!
+//! A failure that says the handler's storage is down for now (an [outage](is_outage):
+//! the event store unavailable, the database restarting) says nothing against the event,
+//! and parking it would only strand it: such attempts are retried, with the same
+//! backoff, for as long as the outage lasts, and never count toward dead-lettering.
+//!
 //! Within a batch, events are split into lanes by the order they concern and the lanes run
 //! concurrently: a slow payment for one order does not hold up the next order, while the
 //! events of any one order are still handled in log order.
@@ -246,6 +251,27 @@ impl Default for ConsumerMetrics {
     }
 }
 
+/// Tells whether an error is an outage: the handler's storage is down for now.
+pub type OutageTest = fn(&(dyn std::error::Error + 'static)) -> bool;
+
+/// Whether `error`, or anything in its chain, is the event store saying it is
+/// unavailable, or what `more` takes for an outage (the composition root knows its
+/// databases' errors).
+pub fn is_outage(error: &(dyn std::error::Error + 'static), more: OutageTest) -> bool {
+    let mut at = Some(error);
+    while let Some(error) = at {
+        if matches!(
+            error.downcast_ref::<crate::store::Error>(),
+            Some(crate::store::Error::Unavailable(_))
+        ) || more(error)
+        {
+            return true;
+        }
+        at = error.source();
+    }
+    false
+}
+
 /// Runs one handler's consumer group until shutdown.
 pub struct ConsumerRunner {
     bus: Arc<dyn Bus>,
@@ -253,8 +279,16 @@ pub struct ConsumerRunner {
     dead_letters: Arc<dyn DeadLetters>,
     policy: RetryPolicy,
     metrics: ConsumerMetrics,
+    outages: OutageTest,
     batch_size: usize,
     lanes: usize,
+}
+
+/// One failed attempt.
+struct Failure {
+    message: String,
+    /// The handler's storage was down: no fault of the event's.
+    outage: bool,
 }
 
 /// What became of one event.
@@ -279,9 +313,16 @@ impl ConsumerRunner {
             dead_letters,
             policy,
             metrics,
+            outages: |_| false,
             batch_size: 64,
             lanes: 16,
         }
+    }
+
+    /// Takes the errors `test` recognises for outages too (see [`is_outage`]).
+    pub fn with_outages(mut self, test: OutageTest) -> Self {
+        self.outages = test;
+        self
     }
 
     pub fn group(&self) -> &'static str {
@@ -372,19 +413,24 @@ impl ConsumerRunner {
     async fn deliver(&self, event: &RecordedEvent, shutdown: &CancellationToken) -> Outcome {
         let group = self.handler.group();
         let mut backoff = self.policy.backoff();
-        let mut attempt = 0;
+        // Every attempt, and the ones that count against the event (not outages).
+        let (mut attempt, mut strikes) = (0, 0);
         let error = loop {
             attempt += 1;
-            let error = match attempt_once(self.handler.as_ref(), event, attempt).await {
-                Ok(()) => {
-                    self.metrics.processed.with_label_values(&[group]).inc();
-                    return Outcome::Handled;
-                }
-                Err(error) => error,
-            };
+            let failure =
+                match attempt_once(self.handler.as_ref(), event, attempt, self.outages).await {
+                    Ok(()) => {
+                        self.metrics.processed.with_label_values(&[group]).inc();
+                        return Outcome::Handled;
+                    }
+                    Err(failure) => failure,
+                };
             self.metrics.failed.with_label_values(&[group]).inc();
-            if attempt >= self.policy.max_attempts {
-                break error;
+            if !failure.outage {
+                strikes += 1;
+            }
+            if strikes >= self.policy.max_attempts {
+                break failure.message;
             }
             let delay = backoff.next_delay();
             tracing::warn!(
@@ -392,7 +438,8 @@ impl ConsumerRunner {
                 event_id = %event.event.event_id,
                 event_type = %event.event.event_type,
                 attempt,
-                error = %error,
+                outage = failure.outage,
+                error = %failure.message,
                 retry_in_ms = delay.as_millis() as u64,
                 "handler failed; will retry"
             );
@@ -411,7 +458,7 @@ impl ConsumerRunner {
         // The group may only move past the event once the letter is safely stored.
         let mut backoff = self.policy.backoff();
         loop {
-            match self.dead_letters.park(group, event, &error, attempt).await {
+            match self.dead_letters.park(group, event, &error, strikes).await {
                 Ok(_) => {
                     self.metrics.dead_lettered.with_label_values(&[group]).inc();
                     return Outcome::Parked;
@@ -468,7 +515,8 @@ async fn attempt_once(
     handler: &dyn Handler,
     event: &RecordedEvent,
     attempt: u32,
-) -> Result<(), String> {
+    outages: OutageTest,
+) -> Result<(), Failure> {
     let span = trace::process_span(handler.group(), event, attempt);
     let outcome = AssertUnwindSafe(handler.handle(event))
         .catch_unwind()
@@ -476,18 +524,24 @@ async fn attempt_once(
         .await;
     let result = match outcome {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(describe(error.as_ref())),
-        Err(panic) => Err(format!(
-            "handler panicked: {}",
-            panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default()
-        )),
+        Ok(Err(error)) => Err(Failure {
+            message: describe(error.as_ref()),
+            outage: is_outage(error.as_ref(), outages),
+        }),
+        Err(panic) => Err(Failure {
+            message: format!(
+                "handler panicked: {}",
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default()
+            ),
+            outage: false,
+        }),
     };
-    if let Err(error) = &result {
-        trace::failed(&span, error);
+    if let Err(failure) = &result {
+        trace::failed(&span, &failure.message);
     }
     result
 }
@@ -536,17 +590,21 @@ pub async fn replay(
             id,
             group: letter.group.clone(),
         })?;
-    match attempt_once(handler.as_ref(), &letter.event, letter.attempts + 1).await {
+    match attempt_once(handler.as_ref(), &letter.event, letter.attempts + 1, |_| {
+        false
+    })
+    .await
+    {
         Ok(()) => {
             dead_letters.resolve(id).await.map_err(ReplayError::Store)?;
             Ok(letter)
         }
-        Err(error) => {
+        Err(failure) => {
             dead_letters
-                .record_failure(id, &error)
+                .record_failure(id, &failure.message)
                 .await
                 .map_err(ReplayError::Store)?;
-            Err(ReplayError::Failed(error))
+            Err(ReplayError::Failed(failure.message))
         }
     }
 }

@@ -26,6 +26,8 @@ use uuid::Uuid;
 struct Flaky {
     fail_first: u32,
     broken: AtomicBool,
+    /// The handler's storage is down: every attempt fails as an outage.
+    down: AtomicBool,
     attempts: Mutex<HashMap<Uuid, u32>>,
     applied: Mutex<HashSet<Uuid>>,
     effects: Mutex<Vec<i64>>,
@@ -49,6 +51,11 @@ impl Handler for Flaky {
             *n += 1;
             *n
         };
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Box::new(oxcart_events::store::Error::Unavailable(
+                "connection refused".into(),
+            )));
+        }
         if event.event.data["poison"] == true && self.broken.load(Ordering::SeqCst) {
             return Err("the downstream service is down".into());
         }
@@ -194,6 +201,33 @@ async fn a_poison_event_is_parked_without_blocking_the_rest_and_replays_once_fix
         .unwrap_err();
     assert!(matches!(again, ReplayError::AlreadyResolved(_)));
     assert_eq!(handler.effects.lock().unwrap().len(), 3);
+}
+
+/// An outage (the store unavailable) is no fault of the event's: however many attempts
+/// it takes, nothing is parked, and every effect lands once the store is back.
+#[tokio::test]
+async fn an_outage_is_waited_out_and_never_dead_letters() {
+    let rig = Rig::new();
+    let handler = Arc::new(Flaky::default());
+    handler.down.store(true, Ordering::SeqCst);
+    let stop = rig.start(handler.clone(), 2);
+    for n in 0..3 {
+        rig.append(n, false).await;
+    }
+    // (The events behind one that is stuck wait for it: whichever were delivered.)
+    until(|| {
+        let attempts = handler.attempts.lock().unwrap();
+        !attempts.is_empty() && attempts.values().all(|&n| n >= 10)
+    })
+    .await;
+    assert!(rig.dead_letters.list(None, true).await.unwrap().is_empty());
+    handler.down.store(false, Ordering::SeqCst);
+    until(|| handler.effects.lock().unwrap().len() == 3).await;
+    stop.cancel();
+    assert!(rig.dead_letters.list(None, true).await.unwrap().is_empty());
+    let mut effects = handler.effects.lock().unwrap().clone();
+    effects.sort_unstable();
+    assert_eq!(effects, [0, 1, 2]);
 }
 
 #[tokio::test]

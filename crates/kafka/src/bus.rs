@@ -57,15 +57,16 @@ impl Bus for KafkaBus {
             .set("heartbeat.interval.ms", "1000")
             .set("max.poll.interval.ms", "30000")
             // How long the broker may hold a fetch that finds nothing. Kafka answers as
-            // soon as there is data, so a short wait only costs idle requests; tansu 0.6
-            // holds every fetch for at least half of it, which adds to each hop of the saga.
+            // soon as there is data, so a short wait only costs idle requests, and a
+            // broker answers one connection's requests in order: whatever the client
+            // sends a partition's leader after a fetch waits behind it.
             .set("fetch.wait.max.ms", "100")
             .create()
             .map_err(unavailable)?;
         // The group's offsets and the topics' watermarks are asked for on connections of
-        // their own: a broker may answer a connection's requests one at a time, and the
-        // consumer's connections wait in long fetches (tansu 0.6 took 2.7 s to measure a
-        // lag over them, and the runner waited with it).
+        // their own: a broker answers a connection's requests one at a time, and the
+        // consumer's connections wait in fetches, so a lag measured over them would
+        // queue behind every one (and the runner with it).
         let observer: BaseConsumer = self
             .config
             .client()
@@ -79,10 +80,8 @@ impl Bus for KafkaBus {
         Ok(Box::new(KafkaSubscription {
             consumer: Arc::new(consumer),
             observer: Arc::new(observer),
-            group: self.config.name(group),
             topics: names.iter().map(|t| (*t).to_owned()).collect(),
             delivered: VecDeque::new(),
-            watchdog: Watchdog::default(),
             lag: None,
             measuring: None,
         }))
@@ -100,24 +99,14 @@ struct Delivered {
 struct KafkaSubscription {
     consumer: Arc<StreamConsumer>,
     /// Never joins the group: it only reads the group's committed offsets and the
-    /// watermarks, for the lag and the [`Watchdog`].
+    /// watermarks, for the lag.
     observer: Arc<BaseConsumer>,
-    group: String,
     topics: Vec<String>,
     /// Delivered and not yet committed, in delivery order.
     delivered: VecDeque<Delivered>,
-    watchdog: Watchdog,
     /// The group's lag as last measured, and the measurement under way.
     lag: Option<u64>,
     measuring: Option<JoinHandle<Result<u64, KafkaError>>>,
-}
-
-async fn off_thread<C: Send + Sync + 'static, T: Send + 'static>(
-    client: &Arc<C>,
-    call: impl FnOnce(&C) -> Result<T, KafkaError> + Send + 'static,
-) -> Result<T, Error> {
-    let client = Arc::clone(client);
-    joined(tokio::task::spawn_blocking(move || call(&client))).await
 }
 
 async fn joined<T>(task: JoinHandle<Result<T, KafkaError>>) -> Result<T, Error> {
@@ -129,35 +118,8 @@ async fn joined<T>(task: JoinHandle<Result<T, KafkaError>>) -> Result<T, Error> 
 /// How long the coordinator waits for a silent member before it rebalances without it.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Watches for a member left with no partitions by a coordinator that lost track.
-///
-/// A member that holds no partitions while its group has a backlog that nobody commits
-/// through, for longer than a dead member's session and a rebalance take, was left out
-/// of an assignment that covers no one: the group's lag grows and nothing says why.
-/// tansu 0.6 does this when a group's leader dies and its session expires while the
-/// replacement member is in SyncGroup: it forms the group around the replacement's
-/// empty (follower's) assignment. The watchdog then leaves the group and joins again,
-/// which makes a fresh assignment. A healthy group it can only disturb with one
-/// rebalance per [`Watchdog::PATIENCE`], and only while another member makes no progress
-/// and this one has nothing to do.
-#[derive(Default)]
-struct Watchdog {
-    last_check: Option<Instant>,
-    /// Since when this member has held nothing, and the group's committed offsets then.
-    idle: Option<(Instant, i64)>,
-}
-
-impl Watchdog {
-    /// How often an idle member looks at its assignment.
-    const EVERY: Duration = Duration::from_secs(2);
-    /// How long a stalled group may leave this member idle: a whole session timeout (a
-    /// dead member's partitions come back after it) and a rebalance.
-    const PATIENCE: Duration = Duration::from_secs(SESSION_TIMEOUT.as_secs() + 5);
-}
-
-/// The group's offsets over every partition of `topics`: the sum of what it has
-/// committed, and its lag (what it has not).
-fn group_offsets(consumer: &BaseConsumer, topics: &[String]) -> Result<(i64, u64), KafkaError> {
+/// The group's lag over every partition of `topics`: what it has not committed.
+fn group_lag(consumer: &BaseConsumer, topics: &[String]) -> Result<u64, KafkaError> {
     // Every partition of the group's topics, not just this member's: the group's lag,
     // known before the member has joined.
     let timeout = Duration::from_secs(5);
@@ -171,7 +133,7 @@ fn group_offsets(consumer: &BaseConsumer, topics: &[String]) -> Result<(i64, u64
         }
     }
     let committed = consumer.committed_offsets(partitions, timeout)?;
-    let (mut sum, mut lag) = (0, 0);
+    let mut lag = 0;
     for element in committed.elements() {
         let (low, high) =
             consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
@@ -179,10 +141,9 @@ fn group_offsets(consumer: &BaseConsumer, topics: &[String]) -> Result<(i64, u64
             Offset::Offset(offset) => offset,
             _ => low,
         };
-        sum += from;
         lag += u64::try_from(high - from).unwrap_or(0);
     }
-    Ok((sum, lag))
+    Ok(lag)
 }
 
 impl KafkaSubscription {
@@ -191,71 +152,14 @@ impl KafkaSubscription {
         &self,
         call: impl FnOnce(&StreamConsumer) -> Result<T, KafkaError> + Send + 'static,
     ) -> Result<T, Error> {
-        off_thread(&self.consumer, call).await
-    }
-
-    /// Runs a blocking call on the observer off the async threads.
-    async fn observe<T: Send + 'static>(
-        &self,
-        call: impl FnOnce(&BaseConsumer) -> Result<T, KafkaError> + Send + 'static,
-    ) -> Result<T, Error> {
-        off_thread(&self.observer, call).await
+        let consumer = Arc::clone(&self.consumer);
+        joined(tokio::task::spawn_blocking(move || call(&consumer))).await
     }
 
     /// Starts measuring the group's lag on the observer.
     fn measure(&self) -> JoinHandle<Result<u64, KafkaError>> {
         let (observer, topics) = (Arc::clone(&self.observer), self.topics.clone());
-        tokio::task::spawn_blocking(move || group_offsets(&observer, &topics).map(|(_, lag)| lag))
-    }
-
-    /// See [`Watchdog`]: runs when a poll found nothing.
-    async fn watch(&mut self) -> Result<(), Error> {
-        let now = Instant::now();
-        if self
-            .watchdog
-            .last_check
-            .is_some_and(|at| now - at < Watchdog::EVERY)
-        {
-            return Ok(());
-        }
-        self.watchdog.last_check = Some(now);
-        let assigned = self
-            .blocking(|consumer| consumer.assignment().map(|list| list.count()))
-            .await?;
-        if assigned > 0 {
-            self.watchdog.idle = None;
-            return Ok(());
-        }
-        let since = self.watchdog.idle.map(|(since, _)| since);
-        if since.is_some_and(|since| now - since < Watchdog::PATIENCE) {
-            return Ok(());
-        }
-        let topics = self.topics.clone();
-        let (committed, lag) = self
-            .observe(move |observer| group_offsets(observer, &topics))
-            .await?;
-        let stalled = self
-            .watchdog
-            .idle
-            .is_some_and(|(_, before)| before == committed && lag > 0);
-        self.watchdog.idle = Some((now, committed));
-        if !stalled {
-            return Ok(());
-        }
-        tracing::warn!(
-            group = %self.group,
-            lag,
-            "this member has held no partition for {}s while the group's backlog did not \
-             move: the coordinator left it out; joining the group again",
-            Watchdog::PATIENCE.as_secs()
-        );
-        let topics = self.topics.clone();
-        self.blocking(move |consumer| {
-            consumer.unsubscribe();
-            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-            consumer.subscribe(&topics)
-        })
-        .await
+        tokio::task::spawn_blocking(move || group_lag(&observer, &topics))
     }
 }
 
@@ -323,9 +227,6 @@ impl Subscription for KafkaSubscription {
                 ),
             }
             self.delivered.push_back(delivered);
-        }
-        if events.is_empty() {
-            self.watch().await?;
         }
         Ok(events)
     }

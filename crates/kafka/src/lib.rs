@@ -8,7 +8,11 @@
 //!   subscription commits offsets only when the consumer runner says an event is done.
 //! - [`KafkaDeadLetters`]: parks a poison event in the database (for `oxcart dlq`) and
 //!   publishes it to the topic's dead-letter topic, `<topic>.dlq`.
-//! - [`ensure_topics`] creates the topics and their dead-letter topics at start.
+//! - [`ensure_topics`] creates the topics and their dead-letter topics at start, after
+//!   [`connect`] has shown the brokers answer (or said in one line why not: a refused
+//!   certificate, a failed SASL login).
+//! - [`Properties`]: librdkafka settings passed through from configuration, so a cluster
+//!   behind TLS and SASL (MSK, Confluent Cloud, Aiven) needs no rebuild.
 //!
 //! Messages are the event envelope as JSON, keyed by order id so that one order's events
 //! share a partition and keep their order, with `event-type`, `event-id`,
@@ -16,19 +20,23 @@
 
 mod bus;
 mod dead_letters;
+mod properties;
 mod relay;
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use oxcart_events::bus::topics;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
 
 pub use bus::KafkaBus;
 pub use dead_letters::KafkaDeadLetters;
+pub use properties::{Properties, PropertyError};
 pub use relay::{Relay, RelayMetrics};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +56,8 @@ pub struct KafkaConfig {
     /// How often an idle relay looks for events appended by other processes.
     #[serde(with = "humantime_serde")]
     pub relay_interval: Duration,
+    /// librdkafka properties for every client (`security.protocol`, `sasl.*`, `ssl.*`, …).
+    pub properties: Properties,
 }
 
 impl Default for KafkaConfig {
@@ -59,6 +69,7 @@ impl Default for KafkaConfig {
             replication: 1,
             relay_batch: 500,
             relay_interval: Duration::from_millis(100),
+            properties: Properties::default(),
         }
     }
 }
@@ -74,8 +85,13 @@ impl KafkaConfig {
         self.name(&topics::dead_letter(topic))
     }
 
+    /// A client's configuration: the passed-through properties, then oxcart's own, which
+    /// each client adds to (and which [`Properties`] refuses to take from configuration).
     fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
+        for (key, value) in self.properties.iter() {
+            config.set(key, value);
+        }
         config
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", "oxcart")
@@ -94,11 +110,105 @@ pub enum Error {
         topic: String,
         code: RDKafkaErrorCode,
     },
+    /// The brokers did not answer; `reason` is what librdkafka last said about them
+    /// (a refused certificate, a failed login, a refused connection).
+    #[error("cannot reach Kafka at {brokers}: {reason}")]
+    Connect { brokers: String, reason: String },
+}
+
+/// Keeps what librdkafka reports about its connections, which a failed request alone
+/// does not say (it only times out).
+#[derive(Default)]
+struct Reporting {
+    last: Mutex<Option<(RDKafkaErrorCode, String)>>,
+}
+
+impl Reporting {
+    /// The last error, if it is one that retrying cannot mend: TLS or SASL refused.
+    fn fatal(&self) -> Option<String> {
+        let last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.as_ref()
+            .filter(|(code, _)| {
+                matches!(
+                    code,
+                    RDKafkaErrorCode::SSL
+                        | RDKafkaErrorCode::Authentication
+                        | RDKafkaErrorCode::SaslAuthenticationFailed
+                        | RDKafkaErrorCode::InvalidConfig
+                )
+            })
+            .map(|(_, reason)| reason.clone())
+    }
+
+    fn last(&self) -> Option<String> {
+        let last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.as_ref().map(|(_, reason)| reason.clone())
+    }
+}
+
+impl ClientContext for Reporting {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(code) = error.rdkafka_error_code() {
+            *self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((code, reason.to_owned()));
+        }
+    }
+}
+
+impl ConsumerContext for Reporting {}
+
+/// Asks the brokers for the cluster's metadata, within `timeout`. A certificate the
+/// client refuses, or a login the broker refuses, fails at once with librdkafka's own
+/// words for it; a broker that does not answer fails at the timeout with the last
+/// connection error.
+pub async fn connect(config: &KafkaConfig, timeout: Duration) -> Result<(), Error> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let brokers = config.brokers.clone();
+        let failed = |reason: String| Error::Connect {
+            brokers: brokers.clone(),
+            reason,
+        };
+        let client: BaseConsumer<Reporting> = config
+            .client()
+            .create_with_context(Reporting::default())
+            .map_err(|e| failed(e.to_string()))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Err(error) = client.fetch_metadata(None, Duration::from_millis(500)) else {
+                return Ok(());
+            };
+            // Serves the callbacks, the error callback among them.
+            let _ = client.poll(Duration::ZERO);
+            if let Some(reason) = client.context().fatal() {
+                return Err(failed(reason));
+            }
+            if Instant::now() >= deadline {
+                let reason = client.context().last().unwrap_or_else(|| error.to_string());
+                return Err(failed(reason));
+            }
+        }
+    })
+    .await
+    .map_err(|e| Error::Connect {
+        brokers: String::new(),
+        reason: e.to_string(),
+    })?
 }
 
 /// Creates the topics and their dead-letter topics; topics that exist are left as they
-/// are.
+/// are. Fails early, with the cause, when the brokers cannot be reached.
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), Error> {
+    connect(config, Duration::from_secs(30)).await?;
     let admin: AdminClient<DefaultClientContext> = config.client().create()?;
     let names: Vec<String> = topics::ALL
         .iter()
@@ -137,16 +247,8 @@ impl oxcart_platform::health::Check for Reachable {
     }
 
     async fn check(&self) -> Result<(), String> {
-        let config = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            use rdkafka::consumer::{BaseConsumer, Consumer};
-            let consumer: BaseConsumer = config.client().create().map_err(|e| e.to_string())?;
-            consumer
-                .fetch_metadata(None, Duration::from_secs(2))
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        connect(&self.0, Duration::from_secs(2))
+            .await
+            .map_err(|e| e.to_string())
     }
 }

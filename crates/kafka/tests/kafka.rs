@@ -1,7 +1,7 @@
-//! The Kafka adapter against a real Kafka-protocol broker, with the event log on
-//! PostgreSQL. Each test starts its own tansu (`OXCART_TEST_TANSU`) and gets its own
-//! database; they are `#[ignore]`d in a plain `cargo test`, and `.ci/run`, which
-//! installs tansu, runs them.
+//! The Kafka adapter against Apache Kafka (the three-node cluster `.ci/services` starts),
+//! with the event log on PostgreSQL. Each test gets its own database and its own topic
+//! prefix; they are `#[ignore]`d in a plain `cargo test`, and `.ci/run`, which starts the
+//! servers, runs them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -13,33 +13,27 @@ use oxcart_kafka::{KafkaBus, KafkaConfig, KafkaDeadLetters, Relay, RelayMetrics}
 use oxcart_platform::db::Db;
 use oxcart_sql::{DbDeadLetters, SqlEventStore};
 use oxcart_test_util::bus::Fixture;
-use oxcart_test_util::kafka::Broker;
+use oxcart_test_util::kafka::Cluster;
 use oxcart_test_util::postgres::TestDatabase;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-/// A broker of the test's own, and a configuration with a prefix of its own.
-async fn broker() -> (Broker, KafkaConfig, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path()).await;
-    let config = config(&broker);
-    oxcart_kafka::ensure_topics(&config).await.unwrap();
-    (broker, config, dir)
-}
-
-fn config(broker: &Broker) -> KafkaConfig {
-    KafkaConfig {
-        brokers: broker.brokers(),
+/// The cluster, with topics under a prefix of the test's own, replicated as in production.
+async fn topics() -> KafkaConfig {
+    let config = KafkaConfig {
+        brokers: Cluster::from_env().brokers(),
         prefix: format!("t{}.", uuid::Uuid::new_v4().simple()),
         partitions: 3,
+        replication: 3,
         relay_interval: Duration::from_millis(50),
         ..KafkaConfig::default()
-    }
+    };
+    oxcart_kafka::ensure_topics(&config).await.unwrap();
+    config
 }
 
 struct Guard {
     _relays: DropGuard,
     _database: TestDatabase,
-    _broker: (Broker, tempfile::TempDir),
 }
 
 /// Starts `n` relays on one store, as `n` processes would.
@@ -54,7 +48,7 @@ fn relays(db: &Db, store: &Arc<dyn EventStore>, config: &KafkaConfig, n: usize) 
 
 async fn kafka() -> (Fixture, Guard) {
     let (db, database) = TestDatabase::migrated().await;
-    let (broker, config, dir) = broker().await;
+    let config = topics().await;
     let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
     let fixture = Fixture {
         store: Arc::clone(&store),
@@ -68,23 +62,22 @@ async fn kafka() -> (Fixture, Guard) {
     let guard = Guard {
         _relays: relays(&db, &store, &config, 2),
         _database: database,
-        _broker: (broker, dir),
     };
     (fixture, guard)
 }
 
 mod bus {
     use super::*;
-    oxcart_test_util::bus_contract!(kafka(), #[ignore = "needs tansu (OXCART_TEST_TANSU); .ci/run provides it"]);
+    oxcart_test_util::bus_contract!(kafka(), #[ignore = "needs Apache Kafka (.ci/services)"]);
 }
 
 /// Several relays on one store publish each event once, in the log's order per order:
 /// only the one holding the lock publishes in a round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs tansu (OXCART_TEST_TANSU); .ci/run provides it"]
+#[ignore = "needs Apache Kafka (.ci/services)"]
 async fn three_relays_publish_every_event_once_in_order() {
     let (db, _database) = TestDatabase::migrated().await;
-    let (_broker, config, _dir) = broker().await;
+    let config = topics().await;
     let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
     let _relays = relays(&db, &store, &config, 3);
     let orders: Vec<uuid::Uuid> = (0..20).map(|_| uuid::Uuid::now_v7()).collect();
@@ -132,14 +125,14 @@ async fn three_relays_publish_every_event_once_in_order() {
 /// A parked event is kept for `oxcart dlq` and published to `<topic>.dlq`, with the
 /// group and the error in its headers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs tansu (OXCART_TEST_TANSU); .ci/run provides it"]
+#[ignore = "needs Apache Kafka (.ci/services)"]
 async fn dead_letters_reach_the_dead_letter_topic() {
     use rdkafka::Message;
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Headers;
 
     let (db, _database) = TestDatabase::migrated().await;
-    let (_broker, config, _dir) = broker().await;
+    let config = topics().await;
     let store = SqlEventStore::new(db.clone());
     let id = uuid::Uuid::now_v7();
     let event = oxcart_test_util::event_store::event(id, "order.created", 1);

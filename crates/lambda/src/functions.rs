@@ -32,6 +32,7 @@ use oxcart_platform::auth::TokenVerifier;
 use oxcart_platform::http::client::ServiceClient;
 use oxcart_platform::http::{self, HttpConfig};
 use oxcart_platform::metrics::Metrics;
+use oxcart_platform::tls::TrustedCas;
 use oxcart_sqs::{Queue, SqsRelay};
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
@@ -55,6 +56,9 @@ pub struct Env {
     pub queue_url: Option<String>,
     /// `CATALOG_URL`: the catalog service `create-order` prices orders with.
     pub catalog_url: Option<String>,
+    /// `CATALOG_CA_FILE`: a PEM file of CAs the catalog's `https://` certificate is
+    /// verified against, besides the public roots.
+    pub catalog_ca_file: Option<std::path::PathBuf>,
     /// `OXCART_JWT_PUBLIC_KEY`: the `x` of the token issuer's JSON Web Key.
     pub jwt_public_key: Option<String>,
     /// `READ_WAIT_MS`: how long a read with `minVersion` waits for the view (default 2 s).
@@ -72,6 +76,7 @@ pub const VARIABLES: &[&str] = &[
     "ORDERS_TABLE",
     "ORDER_QUEUE_URL",
     "CATALOG_URL",
+    "CATALOG_CA_FILE",
     "OXCART_JWT_PUBLIC_KEY",
     "READ_WAIT_MS",
     "REQUEST_TIMEOUT_MS",
@@ -103,6 +108,7 @@ impl Env {
             orders_table: required("ORDERS_TABLE")?,
             queue_url: get("ORDER_QUEUE_URL"),
             catalog_url: get("CATALOG_URL"),
+            catalog_ca_file: get("CATALOG_CA_FILE").map(Into::into),
             jwt_public_key: get("OXCART_JWT_PUBLIC_KEY"),
             read_wait: millis("READ_WAIT_MS", 2_000)?,
             request_timeout: millis("REQUEST_TIMEOUT_MS", 9_000)?,
@@ -181,15 +187,22 @@ impl Functions {
         ))
     }
 
-    /// `create-order`: `POST /api/orders`, priced by the catalog at `CATALOG_URL`.
-    pub fn create_order(&self) -> Result<Router, BoxError> {
+    /// `create-order`: `POST /api/orders`, priced by the catalog at `CATALOG_URL`, which
+    /// is reached once here: a certificate refused fails the function's init.
+    pub async fn create_order(&self) -> Result<Router, BoxError> {
         let url = self
             .env
             .catalog_url
             .as_deref()
             .ok_or("CATALOG_URL is not set")?;
-        let client =
-            ServiceClient::new(url, CATALOG_TIMEOUT).map_err(|e| format!("CATALOG_URL: {e}"))?;
+        let cas = TrustedCas::from_optional(self.env.catalog_ca_file.as_deref())
+            .map_err(|e| format!("CATALOG_CA_FILE: {e}"))?;
+        let client = ServiceClient::new(url, CATALOG_TIMEOUT, &cas)
+            .map_err(|e| format!("CATALOG_URL: {e}"))?;
+        client
+            .check()
+            .await
+            .map_err(|e| format!("CATALOG_URL: {e}"))?;
         let orders = self.orders(Arc::new(RemoteCatalog::new(client)));
         let metrics = Metrics::new();
         let order_metrics = OrderMetrics::new(metrics.exemplars().clone());

@@ -9,7 +9,8 @@
 //!   visibility timeout) is done here as Lambda does it.
 //!
 //! The functions are wired by `Functions` from the same variables Terraform sets. Orders
-//! are priced by a real catalog service over HTTP, and tokens signed by a real key.
+//! are priced by a real catalog service over HTTPS (a TLS front with the test CA's
+//! certificate, trusted through `CATALOG_CA_FILE`), and tokens signed by a real key.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -39,6 +40,8 @@ use oxcart_orders::read_model::OrderViews as _;
 use oxcart_platform::auth::{Role, SigningKey};
 use oxcart_sqs::{Queue, QueueSpec, SqsRelay, create_queue};
 use oxcart_test_util::moto::Moto;
+use oxcart_test_util::services::{ca, other_ca};
+use oxcart_test_util::tls_proxy::TlsProxy;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -65,7 +68,7 @@ struct Answer {
 
 struct World {
     _moto: Moto,
-    _catalog_db: tempfile::TempDir,
+    _catalog: (tempfile::TempDir, TlsProxy),
     sqs: aws_sdk_sqs::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     queue: String,
@@ -82,8 +85,8 @@ struct World {
     redelivered: AtomicUsize,
 }
 
-/// The catalog service on a port of its own, with one product (12.50 EUR).
-async fn catalog_service() -> (tempfile::TempDir, String, Uuid) {
+/// The catalog service on a port of its own, with one product (12.50 EUR), behind TLS.
+async fn catalog_service() -> ((tempfile::TempDir, TlsProxy), String, Uuid) {
     let dir = tempfile::tempdir().unwrap();
     let db = oxcart_sqlite::connect(
         &dir.path().join("catalog.db"),
@@ -106,9 +109,10 @@ async fn catalog_service() -> (tempfile::TempDir, String, Uuid) {
         .unwrap();
     let (router, _) = oxcart_catalog::http::router(catalog).split_for_parts();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let proxy = TlsProxy::start(listener.local_addr().unwrap()).await;
     tokio::spawn(axum::serve(listener, router).into_future());
-    (dir, url, product.id)
+    let url = proxy.url();
+    ((dir, proxy), url, product.id)
 }
 
 async fn world() -> World {
@@ -132,7 +136,7 @@ async fn world() -> World {
     )
     .await
     .unwrap();
-    let (catalog_db, catalog_url, product) = catalog_service().await;
+    let (catalog, catalog_url, product) = catalog_service().await;
     let key = SigningKey::generate().unwrap();
     let variables = HashMap::from([
         ("EVENTS_TABLE", "oxcart-events".to_owned()),
@@ -140,6 +144,7 @@ async fn world() -> World {
         ("ORDERS_TABLE", "oxcart-orders".to_owned()),
         ("ORDER_QUEUE_URL", queue.clone()),
         ("CATALOG_URL", catalog_url),
+        ("CATALOG_CA_FILE", ca().display().to_string()),
         (
             "OXCART_JWT_PUBLIC_KEY",
             key.jwk()["x"].as_str().unwrap().to_owned(),
@@ -150,14 +155,14 @@ async fn world() -> World {
     let functions = Functions::new(&config, env);
     World {
         _moto: moto,
-        _catalog_db: catalog_db,
+        _catalog: catalog,
         sqs,
         dynamodb: dynamodb.clone(),
         queue,
         dlq: dlq.unwrap(),
         store,
         views: DynamoOrderViews::new(dynamodb, "oxcart-orders"),
-        create_order: functions.create_order().unwrap(),
+        create_order: functions.create_order().await.unwrap(),
         get_order: functions.get_order().unwrap(),
         relay: functions.relay().unwrap(),
         process_order: functions.process_order(),
@@ -725,5 +730,32 @@ async fn a_poison_message_fails_alone_and_ends_in_the_dead_letter_queue() {
     assert_eq!(
         w.dead_letters().await,
         ["{\"eventType\": \"order.created\"}", "{not json"]
+    );
+}
+
+/// `create-order` trusts the catalog's certificate only through `CATALOG_CA_FILE`: with a
+/// CA that did not sign it, the function fails its init, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test CA (.ci/services)"]
+async fn a_catalog_certificate_from_another_ca_fails_the_init() {
+    let (_catalog, url, _) = catalog_service().await;
+    let variables = HashMap::from([
+        ("EVENTS_TABLE", "oxcart-events".to_owned()),
+        ("STATE_TABLE", "oxcart-state".to_owned()),
+        ("ORDERS_TABLE", "oxcart-orders".to_owned()),
+        ("CATALOG_URL", url.clone()),
+        ("CATALOG_CA_FILE", other_ca().display().to_string()),
+    ]);
+    let env = Env::from_lookup(|name| variables.get(name).cloned()).unwrap();
+    let functions = Functions::new(&local_config("http://127.0.0.1:1"), env);
+    let Err(error) = functions.create_order().await else {
+        panic!("create-order started with a certificate it cannot verify");
+    };
+    let error = error.to_string();
+    assert!(
+        error.starts_with("CATALOG_URL: ")
+            && error.contains(&url)
+            && error.contains("UnknownIssuer"),
+        "{error}"
     );
 }

@@ -33,7 +33,7 @@ use oxcart_platform::db::{self, Db};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub use mailer::{FileMailer, Mailer, SmtpMailer};
+pub use mailer::{CheckError, FileMailer, Mailer, SmtpMailer};
 use templates::{Details, Template};
 
 pub const GROUP: &str = "email-service";

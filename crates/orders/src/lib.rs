@@ -104,8 +104,4 @@ impl ServiceError for Error {
             _ => Vec::new(),
         }
     }
-
-    fn retry_after(&self) -> Option<Duration> {
-        matches!(self, Self::Lagging | Self::Catalog(_)).then_some(Duration::from_secs(1))
-    }
 }

@@ -313,16 +313,46 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
 
 /// How a storage failure should reach a client: an overloaded or unreachable database is
 /// a 503 worth retrying; anything else is a 500.
+///
+/// PostgreSQL says "unreachable" in several ways: a session cut by a restart or a
+/// failover (SQLSTATE 57P01–57P03), a connection lost or refused (class 08, which is
+/// also how PgBouncer reports a server connection that died under it), too many
+/// connections (53300); and a connection that breaks mid-conversation surfaces as an I/O,
+/// TLS or protocol error.
 pub fn problem_kind(error: &sqlx::Error) -> ProblemKind {
-    match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            ProblemKind::Unavailable
-        }
-        sqlx::Error::Database(db) if db.message().contains("database is locked") => {
-            ProblemKind::Unavailable
-        }
-        _ => ProblemKind::Internal,
+    if is_unreachable(error) {
+        ProblemKind::Unavailable
+    } else {
+        ProblemKind::Internal
     }
+}
+
+/// Whether a failed statement says the database is out of reach for now (see
+/// [`problem_kind`]), rather than that the statement was wrong.
+pub fn is_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            db.message().contains("database is locked")
+                || db.code().is_some_and(|code| {
+                    code.starts_with("08") || code.starts_with("57P0") || code == "53300"
+                })
+        }
+        _ => false,
+    }
+}
+
+/// [`is_unreachable`] for any error: for the consumer runner, which must not count a
+/// database outage against the event it was handling.
+pub fn is_outage(error: &(dyn std::error::Error + 'static)) -> bool {
+    error
+        .downcast_ref::<sqlx::Error>()
+        .is_some_and(is_unreachable)
 }
 
 /// Timestamps are stored as RFC 3339 text in UTC with microseconds, which sorts

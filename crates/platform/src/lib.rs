@@ -8,6 +8,7 @@
 //! - [`db`]: the SQL handle stores are written against, with separate write and read pools.
 //! - [`health`], [`metrics`], [`docs`]: the operational endpoints every process serves.
 //! - [`money`]: ISO 4217 currencies and minor-unit amounts.
+//! - [`tls`]: the CAs outside connections trust, and telling a refused certificate apart.
 //! - [`telemetry`] (the `oxcart-telemetry` crate), [`shutdown`]: logs and traces, signals
 //!   and owned background tasks.
 
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod money;
 pub mod problem;
 pub mod shutdown;
+pub mod tls;
 
 pub use oxcart_telemetry as telemetry;
 

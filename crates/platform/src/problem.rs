@@ -333,7 +333,8 @@ pub trait ServiceError: StdError + Send + Sync + 'static {
         Vec::new()
     }
 
-    /// For transient failures: how long a client should wait before retrying.
+    /// For transient failures: how long a client should wait before retrying. Every
+    /// 503 says so (a second, unless the error knows better).
     fn retry_after(&self) -> Option<std::time::Duration> {
         None
     }
@@ -417,7 +418,10 @@ impl<E: ServiceError> From<E> for ApiError {
             _ if !errors.is_empty() && kind == ProblemKind::Validation => api.with_errors(errors),
             _ => api.with_detail(error.to_string()).with_errors(errors),
         };
-        if let Some(after) = error.retry_after() {
+        let retry_after = error.retry_after().or_else(|| {
+            (kind == ProblemKind::Unavailable).then_some(std::time::Duration::from_secs(1))
+        });
+        if let Some(after) = retry_after {
             let seconds = after.as_secs().max(1).to_string();
             if let Ok(value) = HeaderValue::from_str(&seconds) {
                 api = api.with_header(header::RETRY_AFTER, value);

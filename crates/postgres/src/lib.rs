@@ -135,13 +135,28 @@ async fn pool(url: &str, config: &PgConfig, lazy: bool) -> Result<sqlx::AnyPool,
 }
 
 /// Opens the primary (at once, so a wrong URL fails the start) and the replicas (as they
-/// are first used, so a replica that is down does not).
+/// are first used, so a replica that is down does not). Each replica is tried once: a
+/// certificate refused there is a mistake in its URL that no retry mends, and fails
+/// the start like the primary's would.
 pub async fn connect(url: &str, replica_urls: &[String], config: &PgConfig) -> Result<Db, Error> {
     sqlx::any::install_default_drivers();
     let writer = pool(url, config, false).await?;
     let mut replicas = Vec::with_capacity(replica_urls.len());
     for replica in replica_urls {
-        replicas.push(pool(replica, config, true).await?);
+        let pool = pool(replica, config, true).await?;
+        match pool.acquire().await {
+            Ok(_) => {}
+            Err(source) if oxcart_platform::tls::failure(&source).is_some() => {
+                return Err(Error::Connect {
+                    url: redact(replica),
+                    source,
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, replica = %redact(replica), "read replica unavailable; the primary serves reads until it answers");
+            }
+        }
+        replicas.push(pool);
     }
     Ok(Db::postgres(writer, replicas, SEARCH_PATH))
 }

@@ -86,12 +86,25 @@ pub struct Settings {
 pub struct Telemetry {
     provider: SdkTracerProvider,
     export: Option<String>,
+    #[cfg(feature = "otlp")]
+    probe: Option<export::Probe>,
 }
 
 impl Telemetry {
     /// Where spans go, for the start-up log line: `None` when nothing is exported.
     pub fn export(&self) -> Option<&str> {
         self.export.as_deref()
+    }
+
+    /// Reaches the collector once, as the exporter would: `Ok` when nothing is exported.
+    /// The caller decides what a failure means (a refused certificate is a mistake; a
+    /// collector that is not up yet is not).
+    pub async fn probe(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        #[cfg(feature = "otlp")]
+        if let Some(probe) = self.probe.clone() {
+            return probe.run().await;
+        }
+        Ok(())
     }
 
     /// Sends what is queued and stops the exporter; waits at most the exporter's timeout.
@@ -121,10 +134,18 @@ pub fn init(settings: &Settings) -> anyhow::Result<Telemetry> {
     let exporter = exporter()?;
     let resource = resource(settings);
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    #[cfg(feature = "otlp")]
+    let mut probe = None;
     let export = match exporter {
         Some((exporter, describe)) => {
             // The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based, always on).
-            builder = exporter.install(builder);
+            #[cfg_attr(not(feature = "otlp"), allow(unused_variables))]
+            let (installed, probed) = exporter.install(builder);
+            builder = installed;
+            #[cfg(feature = "otlp")]
+            {
+                probe = Some(probed);
+            }
             Some(describe)
         }
         // Nothing leaves the process: no span is recorded of our own accord, but ids are
@@ -154,7 +175,12 @@ pub fn init(settings: &Settings) -> anyhow::Result<Telemetry> {
         .with(traces)
         .with(statements)
         .try_init();
-    Ok(Telemetry { provider, export })
+    Ok(Telemetry {
+        provider,
+        export,
+        #[cfg(feature = "otlp")]
+        probe,
+    })
 }
 
 /// oxcart's spans at `info` and above, whatever the log filter says.
@@ -255,7 +281,7 @@ impl Never {
     fn install(
         self,
         _: opentelemetry_sdk::trace::TracerProviderBuilder,
-    ) -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    ) -> (opentelemetry_sdk::trace::TracerProviderBuilder, ()) {
         match self {}
     }
 }

@@ -1,98 +1,175 @@
-//! A Kafka-protocol broker for tests: tansu, started by the test itself on a free port,
-//! and killed when the test drops it.
+//! The Apache Kafka cluster the suites run against: three KRaft nodes that `.ci/services`
+//! starts (each broker and controller), shared by every test.
 //!
-//! `OXCART_TEST_TANSU` is the tansu binary (`.ci/run` installs it with `cargo install
-//! tansu --locked --features dynostore,postgres,libsql`). Its storage is a SQLite file
-//! (`sqlite://`); tansu's in-memory engine reports high watermarks that lag.
+//! A test keeps to itself with a topic and group prefix of its own. The fault tests stop
+//! a node as a crash would and start it again through the files `.ci/services` leaves
+//! beside each node: `<OXCART_TEST_SERVICES>/kafka/node-<n>/pid` and `…/start`.
+//!
+//! | variable | what |
+//! | --- | --- |
+//! | `OXCART_TEST_KAFKA` | the PLAINTEXT bootstrap list, `127.0.0.1:19091,…` |
+//! | `OXCART_TEST_KAFKA_TLS` | the SASL_SSL bootstrap list, `localhost:19191,…` |
+//! | `OXCART_TEST_KAFKA_USER`, `…_PASSWORD` | the SCRAM-SHA-512 account of the TLS listener |
+//! | `OXCART_TEST_CA` | the CA that signed the brokers' certificate |
+//! | `OXCART_TEST_SERVICES` | `.ci/services`' state directory |
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-pub struct Broker {
-    bin: PathBuf,
-    storage: String,
-    dir: PathBuf,
-    pub addr: SocketAddr,
-    child: Option<Child>,
+use crate::services::{self, var};
+
+/// The cluster, as the environment describes it.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    brokers: String,
 }
 
-/// The tansu binary the tests run.
-pub fn tansu() -> PathBuf {
-    std::env::var_os("OXCART_TEST_TANSU")
-        .map(PathBuf::from)
-        .expect("OXCART_TEST_TANSU names the tansu binary (.ci/run installs it)")
-}
-
-impl Broker {
-    /// Starts tansu on a free port with its log in `dir`.
-    pub async fn start(dir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut broker = Self {
-            bin: tansu(),
-            // tansu reads the path relative to its working directory. (Its in-memory
-            // engine is no stand-in: its log dies with it, and its high watermarks lag.)
-            storage: "sqlite://tansu.db".to_owned(),
-            dir: dir.to_owned(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            child: None,
-        };
-        broker.run().await;
-        broker
-    }
-
-    /// `host:port`, for `KAFKA_BROKERS`.
-    pub fn brokers(&self) -> String {
-        self.addr.to_string()
-    }
-
-    /// Kills the broker as a crash would (SIGKILL).
-    pub async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.expect("kill tansu");
+impl Cluster {
+    /// The cluster `.ci/services` started (`OXCART_TEST_KAFKA`).
+    pub fn from_env() -> Self {
+        Self {
+            brokers: var("OXCART_TEST_KAFKA"),
         }
     }
 
-    /// Starts a killed broker again, on the same port and storage.
-    pub async fn restart(&mut self) {
-        assert!(self.child.is_none(), "the broker is running");
-        self.run().await;
+    /// `host:port,…`, for `KAFKA_BROKERS`.
+    pub fn brokers(&self) -> String {
+        self.brokers.clone()
     }
 
-    async fn run(&mut self) {
-        let url = format!("tcp://{}", self.addr);
-        // Its log goes to `tansu.log` beside its storage; `OXCART_TEST_TANSU_LOG` sets
-        // the level (`RUST_LOG` syntax) when a test needs to see the group coordinator.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("tansu.log"))
-            .expect("open tansu.log");
-        let level = std::env::var("OXCART_TEST_TANSU_LOG").unwrap_or_else(|_| "warn".to_owned());
-        let child = Command::new(&self.bin)
-            .arg("broker")
-            .args(["--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", &self.storage])
-            .current_dir(&self.dir)
-            .env("RUST_LOG", level)
-            .stdout(log.try_clone().expect("tansu.log"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
-        self.child = Some(child);
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
-                return;
+    /// The nodes, numbered from 1 as their `node.id`s are.
+    pub fn nodes(&self) -> usize {
+        self.brokers.split(',').count()
+    }
+
+    /// Kills node `n` as a crash would (SIGKILL). It comes back when the returned guard
+    /// is [restarted](Down::restart), or dropped: a failing test must not leave the next
+    /// one a broker short.
+    pub async fn kill(&self, n: usize) -> Down {
+        let node = node_dir(n);
+        let pid = std::fs::read_to_string(node.join("pid")).unwrap_or_else(|e| {
+            panic!("no pid file for Kafka node {n} in {}: {e}", node.display())
+        });
+        let status = Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(
+            status.success(),
+            "Kafka node {n} (pid {}) was not running",
+            pid.trim()
+        );
+        // Gone when its port no longer answers.
+        let port = self.port(n);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("tansu did not listen on {}", self.addr);
+        Down {
+            node: n,
+            port,
+            up: false,
+        }
+    }
+
+    fn port(&self, n: usize) -> u16 {
+        let address = self
+            .brokers
+            .split(',')
+            .nth(n - 1)
+            .unwrap_or_else(|| panic!("the cluster has no node {n}"));
+        let (_, port) = address.rsplit_once(':').expect("host:port");
+        port.parse().expect("a port")
+    }
+}
+
+fn node_dir(n: usize) -> PathBuf {
+    services::dir().join("kafka").join(format!("node-{n}"))
+}
+
+/// A node killed by [`Cluster::kill`].
+#[must_use = "the node restarts when this is dropped"]
+pub struct Down {
+    node: usize,
+    port: u16,
+    up: bool,
+}
+
+impl Down {
+    /// Starts the node again, on its own log directory, and waits until it listens.
+    pub async fn restart(mut self) {
+        self.start();
+        for _ in 0..1200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "Kafka node {} did not listen again within 2 minutes",
+            self.node
+        );
+    }
+
+    fn start(&mut self) {
+        if std::mem::replace(&mut self.up, true) {
+            return;
+        }
+        let script = node_dir(self.node).join("start");
+        let status = std::process::Command::new(&script)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(status.success(), "{} failed", script.display());
+    }
+}
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        self.start();
+    }
+}
+
+/// The TLS listener: `SASL_SSL` with SCRAM-SHA-512, verified against the test CA.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub brokers: String,
+    pub user: String,
+    pub password: String,
+    pub ca: PathBuf,
+}
+
+impl Tls {
+    pub fn from_env() -> Self {
+        Self {
+            brokers: var("OXCART_TEST_KAFKA_TLS"),
+            user: var("OXCART_TEST_KAFKA_USER"),
+            password: var("OXCART_TEST_KAFKA_PASSWORD"),
+            ca: services::ca(),
+        }
+    }
+
+    /// The librdkafka properties that reach it, with the CA file `ca`.
+    pub fn properties(&self, ca: &std::path::Path) -> Vec<(String, String)> {
+        [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", self.user.as_str()),
+            ("sasl.password", self.password.as_str()),
+            ("ssl.ca.location", ca.to_str().expect("a UTF-8 path")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
     }
 }

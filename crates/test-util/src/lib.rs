@@ -6,17 +6,25 @@
 //! - [`bus`]: the contract of the bus and dead-letter ports, and [`bus_contract!`].
 //! - [`api`]: a small HTTP client that speaks the oxcart API and checks problem documents.
 //! - [`process`]: runs the real `oxcart` binary as a child, for tests that kill it.
-//! - [`postgres`]: a fresh PostgreSQL database per test.
-//! - [`kafka`]: a tansu broker that a test can restart.
+//! - [`postgres`]: a fresh PostgreSQL database per test, and restarting the server.
+//! - [`services`]: where the real servers `.ci/services` starts are, and their test CA.
+//! - [`kafka`]: the three-node Apache Kafka cluster, and killing and restarting a node.
 //! - [`otlp`]: an OTLP trace receiver, to see what a collector would.
+//! - [`jaeger`]: Jaeger's query API, to read a trace back from the real collector.
+//! - [`mailpit`]: the SMTP servers, and their API to read back what arrived.
+//! - [`tls_proxy`]: a TLS front for a plain server, with the test CA's certificate.
 //! - [`moto`]: moto's server, standing in for DynamoDB and SQS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
 pub mod bus;
 pub mod event_store;
+pub mod jaeger;
 pub mod kafka;
+pub mod mailpit;
 pub mod moto;
 pub mod otlp;
 pub mod postgres;
 pub mod process;
+pub mod services;
+pub mod tls_proxy;

@@ -114,8 +114,7 @@ impl Receiver {
     }
 
     /// Waits up to `within` for the trace `trace_id` to hold what `done` wants and to be
-    /// whole (every span's parent received, but for `remote_parent`, the caller's span):
-    /// a parent ends after its children, so its span can come in a later batch.
+    /// whole (see [`await_trace`]).
     pub async fn whole_trace(
         &self,
         trace_id: &str,
@@ -123,34 +122,38 @@ impl Receiver {
         within: Duration,
         done: impl Fn(&Trace) -> bool,
     ) -> Trace {
-        let select = |spans: &[Span]| {
-            Trace::new(
-                spans
-                    .iter()
-                    .filter(|s| s.trace_id == trace_id)
-                    .cloned()
-                    .collect(),
-            )
-        };
-        let spans = self
-            .wait_for(within, |spans| {
-                let trace = select(spans);
-                done(&trace) && trace.is_whole(remote_parent)
-            })
-            .await;
-        select(&spans)
+        await_trace(
+            || async { self.trace(trace_id) },
+            remote_parent,
+            within,
+            done,
+        )
+        .await
     }
+}
 
-    /// Waits up to `within` for `done` to hold of the spans received, and returns them.
-    pub async fn wait_for(&self, within: Duration, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let spans = self.spans();
-            if done(&spans) || tokio::time::Instant::now() >= deadline {
-                return spans;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// Reads a trace with `fetch` until it holds what `done` wants and is whole (every span's
+/// parent there, but for `remote_parent`, the caller's span): a parent ends after its
+/// children, so its span can come in a later batch. After `within`, returns what there is.
+pub async fn await_trace<F, Fut>(
+    fetch: F,
+    remote_parent: &str,
+    within: Duration,
+    done: impl Fn(&Trace) -> bool,
+) -> Trace
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<Span>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let trace = Trace::new(fetch().await);
+        if (done(&trace) && trace.is_whole(remote_parent))
+            || tokio::time::Instant::now() >= deadline
+        {
+            return trace;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -178,7 +181,7 @@ async fn export_http(
     };
     match request {
         Ok(request) => {
-            keep(&spans, request);
+            spans.lock().unwrap().extend(spans_of(request));
             let (content_type, body) = if json {
                 ("application/json", b"{}".to_vec())
             } else {
@@ -205,12 +208,17 @@ impl TraceService for Grpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        keep(&self.0, request.into_inner());
+        self.0
+            .lock()
+            .unwrap()
+            .extend(spans_of(request.into_inner()));
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
 
-fn keep(into: &Mutex<Vec<Span>>, request: ExportTraceServiceRequest) {
+/// The spans of an export request (or of anything shaped as one, such as Jaeger's
+/// answer), flattened.
+pub fn spans_of(request: ExportTraceServiceRequest) -> Vec<Span> {
     let mut kept = Vec::new();
     for resource_spans in request.resource_spans {
         let resource = resource_spans
@@ -240,7 +248,7 @@ fn keep(into: &Mutex<Vec<Span>>, request: ExportTraceServiceRequest) {
             }
         }
     }
-    into.lock().unwrap().extend(kept);
+    kept
 }
 
 fn attributes(pairs: &[KeyValue]) -> HashMap<String, String> {

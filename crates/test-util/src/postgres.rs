@@ -120,6 +120,22 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Restarts the PostgreSQL primary (`pg_ctl restart -m fast`: every session is cut) with
+/// the script `.ci/services` leaves for it, and waits until it accepts connections again.
+pub async fn restart_server() {
+    let script = crate::services::dir().join("postgres").join("restart");
+    let output = tokio::process::Command::new(&script)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,8 @@ locals {
     "create-order" = merge(local.tables, {
       CATALOG_URL           = var.catalog_url
       OXCART_JWT_PUBLIC_KEY = var.jwt_public_key
+      }, var.catalog_ca_file == null ? {} : {
+      CATALOG_CA_FILE = var.catalog_ca_file
     })
     "get-order" = merge(local.tables, {
       OXCART_JWT_PUBLIC_KEY = var.jwt_public_key

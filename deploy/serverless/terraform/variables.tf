@@ -21,6 +21,12 @@ variable "catalog_url" {
   type        = string
 }
 
+variable "catalog_ca_file" {
+  description = "Path, inside the function (a layer's /opt/…), of a PEM file of CAs the catalog's certificate is verified against besides the public roots; null when its CA is a public one."
+  type        = string
+  default     = null
+}
+
 variable "jwt_public_key" {
   description = "The `x` of the token issuer's JSON Web Key (GET /.well-known/jwks.json of the users service): the Ed25519 public key the API functions verify tokens with."
   type        = string

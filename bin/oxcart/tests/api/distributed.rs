@@ -1,10 +1,12 @@
 //! Distributed mode end to end: four oxcart processes, one per group of services, on
-//! PostgreSQL (through PgBouncer when the suite runs behind one) and a Kafka-protocol
-//! broker (tansu), placing the backbone's 200 orders.
+//! PostgreSQL (through PgBouncer when the suite runs behind one) and Apache Kafka (the
+//! three-node cluster `.ci/services` starts), placing the backbone's 200 orders.
 //!
-//! Three runs: undisturbed; with the payments process killed (SIGKILL) in the middle of
-//! its backlog and started again; and with the broker killed and started again while
-//! orders are on their way. Each must end with the same exactly-once effects.
+//! Runs: undisturbed; with the payments process killed (SIGKILL) in the middle of its
+//! backlog and started again; with one payments process of two, the consumer group's
+//! leader, killed and not replaced; with one Kafka node of three killed while orders are
+//! on their way and started again 10 s later; and with PostgreSQL restarted under them.
+//! Each must end with the same exactly-once effects, with no hand on it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use oxcart::config::Config;
 use oxcart_platform::db::{self, Db};
 use oxcart_test_util::api::Api;
-use oxcart_test_util::kafka::Broker;
+use oxcart_test_util::kafka::Cluster as Kafka;
 use oxcart_test_util::postgres::TestDatabase;
 use oxcart_test_util::process::{self, Process};
 
@@ -114,8 +116,7 @@ async fn count(db: &Db, sql: &str) -> i64 {
 /// A migrated database, a broker and the four processes, with the scenario's shop set up.
 struct Run {
     _database: TestDatabase,
-    _logs: tempfile::TempDir,
-    broker: Broker,
+    kafka: Kafka,
     cluster: Cluster,
     web: Process,
     payments: Process,
@@ -134,14 +135,17 @@ impl Run {
     /// [`start`](Self::start), with more settings for every process.
     async fn start_with(extra: &[(&str, String)]) -> Self {
         let database = TestDatabase::create().await;
-        let logs = tempfile::tempdir().unwrap();
-        let broker = Broker::start(logs.path()).await;
+        let kafka = Kafka::from_env();
+        // Topics and groups of this run's own, replicated as in production.
+        let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
         let cluster = Cluster {
             data: tempfile::tempdir().unwrap(),
             env: [
                 ("DATABASE_URL", database.url.as_str()),
                 ("DATABASE_MIGRATION_URL", database.direct_url.as_str()),
-                ("KAFKA_BROKERS", &broker.brokers()),
+                ("KAFKA_BROKERS", &kafka.brokers()),
+                ("OXCART_KAFKA_PREFIX", &prefix),
+                ("OXCART_KAFKA_REPLICATION", "3"),
                 ("OXCART_KAFKA_RELAY_INTERVAL", "50ms"),
                 ("OXCART_MIGRATE", "false"),
             ]
@@ -183,8 +187,7 @@ impl Run {
         let scenario = Scenario::set_up(&api, admin).await;
         Self {
             _database: database,
-            _logs: logs,
-            broker,
+            kafka,
             cluster,
             web,
             payments,
@@ -200,14 +203,19 @@ impl Run {
     /// the payments process is then in the middle of its backlog.
     async fn halfway(&mut self) {
         self.scenario.place(&self.api, 0..100).await;
+        self.wait_for_charges(10).await;
+    }
+
+    /// Waits until the provider has approved `n` charges.
+    async fn wait_for_charges(&self, n: i64) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
-            if count(&self.db, CHARGED).await >= 10 {
+            if count(&self.db, CHARGED).await >= n {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "payments approved fewer than 10 charges in 2 minutes"
+                "payments approved fewer than {n} charges in 2 minutes"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -216,9 +224,16 @@ impl Run {
     /// Settles the 200 orders and checks every effect happened exactly once, the stock
     /// and the analytics agree, and the relay published the whole log.
     async fn assert_settled_exactly_once(&self) -> Audit {
+        self.assert_settled_exactly_once_with(&[]).await
+    }
+
+    /// [`assert_settled_exactly_once`](Self::assert_settled_exactly_once), with more
+    /// processes whose logs to show if it fails.
+    async fn assert_settled_exactly_once_with(&self, more: &[&Process]) -> Audit {
         let ids = self.scenario.ids();
         assert_eq!(ids.len(), 200);
-        let processes = [&self.web, &self.payments, &self.mail, &self.analytics];
+        let mut processes = vec![&self.web, &self.payments, &self.mail, &self.analytics];
+        processes.extend(more);
         let mail = self.cluster.data.path().join("mail");
         let audit = settle(&self.db, &ids, &mail, &processes).await;
         audit.assert_exactly_once(&ids);
@@ -241,7 +256,7 @@ const CHARGED: &str =
     "SELECT COUNT(*) FROM simulated_provider_operations WHERE kind = 'charge' AND approved = 1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs tansu (OXCART_TEST_TANSU) and a build with --features kafka; .ci/run provides both"]
+#[ignore = "needs PostgreSQL and Apache Kafka (.ci/services) and a build with --features kafka"]
 async fn four_processes_on_postgres_and_kafka_settle_two_hundred_orders_exactly_once() {
     let mut run = Run::start().await;
     run.scenario.place(&run.api, 0..200).await;
@@ -249,7 +264,7 @@ async fn four_processes_on_postgres_and_kafka_settle_two_hundred_orders_exactly_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs tansu (OXCART_TEST_TANSU) and a build with --features kafka; .ci/run provides both"]
+#[ignore = "needs PostgreSQL and Apache Kafka (.ci/services) and a build with --features kafka"]
 async fn payments_killed_mid_run_and_restarted_loses_and_doubles_nothing() {
     let mut run = Run::start().await;
     run.halfway().await;
@@ -272,37 +287,139 @@ async fn payments_killed_mid_run_and_restarted_loses_and_doubles_nothing() {
     );
 }
 
+/// The consumer group's leader (in Kafka's classic protocol, the member that assigns
+/// partitions: the first to join, kept while it stays) dies mid-backlog and nobody
+/// replaces it: the coordinator notices its silence after the session timeout, the
+/// other member rejoins as leader of a group of one, and takes over every partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs tansu (OXCART_TEST_TANSU) and a build with --features kafka; .ci/run provides both"]
-async fn broker_restarted_mid_run_recovers_without_a_hand_on_it() {
+#[ignore = "needs PostgreSQL and Apache Kafka (.ci/services) and a build with --features kafka"]
+async fn the_group_leader_killed_leaves_the_backlog_to_the_other_member() {
+    let mut run = Run::start().await;
+    // The first payments process has the group to itself, and so leads it; the second
+    // joins a group that has a leader.
+    run.scenario.place(&run.api, 0..10).await;
+    run.wait_for_charges(5).await;
+    let second = run.cluster.start(PAYMENTS).await;
+    run.scenario.place(&run.api, 10..200).await;
+    run.wait_for_charges(30).await;
+    run.payments.kill().await;
+    let charged_at_the_kill = count(&run.db, CHARGED).await;
+    let audit = run.assert_settled_exactly_once_with(&[&second]).await;
+    let charged: i64 = audit.charges.values().sum();
+    // Only the survivor was left to make the charges after the kill.
+    assert!(
+        charged > charged_at_the_kill,
+        "the backlog was drained before the kill ({charged_at_the_kill} of {charged})"
+    );
+}
+
+/// One Kafka node of three dies in the middle of 200 orders and comes back 10 s later.
+/// With three replicas and two in sync required, writes go on without it; the consumer
+/// groups it coordinated move to another node; the relay's idempotent producer resends
+/// what was in flight without a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL and Apache Kafka (.ci/services) and a build with --features kafka"]
+async fn a_kafka_node_killed_mid_run_and_restarted_loses_and_doubles_nothing() {
     let mut run = Run::start().await;
     run.halfway().await;
-    run.broker.kill().await;
-    // Orders keep coming while the broker is down: they wait in the outbox, and the
-    // relay's producer holds what it had in flight.
+    let down = run.kafka.kill(2).await;
     run.scenario.place(&run.api, 100..200).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    run.broker.restart().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    down.restart().await;
     run.assert_settled_exactly_once().await;
 }
 
-/// One trace across the four processes: the context crosses Kafka in the `traceparent`
-/// header the relay sets, and each process reports under its own service name.
+/// PostgreSQL restarted (`pg_ctl restart -m fast`: every session cut) under the four
+/// processes: each notices (readiness 503), reconnects by itself (readiness 200 again),
+/// and every order still settles exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs tansu (OXCART_TEST_TANSU) and a build with --features kafka; .ci/run provides both"]
+#[ignore = "needs PostgreSQL and Apache Kafka (.ci/services) and a build with --features kafka"]
+async fn postgres_restarted_mid_run_every_process_reconnects() {
+    let mut run = Run::start().await;
+    run.halfway().await;
+    let processes = [&run.web, &run.payments, &run.mail, &run.analytics];
+    let watch: Vec<_> = processes
+        .iter()
+        .map(|process| Readiness::watch(process.addr))
+        .collect();
+    oxcart_test_util::postgres::restart_server().await;
+    run.scenario.place(&run.api, 100..200).await;
+    run.assert_settled_exactly_once().await;
+    for (readiness, process) in watch.into_iter().zip(processes) {
+        let seen = readiness.stop().await;
+        assert!(
+            seen.contains(&503),
+            "{} never reported itself unready while the database was down: {seen:?}",
+            process.addr
+        );
+        assert_eq!(
+            seen.last(),
+            Some(&200),
+            "{} is ready again at the end",
+            process.addr
+        );
+    }
+}
+
+/// The readiness answers of one process, asked every 50 ms until [`stop`](Self::stop),
+/// with repeats folded: `[200, 503, 200]`.
+struct Readiness {
+    task: tokio::task::JoinHandle<Vec<u16>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Readiness {
+    fn watch(addr: std::net::SocketAddr) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let api = Api::new(addr);
+            let mut seen: Vec<u16> = Vec::new();
+            loop {
+                let request = api
+                    .client()
+                    .get(api.url("/health/ready"))
+                    .timeout(Duration::from_secs(10));
+                let status = request.send().await.map_or(0, |r| r.status().as_u16());
+                if seen.last() != Some(&status) {
+                    seen.push(status);
+                }
+                tokio::select! {
+                    _ = &mut stopped => return seen,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        });
+        Self { task, stop }
+    }
+
+    async fn stop(self) -> Vec<u16> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap()
+    }
+}
+
+/// One trace across the four processes, read back from Jaeger: the context crosses Kafka
+/// in the `traceparent` header the relay sets, and each process reports under its own
+/// service name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL, Apache Kafka and Jaeger (.ci/services) and a build with --features kafka"]
 async fn one_trace_crosses_the_processes_through_kafka_headers() {
     use crate::traces::{
-        Caller, Services, assert_saga_trace, exporting_to, place_traced_order, saga_trace,
+        Caller, SAGA_WITHIN, Services, assert_saga_trace, exporting_to, place_traced_order,
+        saga_done,
     };
-    use oxcart_test_util::otlp::Receiver;
+    use oxcart_test_util::jaeger::Jaeger;
+    use oxcart_test_util::services::var;
 
-    let receiver = Receiver::start().await;
-    let run = Run::start_with(&exporting_to(&receiver.http_endpoint())).await;
+    let jaeger = Jaeger::from_env();
+    let run = Run::start_with(&exporting_to(&var("OXCART_TEST_OTLP_HTTP"))).await;
     let (customer, _) = run.api.customer().await;
     let product = run.scenario.mug;
     let caller = Caller::new();
     place_traced_order(&run.api, &customer, product, &caller).await;
-    let trace = saga_trace(&receiver, &caller).await;
+    let trace = jaeger
+        .whole_trace(&caller.trace_id, &caller.span_id, SAGA_WITHIN, saga_done)
+        .await;
     let services = Services {
         orders: "oxcart-users-catalog-orders",
         payments: "oxcart-payments",

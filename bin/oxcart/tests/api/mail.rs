@@ -1,83 +1,33 @@
-//! E-mail over a real SMTP server (aiosmtpd, which the test starts), dead letters and
-//! their replay through the CLI, and the invoice PDF read back with `pdftotext`.
+//! E-mail over a real SMTP server (mailpit, which `.ci/services` starts: STARTTLS
+//! required, verified against the test CA), read back through mailpit's API as the
+//! customer's mailbox would show it; dead letters and their replay through the CLI; and
+//! the invoice PDF read back with `pdftotext`.
 //!
-//! These need tools from outside Rust, so they are `#[ignore]`d in a plain `cargo test`;
-//! `.ci/run` installs the tools and runs them with `-- --ignored`.
+//! These need servers and tools from outside Rust, so they are `#[ignore]`d in a plain
+//! `cargo test`; `.ci/run` starts the servers and runs them with `-- --ignored`.
 
 use oxcart_platform::db;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
+use oxcart::config::Config;
 use oxcart_events::consumer::DeadLetters;
 use oxcart_sql::DbDeadLetters;
+use oxcart_test_util::mailpit::Mailpit;
 use oxcart_test_util::process;
 use secrecy::SecretString;
 use serde_json::json;
-use tokio::process::{Child, Command};
 
 use crate::helpers::TestApp;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oxcart");
 
-/// aiosmtpd, storing every message it accepts in a Maildir.
-struct SmtpServer {
-    _child: Child,
-    maildir: PathBuf,
-}
-
-impl SmtpServer {
-    async fn start(port: u16, dir: &Path) -> Self {
-        let python = std::env::var("OXCART_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-        let maildir = dir.join("maildir");
-        let child = Command::new(&python)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {python} -m aiosmtpd ({e}); pip install aiosmtpd")
-            });
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Self {
-                    _child: child,
-                    maildir,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("aiosmtpd did not listen on {port}; is it installed for {python}?");
-    }
-
-    fn messages(&self) -> Vec<String> {
-        let mut messages = Vec::new();
-        for sub in ["new", "cur"] {
-            if let Ok(entries) = std::fs::read_dir(self.maildir.join(sub)) {
-                for entry in entries {
-                    messages.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
-                }
-            }
-        }
-        messages
-    }
-
-    async fn wait_for(&self, n: usize) -> Vec<String> {
-        for _ in 0..300 {
-            let messages = self.messages();
-            if messages.len() >= n {
-                return messages;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("expected {n} messages, got {}", self.messages().len());
+/// Sends e-mail to `mailpit`, trusting the test CA.
+pub fn sending_to(mailpit: &Mailpit) -> impl FnOnce(&mut Config) + '_ {
+    move |c: &mut Config| {
+        c.smtp_url = Some(SecretString::from(mailpit.smtp_url.clone()));
+        c.tls_ca_file = Some(mailpit.ca());
     }
 }
 
@@ -89,15 +39,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn header<'a>(message: &'a str, name: &str) -> &'a str {
-    message
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .unwrap_or_else(|| panic!("no {name} in\n{message}"))
-        .trim()
-}
-
-async fn paid_order(app: &TestApp) -> (String, String) {
+pub async fn paid_order(app: &TestApp) -> (String, String) {
     let api = &app.api;
     let admin = app.admin().await;
     let mug = api.product(&admin, "Enamel mug", 1450, "EUR", 10).await;
@@ -111,27 +53,37 @@ async fn paid_order(app: &TestApp) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs aiosmtpd (pip install aiosmtpd); .ci/run runs it"]
+#[ignore = "needs mailpit (.ci/services)"]
 async fn the_confirmation_goes_out_over_smtp() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let smtp = SmtpServer::start(port, dir.path()).await;
-    let app = TestApp::spawn_with(|c| {
-        c.smtp_url = Some(SecretString::from(format!("smtp://127.0.0.1:{port}")));
-    })
-    .await;
+    let mailpit = Mailpit::starttls();
+    let app = TestApp::spawn_with(sending_to(&mailpit)).await;
     let (order_id, email) = paid_order(&app).await;
 
-    let messages = smtp.wait_for(1).await;
-    assert_eq!(messages.len(), 1);
-    let message = &messages[0];
-    assert_eq!(header(message, "To"), format!("\"Test User\" <{email}>"));
-    assert!(header(message, "Subject").contains("is confirmed"));
-    assert_eq!(header(message, "X-Oxcart-Order-Id"), order_id);
-    assert!(message.contains("multipart/alternative"));
-    assert!(message.contains("text/plain") && message.contains("text/html"));
-    assert!(message.contains("29.00 EUR"), "{message}");
-    let message_id = header(message, "Message-ID");
+    mailpit.wait_for(&email, 1, Duration::from_secs(30)).await;
+    // One message: the order was paid, and nothing else happened to it yet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mails = mailpit.to(&email).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert_eq!(mail.to.len(), 1);
+    assert_eq!(mail.to[0].address, email);
+    assert_eq!(mail.to[0].name, "Test User");
+    assert!(mail.subject.contains("is confirmed"), "{}", mail.subject);
+    assert_eq!(mail.header("X-Oxcart-Order-Id"), order_id);
+    assert_eq!(mail.header("X-Oxcart-Template"), "order-confirmation");
+    assert!(
+        mail.header("Content-Type")
+            .starts_with("multipart/alternative"),
+        "{:?}",
+        mail.headers
+    );
+    assert!(mail.text.contains("29.00 EUR"), "{}", mail.text);
+    assert!(
+        mail.html.contains("29.00 EUR") && mail.html.contains("<"),
+        "{}",
+        mail.html
+    );
+    let message_id = mail.message_id.clone();
     // The consumer records the message in the transaction that follows the sending, so
     // the row may land a moment after the server has the message.
     let mut recorded: Option<String> = None;
@@ -147,7 +99,7 @@ async fn the_confirmation_goes_out_over_smtp() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let recorded = recorded.expect("the message is recorded");
-    assert_eq!(message_id, format!("<{recorded}>"));
+    assert_eq!(message_id, recorded);
     assert!(
         !app.config.data_dir.join("mail").exists(),
         "SMTP replaces the .eml files"
@@ -155,11 +107,142 @@ async fn the_confirmation_goes_out_over_smtp() {
     app.stop().await;
 }
 
+/// Waits until order `id` has `status`.
+async fn reaches(app: &TestApp, token: &str, id: &str, status: &str) {
+    for _ in 0..300 {
+        let order = app.api.get(&format!("/api/orders/{id}"), Some(token)).await;
+        if order.body["status"] == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("order {id} never reached {status}");
+}
+
+/// The customer's mailbox after three orders: one paid and shipped, one declined, one
+/// paid and cancelled. Each customer-visible step is one e-mail, to the customer, with
+/// its own subject and both a text and an HTML part; nothing else is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs aiosmtpd (pip install aiosmtpd); .ci/run runs it"]
+#[ignore = "needs mailpit (.ci/services)"]
+async fn every_customer_visible_step_is_one_email() {
+    let mailpit = Mailpit::starttls();
+    let app = TestApp::spawn_with(sending_to(&mailpit)).await;
+    let api = &app.api;
+    let admin = app.admin().await;
+    let mug = api.product(&admin, "Enamel mug", 1450, "EUR", 10).await;
+    let email = format!("grace-{}@example.com", uuid::Uuid::new_v4().simple());
+    api.register(&email, oxcart_test_util::api::PASSWORD)
+        .await
+        .ok(201);
+    let customer = api.token(&email, oxcart_test_util::api::PASSWORD).await;
+    let place = |card: &'static str| {
+        let body = json!({
+            "items": [{ "productId": mug, "quantity": 1 }],
+            "shippingAddress": oxcart_test_util::api::order_body(&[])["shippingAddress"],
+            "paymentToken": card,
+        });
+        let customer = customer.clone();
+        async move {
+            let order = api.post("/api/orders", Some(&customer), &body).await;
+            order.ok(201)["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let shipped = place("tok_success").await;
+    let declined = place("tok_declined").await;
+    let cancelled = place("tok_success").await;
+    reaches(&app, &customer, &shipped, "PAID").await;
+    api.post(
+        &format!("/api/orders/{shipped}/ship"),
+        Some(&admin),
+        &json!({}),
+    )
+    .await
+    .ok(200);
+    reaches(&app, &customer, &cancelled, "PAID").await;
+    api.post(
+        &format!("/api/orders/{cancelled}/cancel"),
+        Some(&customer),
+        &json!({}),
+    )
+    .await
+    .ok(200);
+
+    let expected = [
+        (&shipped, "order-confirmation", "is confirmed"),
+        (&shipped, "order-shipped", "is on its way"),
+        (&declined, "payment-failed", "did not go through"),
+        (&cancelled, "order-confirmation", "is confirmed"),
+        (&cancelled, "order-cancelled", "was cancelled"),
+    ];
+    mailpit
+        .wait_for(&email, expected.len(), Duration::from_secs(60))
+        .await;
+    // And no more, even a little later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mails = mailpit.to(&email).await;
+    let mut got: Vec<(String, String)> = mails
+        .iter()
+        .map(|m| {
+            (
+                m.header("X-Oxcart-Order-Id").to_owned(),
+                m.header("X-Oxcart-Template").to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(order, template, _)| ((*order).clone(), (*template).to_owned()))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    for (order, template, subject) in expected {
+        let mail = mails
+            .iter()
+            .find(|m| {
+                m.header("X-Oxcart-Order-Id") == order && m.header("X-Oxcart-Template") == template
+            })
+            .unwrap();
+        assert_eq!(
+            mail.to
+                .iter()
+                .map(|a| a.address.as_str())
+                .collect::<Vec<_>>(),
+            [email.as_str()]
+        );
+        assert!(
+            mail.subject.contains(subject),
+            "{template}: {}",
+            mail.subject
+        );
+        assert!(
+            mail.text.contains("Hello Test User,"),
+            "{template}: {}",
+            mail.text
+        );
+        assert!(
+            mail.html.contains("<html") && mail.html.contains("Enamel mug"),
+            "{template}: {}",
+            mail.html
+        );
+    }
+    let refund = mails
+        .iter()
+        .find(|m| m.header("X-Oxcart-Template") == "order-cancelled")
+        .unwrap();
+    assert!(
+        refund.text.contains("A refund of 14.50 EUR"),
+        "{}",
+        refund.text
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mailpit (.ci/services)"]
 async fn a_mail_outage_is_dead_lettered_and_replayed_once_the_server_is_back() {
     let dir = tempfile::tempdir().unwrap();
-    // Nothing listens here yet: every send fails.
+    // Nothing listens here: every send fails.
     let port = free_port();
     let app = TestApp::spawn_with(|c| {
         c.smtp_url = Some(SecretString::from(format!("smtp://127.0.0.1:{port}")));
@@ -219,10 +302,19 @@ async fn a_mail_outage_is_dead_lettered_and_replayed_once_the_server_is_back() {
     assert_eq!(line["id"], json!(letter.id));
     assert_eq!(line["group"], "email-service");
 
-    // The mail server is back: the replay sends the e-mail, once.
-    let smtp = SmtpServer::start(port, dir.path()).await;
+    // The mail server is back (the relay the configuration now names): the replay sends
+    // the e-mail, once.
+    let mailpit = Mailpit::starttls();
     let config = dir.path().join("oxcart.toml");
-    std::fs::write(&config, format!("smtp_url = \"smtp://127.0.0.1:{port}\"\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "smtp_url = \"{}\"\ntls_ca_file = \"{}\"\n",
+            mailpit.smtp_url,
+            mailpit.ca().display()
+        ),
+    )
+    .unwrap();
     let replay = |id: String| {
         let (data, config) = (app.config.data_dir.clone(), config.clone());
         let database = app.config.database_url();
@@ -247,8 +339,9 @@ async fn a_mail_outage_is_dead_lettered_and_replayed_once_the_server_is_back() {
     };
     let replayed = replay(letter.id.to_string()).await;
     process::succeeded(replayed);
-    let messages = smtp.wait_for(1).await;
-    assert_eq!(header(&messages[0], "X-Oxcart-Order-Id"), order_id);
+    let mails = mailpit.wait_for(&email, 1, Duration::from_secs(30)).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].header("X-Oxcart-Order-Id"), order_id);
     assert!(dead_letters.list(None, false).await.unwrap().is_empty());
     crate::saga::scrape_until(&app.api, |t| {
         t.contains("dead_letters{group=\"email-service\"} 0\n")
@@ -259,7 +352,11 @@ async fn a_mail_outage_is_dead_lettered_and_replayed_once_the_server_is_back() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already replayed"));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(smtp.messages().len(), 1, "a replay never sends twice");
+    assert_eq!(
+        mailpit.to(&email).await.len(),
+        1,
+        "a replay never sends twice"
+    );
     app.stop().await;
 }
 

@@ -15,5 +15,6 @@ mod orders;
 mod process;
 mod replica;
 mod saga;
+mod tls;
 mod traces;
 mod users;

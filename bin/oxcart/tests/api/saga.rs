@@ -248,16 +248,32 @@ fn shipping() -> Value {
     order_body(&[])["shippingAddress"].clone()
 }
 
+/// Places an order as a careful client would: with an `Idempotency-Key`, sending it
+/// again after a 503 (the service could not reach its database or a peer, and said to
+/// retry), so that an order the server did take is never placed twice.
 async fn place(api: &Api, token: &str, items: &[(Uuid, u32)], card: &str) -> Value {
     let body = json!({
         "items": items.iter().map(|(id, q)| json!({ "productId": id, "quantity": q })).collect::<Vec<_>>(),
         "shippingAddress": shipping(),
         "paymentToken": card,
     });
-    api.post("/api/orders", Some(token), &body)
-        .await
-        .ok(201)
-        .clone()
+    let key = Uuid::new_v4().to_string();
+    for _ in 0..30 {
+        let request = api
+            .client()
+            .post(api.url("/api/orders"))
+            .bearer_auth(token)
+            .header("idempotency-key", &key)
+            .json(&body);
+        let reply = api.send(request).await;
+        if reply.status.as_u16() == 503 {
+            assert!(reply.headers.contains_key("retry-after"), "{}", reply.text);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        return reply.ok(201).clone();
+    }
+    panic!("the order was still refused with 503 after 15 s");
 }
 
 /// The backbone issue's scenario: three products (one scarce), five customers and the

@@ -90,15 +90,18 @@ pub async fn place_traced_order(
     reply.ok(201)["id"].as_str().unwrap().to_owned()
 }
 
+/// How long an order's trace may take to reach its end.
+pub const SAGA_WITHIN: Duration = Duration::from_secs(60);
+
+/// Whether the order's trace has reached its end: the e-mail and the invoice.
+pub fn saga_done(trace: &Trace) -> bool {
+    trace.has("send email") && trace.has("issue invoice")
+}
+
 /// Waits until the order's trace holds the e-mail and the invoice, whole, and returns it.
 pub async fn saga_trace(receiver: &Receiver, caller: &Caller) -> Trace {
     receiver
-        .whole_trace(
-            &caller.trace_id,
-            &caller.span_id,
-            Duration::from_secs(60),
-            |trace| trace.has("send email") && trace.has("issue invoice"),
-        )
+        .whole_trace(&caller.trace_id, &caller.span_id, SAGA_WITHIN, saga_done)
         .await
 }
 

@@ -6,5 +6,5 @@ use lambda_http::Error;
 async fn main() -> Result<(), Error> {
     oxcart_lambda::init_logging();
     let functions = oxcart_lambda::functions::Functions::from_env().await?;
-    lambda_http::run(functions.create_order()?).await
+    lambda_http::run(functions.create_order().await?).await
 }

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
 use crate::telemetry::context;
+use crate::tls::{self, TrustedCas};
 
 /// Why a call failed. Every variant is worth retrying later, except `Status` for a 4xx.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,8 @@ pub enum ClientError {
     },
     #[error("{url} answered {status}")]
     Status { url: String, status: u16 },
+    #[error("{url}: TLS refused: {reason}")]
+    Tls { url: String, reason: String },
     #[error("{url}: unexpected body: {source}")]
     Body {
         url: String,
@@ -32,7 +35,8 @@ pub enum ClientError {
     },
 }
 
-/// An HTTP client for one service, at `base` (`http://catalog:8080`).
+/// An HTTP client for one service, at `base` (`http://catalog:8080`, or
+/// `https://catalog.shop.internal` verified against the public roots and `cas`).
 #[derive(Clone)]
 pub struct ServiceClient {
     http: reqwest::Client,
@@ -41,22 +45,44 @@ pub struct ServiceClient {
 
 impl ServiceClient {
     /// `timeout` bounds each call, connecting included.
-    pub fn new(base: &str, timeout: Duration) -> Result<Self, ClientError> {
+    pub fn new(base: &str, timeout: Duration, cas: &TrustedCas) -> Result<Self, ClientError> {
         let parsed = reqwest::Url::parse(base).ok();
         if !parsed.is_some_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host()) {
             return Err(ClientError::Base(base.to_owned()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|source| ClientError::Transport {
-                url: base.to_owned(),
-                source,
-            })?;
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        for certificate in cas.for_reqwest() {
+            builder = builder.add_root_certificate(certificate);
+        }
+        let http = builder.build().map_err(|source| ClientError::Transport {
+            url: base.to_owned(),
+            source,
+        })?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
         })
+    }
+
+    /// The service's base address.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Reaches the service once (`GET /health/live`, which every oxcart service serves),
+    /// at start-up. A certificate this client refuses is an error, since no retry mends
+    /// it; a service that does not answer yet is only logged, since services start in
+    /// any order.
+    pub async fn check(&self) -> Result<(), ClientError> {
+        let url = format!("{}/health/live", self.base);
+        let Err(error) = self.http.get(&url).send().await else {
+            return Ok(());
+        };
+        if let Some(reason) = tls::failure(&error) {
+            return Err(ClientError::Tls { url, reason });
+        }
+        tracing::warn!(%error, %url, "the service cannot be reached yet");
+        Ok(())
     }
 
     /// `GET` the route `template` (`/api/products/{id}`), at `path` (the template filled
