@@ -4,8 +4,10 @@
 #
 # BENCH_MODE=all-in-one (the default): one process on SQLite.
 # BENCH_MODE=distributed: PostgreSQL (a fresh database `oxcart_bench`, directly or through
-# $BENCH_PGBOUNCER), a tansu broker, and four processes: users/catalog/orders (the one
-# the load hits), payments, notifications/invoices and analytics.
+# $BENCH_PGBOUNCER), the three-node Apache Kafka cluster (topics of the run's own,
+# replicated three times), both as `.ci/services` starts them, and four processes:
+# users/catalog/orders (the one the load hits), payments, notifications/invoices and
+# analytics.
 command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)"; exit 1; }
 cache="${OXCART_CACHE:-$HOME/.cache/oxcart}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
@@ -28,19 +30,16 @@ serve() {
     pids+=($!)
 }
 if [ "$mode" = distributed ]; then
-    tansu="${OXCART_TEST_TANSU:-$cache/tansu/bin/tansu}"
-    [ -x "$tansu" ] || { echo "needs tansu: .ci/run installs it into $cache/tansu"; exit 1; }
+    services="${OXCART_SERVICES:-/tmp/oxcart-services}"
+    [ -f "$services/env" ] || { echo "needs the servers: run .ci/services first"; exit 1; }
+    # shellcheck disable=SC1091
+    . "$services/env"
     psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS oxcart_bench WITH (FORCE)" -c "CREATE DATABASE oxcart_bench"
     export DATABASE="postgres://postgres@127.0.0.1:5432/oxcart_bench"
     export DATABASE_URL="${BENCH_PGBOUNCER:-postgres://postgres@127.0.0.1:5432}/oxcart_bench"
     export DATABASE_MIGRATION_URL="$DATABASE"
-    kafka="127.0.0.1:$(free_port)"
-    # (tansu reads a sqlite:// path relative to its working directory)
-    (cd "$work" && exec "$tansu" broker --listener-url "tcp://$kafka" --advertised-listener-url "tcp://$kafka" \
-        --storage-engine "sqlite://tansu.db" >"$work/tansu.log" 2>&1) &
-    pids+=($!)
-    until (exec 3<>"/dev/tcp/${kafka%:*}/${kafka#*:}") 2>/dev/null; do sleep 0.2; done
-    export KAFKA_BROKERS="$kafka" OXCART_MIGRATE=false
+    export KAFKA_BROKERS="$OXCART_TEST_KAFKA" OXCART_MIGRATE=false
+    export OXCART_KAFKA_PREFIX="bench$(date +%s)." OXCART_KAFKA_REPLICATION=3
     "$bin" migrate --data-dir "$work/data" >/dev/null
     serve --listen "127.0.0.1:$port" --services users,catalog,orders
     until curl -sf "$base/health/ready" >/dev/null; do sleep 0.2; done

@@ -173,10 +173,28 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: libraries often repeat their
+/// cause's words in their own message (`…: invalid peer certificate: UnknownIssuer`), and
+/// the chain would say it twice.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -381,6 +399,19 @@ async fn probe_collector(telemetry: &telemetry::Telemetry) -> anyhow::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_is_one_line_with_each_cause_once() {
+        let io = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let error = anyhow::Error::new(io)
+            .context("error communicating with database: invalid peer certificate: UnknownIssuer")
+            .context("cannot connect to PostgreSQL at postgres://db/x");
+        assert_eq!(
+            one_line(&error),
+            "cannot connect to PostgreSQL at postgres://db/x: error communicating with \
+             database: invalid peer certificate: UnknownIssuer"
+        );
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {

@@ -1,6 +1,7 @@
-//! On PostgreSQL (a fresh database per test on the machine's server, through PgBouncer
-//! when the suite runs behind one): the event store, bus and dead-letter contracts, and
-//! what only a server with concurrent writers can show.
+//! On PostgreSQL (a fresh database per test on the server `.ci/services` starts, through
+//! PgBouncer when the suite runs behind one): the event store, bus and dead-letter
+//! contracts, and what only a server with concurrent writers can show. `#[ignore]`d in a
+//! plain `cargo test`, which needs nothing but Rust; `.ci/run` runs them.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -17,9 +18,10 @@ async fn postgres() -> (Arc<dyn EventStore>, TestDatabase) {
     (Arc::new(SqlEventStore::new(db)), database)
 }
 
-oxcart_test_util::event_store_contract!(postgres());
+oxcart_test_util::event_store_contract!(postgres(), #[ignore = "needs PostgreSQL (.ci/services)"]);
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (.ci/services)"]
 async fn the_log_refuses_updates_and_deletes() {
     let (db, _database) = TestDatabase::migrated().await;
     common::the_log_refuses_updates_and_deletes(&db).await;
@@ -30,6 +32,7 @@ async fn the_log_refuses_updates_and_deletes() {
 /// had not committed yet, and never see it. Eight writers append while a reader follows
 /// the log as a consumer does; the reader must end up with every event, in order.
 #[tokio::test]
+#[ignore = "needs PostgreSQL (.ci/services)"]
 async fn a_follower_never_skips_a_position_under_concurrent_appends() {
     let (db, _database) = TestDatabase::migrated().await;
     let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
@@ -80,5 +83,5 @@ async fn postgres_bus() -> (oxcart_test_util::bus::Fixture, TestDatabase) {
 
 mod bus {
     use super::*;
-    oxcart_test_util::bus_contract!(postgres_bus());
+    oxcart_test_util::bus_contract!(postgres_bus(), #[ignore = "needs PostgreSQL (.ci/services)"]);
 }
