@@ -65,8 +65,10 @@ pub trait Subscription: Send {
     /// events up to `wait`, then answers with what there is (possibly nothing).
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<RecordedEvent>, Error>;
 
-    /// Durably records that the group has finished with every delivered event up to and
-    /// including `through`; after a restart, delivery resumes after it.
+    /// Records that the group has finished with every delivered event up to and including
+    /// `through`; after a clean stop, delivery resumes after it. After a crash an adapter
+    /// may deliver again what was recorded in its last moments (Kafka commits what was
+    /// recorded every half second), never less: consumers de-duplicate by event id.
     async fn commit(&mut self, through: &RecordedEvent) -> Result<(), Error>;
 
     /// How far the group's committed position is behind the log, in events.

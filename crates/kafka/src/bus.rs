@@ -9,8 +9,8 @@ use oxcart_events::RecordedEvent;
 use oxcart_events::bus::{Bus, Subscription};
 use oxcart_events::store::Error;
 use oxcart_platform::telemetry::context;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers as _, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
@@ -45,8 +45,16 @@ impl Bus for KafkaBus {
             .config
             .client()
             .set("group.id", self.config.name(group))
-            // Offsets move only when the runner commits an event it has finished with.
-            .set("enable.auto.commit", "false")
+            // Offsets are stored only when the runner commits an event it has finished
+            // with (`commit` below), and librdkafka commits what is stored every
+            // COMMIT_INTERVAL, on a rebalance and on close: one request a member, not one
+            // a batch, for a crash to redeliver at most that interval's events, which the
+            // consumers' inboxes skip.
+            .set("enable.auto.commit", "true")
+            .set(
+                "auto.commit.interval.ms",
+                COMMIT_INTERVAL.as_millis().to_string(),
+            )
             .set("enable.auto.offset.store", "false")
             // A new group starts from the beginning of the log, as on the embedded log.
             .set("auto.offset.reset", "earliest")
@@ -56,11 +64,9 @@ impl Bus for KafkaBus {
             )
             .set("heartbeat.interval.ms", "1000")
             .set("max.poll.interval.ms", "30000")
-            // How long the broker may hold a fetch that finds nothing. Kafka answers as
-            // soon as there is data, so a short wait only costs idle requests, and a
-            // broker answers one connection's requests in order: whatever the client
-            // sends a partition's leader after a fetch waits behind it.
-            .set("fetch.wait.max.ms", "100")
+            // (fetch.wait.max.ms stays librdkafka's 500 ms: a broker answers a fetch as soon
+            // as there is data, so a longer wait costs no latency, and a shorter one
+            // multiplies the idle fetches every member sends every broker.)
             .create()
             .map_err(unavailable)?;
         // The group's offsets and the topics' watermarks are asked for on connections of
@@ -79,8 +85,11 @@ impl Bus for KafkaBus {
         consumer.subscribe(&names).map_err(unavailable)?;
         Ok(Box::new(KafkaSubscription {
             consumer: Arc::new(consumer),
-            observer: Arc::new(observer),
-            topics: names.iter().map(|t| (*t).to_owned()).collect(),
+            probe: Arc::new(std::sync::Mutex::new(LagProbe {
+                observer,
+                topics: names.iter().map(|t| (*t).to_owned()).collect(),
+                partitions: None,
+            })),
             delivered: VecDeque::new(),
             lag: None,
             measuring: None,
@@ -100,8 +109,7 @@ struct KafkaSubscription {
     consumer: Arc<StreamConsumer>,
     /// Never joins the group: it only reads the group's committed offsets and the
     /// watermarks, for the lag.
-    observer: Arc<BaseConsumer>,
-    topics: Vec<String>,
+    probe: Arc<std::sync::Mutex<LagProbe>>,
     /// Delivered and not yet committed, in delivery order.
     delivered: VecDeque<Delivered>,
     /// The group's lag as last measured, and the measurement under way.
@@ -118,48 +126,112 @@ async fn joined<T>(task: JoinHandle<Result<T, KafkaError>>) -> Result<T, Error> 
 /// How long the coordinator waits for a silent member before it rebalances without it.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The group's lag over every partition of `topics`: what it has not committed.
-fn group_lag(consumer: &BaseConsumer, topics: &[String]) -> Result<u64, KafkaError> {
-    // Every partition of the group's topics, not just this member's: the group's lag,
-    // known before the member has joined.
-    let timeout = Duration::from_secs(5);
-    let mut partitions = TopicPartitionList::new();
-    for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-        for found in metadata.topics() {
-            for partition in found.partitions() {
-                partitions.add_partition(found.name(), partition.id());
+/// How often a member commits the offsets it has stored.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long the partitions of the group's topics are taken as known, for the lag.
+const PARTITIONS_FRESH: Duration = Duration::from_secs(30);
+
+/// Measures a group's lag over every partition of its topics, not just one member's:
+/// the group's lag, known before the member has joined.
+struct LagProbe {
+    observer: BaseConsumer,
+    topics: Vec<String>,
+    /// Every partition of the topics, and when they were listed.
+    partitions: Option<(Instant, TopicPartitionList)>,
+}
+
+impl LagProbe {
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// What the group has not committed. A few requests in all: the committed offsets
+    /// from the coordinator, and each partition leader's end offsets in one request per
+    /// leader (the partitions are listed again only every [`PARTITIONS_FRESH`]).
+    fn measure(&mut self) -> Result<u64, KafkaError> {
+        let partitions = match self.partitions.take() {
+            Some((at, list)) if at.elapsed() < PARTITIONS_FRESH => list,
+            _ => self.list_partitions()?,
+        };
+        self.partitions = Some((Instant::now(), partitions.clone()));
+        let committed = self
+            .observer
+            .committed_offsets(partitions.clone(), Self::TIMEOUT)?;
+        let ends = self.offsets_at(&partitions, Offset::End)?;
+        // Where a group that has committed nothing starts: the log's beginning.
+        let unstarted: Vec<(String, i32)> = committed
+            .elements()
+            .iter()
+            .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let starts = if unstarted.is_empty() {
+            Default::default()
+        } else {
+            let mut list = TopicPartitionList::new();
+            for (topic, partition) in &unstarted {
+                list.add_partition(topic, *partition);
+            }
+            self.offsets_at(&list, Offset::Beginning)?
+        };
+        let mut lag = 0;
+        for element in committed.elements() {
+            let key = (element.topic().to_owned(), element.partition());
+            let from = match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => starts.get(&key).copied().unwrap_or(0),
+            };
+            let end = ends.get(&key).copied().unwrap_or(from);
+            lag += u64::try_from(end - from).unwrap_or(0);
+        }
+        Ok(lag)
+    }
+
+    fn list_partitions(&self) -> Result<TopicPartitionList, KafkaError> {
+        let mut partitions = TopicPartitionList::new();
+        for topic in &self.topics {
+            let metadata = self.observer.fetch_metadata(Some(topic), Self::TIMEOUT)?;
+            for found in metadata.topics() {
+                for partition in found.partitions() {
+                    partitions.add_partition(found.name(), partition.id());
+                }
             }
         }
+        Ok(partitions)
     }
-    let committed = consumer.committed_offsets(partitions, timeout)?;
-    let mut lag = 0;
-    for element in committed.elements() {
-        let (low, high) =
-            consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
-        let from = match element.offset() {
-            Offset::Offset(offset) => offset,
-            _ => low,
-        };
-        lag += u64::try_from(high - from).unwrap_or(0);
+
+    /// The offset at `at` (the end, or the beginning) of each partition in `list`.
+    fn offsets_at(
+        &self,
+        list: &TopicPartitionList,
+        at: Offset,
+    ) -> Result<BTreeMap<(String, i32), i64>, KafkaError> {
+        let mut query = TopicPartitionList::new();
+        for element in list.elements() {
+            query.add_partition_offset(element.topic(), element.partition(), at)?;
+        }
+        // A "time" of END or BEGINNING asks for the partition's end or start offset.
+        let found = self.observer.offsets_for_times(query, Self::TIMEOUT)?;
+        Ok(found
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(offset) => Some(((e.topic().to_owned(), e.partition()), offset)),
+                _ => None,
+            })
+            .collect())
     }
-    Ok(lag)
 }
 
 impl KafkaSubscription {
-    /// Runs a blocking call on the group member off the async threads.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        call: impl FnOnce(&StreamConsumer) -> Result<T, KafkaError> + Send + 'static,
-    ) -> Result<T, Error> {
-        let consumer = Arc::clone(&self.consumer);
-        joined(tokio::task::spawn_blocking(move || call(&consumer))).await
-    }
-
     /// Starts measuring the group's lag on the observer.
     fn measure(&self) -> JoinHandle<Result<u64, KafkaError>> {
-        let (observer, topics) = (Arc::clone(&self.observer), self.topics.clone());
-        tokio::task::spawn_blocking(move || group_lag(&observer, &topics))
+        let probe = Arc::clone(&self.probe);
+        tokio::task::spawn_blocking(move || {
+            probe
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .measure()
+        })
     }
 }
 
@@ -247,8 +319,16 @@ impl Subscription for KafkaSubscription {
             list.add_partition_offset(&topic, partition, Offset::Offset(offset))
                 .map_err(unavailable)?;
         }
-        self.blocking(move |consumer| consumer.commit(&list, CommitMode::Sync))
-            .await
+        // Stored here, committed by librdkafka within COMMIT_INTERVAL (and on close). A
+        // partition taken away by a rebalance meanwhile refuses the store: its new owner
+        // delivers those events again, which their inboxes skip.
+        match self.consumer.store_offsets(&list) {
+            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
+                tracing::debug!("partitions revoked before their offsets were stored");
+                Ok(())
+            }
+            stored => stored.map_err(unavailable),
+        }
     }
 
     /// The last finished measurement, starting the next one: the runner asks between

@@ -110,6 +110,11 @@ pub enum Error {
         topic: String,
         code: RDKafkaErrorCode,
     },
+    #[error("cannot delete topic {topic}: {code}")]
+    DeleteTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
     /// The brokers did not answer; `reason` is what librdkafka last said about them
     /// (a refused certificate, a failed login, a refused connection).
     #[error("cannot reach Kafka at {brokers}: {reason}")]
@@ -232,6 +237,26 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), Error> {
             Ok(_) => {}
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(Error::CreateTopic { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the topics and dead-letter topics `config` names: what a test or a benchmark
+/// created under a prefix of its own, when it is done with them. Topics already gone are
+/// no error.
+pub async fn delete_topics(config: &KafkaConfig) -> Result<(), Error> {
+    let admin: AdminClient<DefaultClientContext> = config.client().create()?;
+    let names: Vec<String> = topics::ALL
+        .iter()
+        .flat_map(|topic| [config.name(topic), config.dead_letter_topic(topic)])
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.delete_topics(&names, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => return Err(Error::DeleteTopic { topic, code }),
         }
     }
     Ok(())

@@ -13,12 +13,14 @@ use oxcart_kafka::{KafkaBus, KafkaConfig, KafkaDeadLetters, Relay, RelayMetrics}
 use oxcart_platform::db::Db;
 use oxcart_sql::{DbDeadLetters, SqlEventStore};
 use oxcart_test_util::bus::Fixture;
+use oxcart_test_util::cleanup::Cleanup;
 use oxcart_test_util::kafka::Cluster;
 use oxcart_test_util::postgres::TestDatabase;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-/// The cluster, with topics under a prefix of the test's own, replicated as in production.
-async fn topics() -> KafkaConfig {
+/// The cluster, with topics under a prefix of the test's own, replicated as in production;
+/// they are deleted when the guard is dropped.
+async fn topics() -> (KafkaConfig, Cleanup) {
     let config = KafkaConfig {
         brokers: Cluster::from_env().brokers(),
         prefix: format!("t{}.", uuid::Uuid::new_v4().simple()),
@@ -28,12 +30,17 @@ async fn topics() -> KafkaConfig {
         ..KafkaConfig::default()
     };
     oxcart_kafka::ensure_topics(&config).await.unwrap();
-    config
+    let doomed = config.clone();
+    let cleanup = Cleanup::new(move || async move {
+        let _ = oxcart_kafka::delete_topics(&doomed).await;
+    });
+    (config, cleanup)
 }
 
 struct Guard {
     _relays: DropGuard,
     _database: TestDatabase,
+    _topics: Cleanup,
 }
 
 /// Starts `n` relays on one store, as `n` processes would.
@@ -48,7 +55,7 @@ fn relays(db: &Db, store: &Arc<dyn EventStore>, config: &KafkaConfig, n: usize) 
 
 async fn kafka() -> (Fixture, Guard) {
     let (db, database) = TestDatabase::migrated().await;
-    let config = topics().await;
+    let (config, topics) = topics().await;
     let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
     let fixture = Fixture {
         store: Arc::clone(&store),
@@ -62,6 +69,7 @@ async fn kafka() -> (Fixture, Guard) {
     let guard = Guard {
         _relays: relays(&db, &store, &config, 2),
         _database: database,
+        _topics: topics,
     };
     (fixture, guard)
 }
@@ -77,7 +85,7 @@ mod bus {
 #[ignore = "needs Apache Kafka (.ci/services)"]
 async fn three_relays_publish_every_event_once_in_order() {
     let (db, _database) = TestDatabase::migrated().await;
-    let config = topics().await;
+    let (config, _topics) = topics().await;
     let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
     let _relays = relays(&db, &store, &config, 3);
     let orders: Vec<uuid::Uuid> = (0..20).map(|_| uuid::Uuid::now_v7()).collect();
@@ -132,7 +140,7 @@ async fn dead_letters_reach_the_dead_letter_topic() {
     use rdkafka::message::Headers;
 
     let (db, _database) = TestDatabase::migrated().await;
-    let config = topics().await;
+    let (config, _topics) = topics().await;
     let store = SqlEventStore::new(db.clone());
     let id = uuid::Uuid::now_v7();
     let event = oxcart_test_util::event_store::event(id, "order.created", 1);

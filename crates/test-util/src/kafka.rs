@@ -69,15 +69,18 @@ impl Cluster {
                 .await
                 .is_err()
             {
-                break;
+                return Down {
+                    node: n,
+                    port,
+                    up: false,
+                };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Down {
-            node: n,
-            port,
-            up: false,
-        }
+        panic!(
+            "Kafka node {n} still answers on port {port} after SIGKILL to pid {}",
+            pid.trim()
+        );
     }
 
     fn port(&self, n: usize) -> u16 {

@@ -5,6 +5,7 @@
 //!   [`event_store_contract!`] to run it against one.
 //! - [`bus`]: the contract of the bus and dead-letter ports, and [`bus_contract!`].
 //! - [`api`]: a small HTTP client that speaks the oxcart API and checks problem documents.
+//! - [`cleanup`]: a guard that runs an async clean-up when the test is done.
 //! - [`process`]: runs the real `oxcart` binary as a child, for tests that kill it.
 //! - [`postgres`]: a fresh PostgreSQL database per test, and restarting the server.
 //! - [`services`]: where the real servers `.ci/services` starts are, and their test CA.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod bus;
+pub mod cleanup;
 pub mod event_store;
 pub mod jaeger;
 pub mod kafka;

@@ -101,22 +101,13 @@ async fn admin_pool(admin: &str) -> AnyPool {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Drop runs outside any runtime that could be blocked on, so the clean-up gets a
-        // thread and a small runtime of its own.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for clean-up");
-            runtime.block_on(async move {
-                let pool = admin_pool(&admin).await;
-                let _ = pool
-                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                    .await;
-                pool.close().await;
-            });
-        });
-        let _ = cleanup.join();
+        drop(crate::cleanup::Cleanup::new(move || async move {
+            let pool = admin_pool(&admin).await;
+            let _ = pool
+                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await;
+            pool.close().await;
+        }));
     }
 }
 

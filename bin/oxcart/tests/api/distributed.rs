@@ -14,6 +14,7 @@ use std::time::Duration;
 use oxcart::config::Config;
 use oxcart_platform::db::{self, Db};
 use oxcart_test_util::api::Api;
+use oxcart_test_util::cleanup::Cleanup;
 use oxcart_test_util::kafka::Cluster as Kafka;
 use oxcart_test_util::postgres::TestDatabase;
 use oxcart_test_util::process::{self, Process};
@@ -117,6 +118,8 @@ async fn count(db: &Db, sql: &str) -> i64 {
 struct Run {
     _database: TestDatabase,
     kafka: Kafka,
+    /// Deletes the run's topics when it is over.
+    _topics: Cleanup,
     cluster: Cluster,
     web: Process,
     payments: Process,
@@ -138,6 +141,14 @@ impl Run {
         let kafka = Kafka::from_env();
         // Topics and groups of this run's own, replicated as in production.
         let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+        let doomed = oxcart_kafka::KafkaConfig {
+            brokers: kafka.brokers(),
+            prefix: prefix.clone(),
+            ..oxcart_kafka::KafkaConfig::default()
+        };
+        let topics = Cleanup::new(move || async move {
+            let _ = oxcart_kafka::delete_topics(&doomed).await;
+        });
         let cluster = Cluster {
             data: tempfile::tempdir().unwrap(),
             env: [
@@ -188,6 +199,7 @@ impl Run {
         Self {
             _database: database,
             kafka,
+            _topics: topics,
             cluster,
             web,
             payments,

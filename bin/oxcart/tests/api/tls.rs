@@ -356,7 +356,15 @@ async fn kafka_over_sasl_ssl() {
         config.kafka_replication = 3;
         config.kafka = tls.properties(ca).into_iter().collect();
     };
-    let app = TestApp::spawn_with(|c| kafka(c, &ca())).await;
+    let mut used = Config::default();
+    let app = TestApp::spawn_with(|c| {
+        kafka(c, &ca());
+        used = c.clone();
+    })
+    .await;
+    let _topics = oxcart_test_util::cleanup::Cleanup::new(move || async move {
+        let _ = oxcart_kafka::delete_topics(&used.kafka().unwrap()).await;
+    });
     let admin = app.admin().await;
     let mug = app.api.product(&admin, "Mug", 990, "EUR", 5).await;
     let (customer, _) = app.api.customer().await;
