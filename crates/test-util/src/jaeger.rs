@@ -7,12 +7,10 @@
 //! | `OXCART_TEST_OTLP_HTTP`, `…_GRPC` | its OTLP receiver, plain |
 //! | `OXCART_TEST_OTLP_HTTPS`, `…_GRPCS` | its OTLP receiver, TLS (the test CA's certificate) |
 
-use std::time::Duration;
-
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::Deserialize;
 
-use crate::otlp::{Span, Trace, await_trace, spans_of};
+use crate::otlp::{Span, Traces, spans_of};
 use crate::services::var;
 
 pub struct Jaeger {
@@ -33,9 +31,11 @@ impl Jaeger {
             http: reqwest::Client::new(),
         }
     }
+}
 
-    /// What Jaeger has of trace `trace_id` (lowercase hex): nothing until it has a span.
-    pub async fn trace(&self, trace_id: &str) -> Vec<Span> {
+impl Traces for Jaeger {
+    /// What Jaeger has of the trace: nothing until it has a span.
+    async fn spans_of(&self, trace_id: &str) -> Vec<Span> {
         let url = format!("{}/api/v3/traces/{trace_id}", self.query);
         let reply = self
             .http
@@ -56,17 +56,5 @@ impl Jaeger {
             .await
             .unwrap_or_else(|e| panic!("{url}: not a trace: {e}"));
         spans_of(answer.result)
-    }
-
-    /// Waits up to `within` for the trace to hold what `done` wants and to be whole
-    /// (see [`await_trace`]).
-    pub async fn whole_trace(
-        &self,
-        trace_id: &str,
-        remote_parent: &str,
-        within: Duration,
-        done: impl Fn(&Trace) -> bool,
-    ) -> Trace {
-        await_trace(|| self.trace(trace_id), remote_parent, within, done).await
     }
 }

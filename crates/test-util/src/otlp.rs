@@ -112,48 +112,45 @@ impl Receiver {
             .filter(|s| s.trace_id == trace_id)
             .collect()
     }
+}
+
+/// Where a test reads traces back: the receiver in the test, or a collector's store
+/// (Jaeger).
+#[allow(
+    async_fn_in_trait,
+    reason = "tests await these in place; no Send bound needed"
+)]
+pub trait Traces {
+    /// The spans of trace `trace_id` (lowercase hex) there so far.
+    async fn spans_of(&self, trace_id: &str) -> Vec<Span>;
 
     /// Waits up to `within` for the trace `trace_id` to hold what `done` wants and to be
-    /// whole (see [`await_trace`]).
-    pub async fn whole_trace(
+    /// whole (every span's parent there, but for `remote_parent`, the caller's span): a
+    /// parent ends after its children, so its span can come in a later batch. After
+    /// `within`, returns what there is.
+    async fn whole_trace(
         &self,
         trace_id: &str,
         remote_parent: &str,
         within: Duration,
         done: impl Fn(&Trace) -> bool,
     ) -> Trace {
-        await_trace(
-            || async { self.trace(trace_id) },
-            remote_parent,
-            within,
-            done,
-        )
-        .await
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let trace = Trace::new(self.spans_of(trace_id).await);
+            if (done(&trace) && trace.is_whole(remote_parent))
+                || tokio::time::Instant::now() >= deadline
+            {
+                return trace;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
-/// Reads a trace with `fetch` until it holds what `done` wants and is whole (every span's
-/// parent there, but for `remote_parent`, the caller's span): a parent ends after its
-/// children, so its span can come in a later batch. After `within`, returns what there is.
-pub async fn await_trace<F, Fut>(
-    fetch: F,
-    remote_parent: &str,
-    within: Duration,
-    done: impl Fn(&Trace) -> bool,
-) -> Trace
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Vec<Span>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let trace = Trace::new(fetch().await);
-        if (done(&trace) && trace.is_whole(remote_parent))
-            || tokio::time::Instant::now() >= deadline
-        {
-            return trace;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+impl Traces for Receiver {
+    async fn spans_of(&self, trace_id: &str) -> Vec<Span> {
+        self.trace(trace_id)
     }
 }
 

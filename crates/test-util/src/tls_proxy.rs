@@ -20,8 +20,14 @@ pub struct TlsProxy {
 }
 
 impl TlsProxy {
-    /// Listens on a free port and passes connections on to `upstream`.
+    /// Listens on a free port of 127.0.0.1 and passes connections on to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
+        Self::start_on([127, 0, 0, 1].into(), upstream).await
+    }
+
+    /// [`start`](Self::start), listening on `ip`: another loopback address, such as
+    /// 127.0.0.2, is a host the certificate does not name.
+    pub async fn start_on(ip: std::net::IpAddr, upstream: SocketAddr) -> Self {
         let pki = services::dir().join("pki");
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_file_iter(pki.join("server.crt"))
@@ -39,7 +45,7 @@ impl TlsProxy {
         .with_single_cert(chain, key)
         .expect("a certificate and its key");
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let listener = TcpListener::bind((ip, 0)).await.expect("a free port");
         let addr = listener.local_addr().expect("its address");
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -59,9 +65,15 @@ impl TlsProxy {
         Self { addr, task }
     }
 
-    /// `https://localhost:<port>`: the name the certificate is for.
+    /// `https://localhost:<port>` on 127.0.0.1, the name the certificate is for;
+    /// `https://<ip>:<port>` elsewhere.
     pub fn url(&self) -> String {
-        format!("https://localhost:{}", self.addr.port())
+        match self.addr.ip() {
+            ip if ip == std::net::IpAddr::from([127, 0, 0, 1]) => {
+                format!("https://localhost:{}", self.addr.port())
+            }
+            ip => format!("https://{ip}:{}", self.addr.port()),
+        }
     }
 }
 

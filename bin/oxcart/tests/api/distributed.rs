@@ -421,6 +421,7 @@ async fn one_trace_crosses_the_processes_through_kafka_headers() {
         saga_done,
     };
     use oxcart_test_util::jaeger::Jaeger;
+    use oxcart_test_util::otlp::Traces as _;
     use oxcart_test_util::services::var;
 
     let jaeger = Jaeger::from_env();

@@ -46,6 +46,18 @@ pub async fn create_admin(config: &Config, db: &oxcart_platform::db::Db, api: &A
     api.token(&email, PASSWORD).await
 }
 
+/// Waits (up to 30 s) until order `id`, read as `token`, has `status`.
+pub async fn order_reaches(api: &Api, token: &str, id: &str, status: &str) {
+    for _ in 0..600 {
+        let order = api.get(&format!("/api/orders/{id}"), Some(token)).await;
+        if order.body["status"] == status {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("order {id} never reached {status}");
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await

@@ -19,7 +19,7 @@ use oxcart_test_util::process;
 use secrecy::SecretString;
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, order_reaches};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oxcart");
 
@@ -107,18 +107,6 @@ async fn the_confirmation_goes_out_over_smtp() {
     app.stop().await;
 }
 
-/// Waits until order `id` has `status`.
-async fn reaches(app: &TestApp, token: &str, id: &str, status: &str) {
-    for _ in 0..300 {
-        let order = app.api.get(&format!("/api/orders/{id}"), Some(token)).await;
-        if order.body["status"] == status {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("order {id} never reached {status}");
-}
-
 /// The customer's mailbox after three orders: one paid and shipped, one declined, one
 /// paid and cancelled. Each customer-visible step is one e-mail, to the customer, with
 /// its own subject and both a text and an HTML part; nothing else is sent.
@@ -150,7 +138,7 @@ async fn every_customer_visible_step_is_one_email() {
     let shipped = place("tok_success").await;
     let declined = place("tok_declined").await;
     let cancelled = place("tok_success").await;
-    reaches(&app, &customer, &shipped, "PAID").await;
+    order_reaches(api, &customer, &shipped, "PAID").await;
     api.post(
         &format!("/api/orders/{shipped}/ship"),
         Some(&admin),
@@ -158,7 +146,7 @@ async fn every_customer_visible_step_is_one_email() {
     )
     .await
     .ok(200);
-    reaches(&app, &customer, &cancelled, "PAID").await;
+    order_reaches(api, &customer, &cancelled, "PAID").await;
     api.post(
         &format!("/api/orders/{cancelled}/cancel"),
         Some(&customer),

@@ -224,6 +224,18 @@ async fn calls_between_services_over_https() {
             && error.contains("UnknownIssuer"),
         "{error}"
     );
+
+    // The right CA, but a host the certificate does not name (it names localhost and
+    // 127.0.0.1).
+    let elsewhere = TlsProxy::start_on([127, 0, 0, 2].into(), ([127, 0, 0, 1], port).into()).await;
+    let (mut config, _dir) = fresh();
+    config.catalog_url = Some(elsewhere.url());
+    config.tls_ca_file = Some(ca());
+    let error = refused(config, Duration::from_secs(15)).await;
+    assert!(
+        error.contains("https://127.0.0.2:") && error.contains("not valid for name \"127.0.0.2\""),
+        "{error}"
+    );
 }
 
 /// Implicit TLS (`smtps://`) with a login, and STARTTLS, each verified; a wrong CA and a
@@ -276,8 +288,9 @@ async fn smtp_over_implicit_tls_with_a_login() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Jaeger with TLS (.ci/services)"]
 async fn otlp_over_tls_reaches_jaeger() {
-    use crate::traces::Caller;
+    use crate::traces::traced_get;
     use oxcart_test_util::jaeger::Jaeger;
+    use oxcart_test_util::otlp::Traces as _;
 
     let jaeger = Jaeger::from_env();
     let ca = ca();
@@ -294,13 +307,7 @@ async fn otlp_over_tls_reaches_jaeger() {
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ];
         let server = Process::start_with_env(Path::new(BIN), dir.path(), &[], &env).await;
-        let api = Api::new(server.addr);
-        let caller = Caller::new();
-        let request = api
-            .client()
-            .get(api.url("/api/products"))
-            .header("traceparent", caller.traceparent());
-        api.send(request).await.ok(200);
+        let caller = traced_get(&Api::new(server.addr), "/api/products").await;
         let trace = jaeger
             .whole_trace(
                 &caller.trace_id,
@@ -370,19 +377,8 @@ async fn kafka_over_sasl_ssl() {
     let (customer, _) = app.api.customer().await;
     let order = app.api.place_order(&customer, &[(mug, 1)]).await;
     let id = order.ok(201)["id"].as_str().unwrap().to_owned();
-    let mut status = String::new();
-    for _ in 0..600 {
-        let order = app
-            .api
-            .get(&format!("/api/orders/{id}"), Some(&customer))
-            .await;
-        status = order.body["status"].as_str().unwrap_or_default().to_owned();
-        if status == "PAID" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, "PAID", "the saga ran over the TLS listener");
+    // The saga ran over the TLS listener.
+    crate::helpers::order_reaches(&app.api, &customer, &id, "PAID").await;
     let published: i64 =
         db::query_scalar("SELECT position FROM projection_checkpoints WHERE name = 'kafka-relay'")
             .fetch_one(&mut *app.db.read().await.unwrap())

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use oxcart_test_util::api::{Api, PASSWORD, order_body};
-use oxcart_test_util::otlp::{Receiver, Span, Trace};
+use oxcart_test_util::otlp::{Receiver, Span, Trace, Traces as _};
 use oxcart_test_util::process::Process;
 use uuid::Uuid;
 
@@ -71,6 +71,17 @@ pub fn exporting_to(endpoint: &str) -> Vec<(&'static str, String)> {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_owned()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
     ]
+}
+
+/// `GET path` (which must answer 200) in a caller's new trace; returns the caller.
+pub async fn traced_get(api: &Api, path: &str) -> Caller {
+    let caller = Caller::new();
+    let request = api
+        .client()
+        .get(api.url(path))
+        .header("traceparent", caller.traceparent());
+    api.send(request).await.ok(200);
+    caller
 }
 
 /// Places one order of `product` as `customer`, continuing `caller`'s trace; returns its id.
@@ -258,12 +269,7 @@ async fn grpc_export_names_the_service_and_flushes_on_shutdown() {
     ];
     let server = Process::start_with_env(Path::new(BIN), dir.path(), &[], &env).await;
     let api = Api::new(server.addr);
-    let caller = Caller::new();
-    let request = api
-        .client()
-        .get(api.url("/api/products"))
-        .header("traceparent", caller.traceparent());
-    api.send(request).await.ok(200);
+    let caller = traced_get(&api, "/api/products").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         receiver.trace(&caller.trace_id).is_empty(),
