@@ -204,10 +204,7 @@ pub async fn connect(config: &KafkaConfig, timeout: Duration) -> Result<(), Erro
         }
     })
     .await
-    .map_err(|e| Error::Connect {
-        brokers: String::new(),
-        reason: e.to_string(),
-    })?
+    .map_err(lost)?
 }
 
 /// Creates the topics and their dead-letter topics; topics that exist are left as they
@@ -215,10 +212,7 @@ pub async fn connect(config: &KafkaConfig, timeout: Duration) -> Result<(), Erro
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), Error> {
     connect(config, Duration::from_secs(30)).await?;
     let admin: AdminClient<DefaultClientContext> = config.client().create()?;
-    let names: Vec<String> = topics::ALL
-        .iter()
-        .flat_map(|topic| [config.name(topic), config.dead_letter_topic(topic)])
-        .collect();
+    let names = topic_names(config);
     let retention = (7 * 24 * 3600 * 1000_i64).to_string();
     let new: Vec<NewTopic<'_>> = names
         .iter()
@@ -239,7 +233,59 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), Error> {
             Err((topic, code)) => return Err(Error::CreateTopic { topic, code }),
         }
     }
-    Ok(())
+    published(config, names).await
+}
+
+/// A blocking call whose thread was lost (it panicked, or the runtime is shutting down).
+fn lost(error: tokio::task::JoinError) -> Error {
+    Error::Connect {
+        brokers: String::new(),
+        reason: error.to_string(),
+    }
+}
+
+/// Every topic and dead-letter topic `config` names.
+fn topic_names(config: &KafkaConfig) -> Vec<String> {
+    topics::ALL
+        .iter()
+        .flat_map(|topic| [config.name(topic), config.dead_letter_topic(topic)])
+        .collect()
+}
+
+/// Waits until the brokers publish every one of `names` in their metadata, each
+/// partition with a leader. A topic the controller has just created reaches the other
+/// brokers a moment later, and a consumer that subscribes to it before then is told it
+/// does not exist, and looks again only minutes later. Asked several times in a row,
+/// since each request may go to another broker.
+async fn published(config: &KafkaConfig, names: Vec<String>) -> Result<(), Error> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = config.client().create()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut in_a_row = 0;
+        while in_a_row < 3 {
+            let metadata = client.fetch_metadata(None, Duration::from_secs(5))?;
+            let ready = names.iter().all(|name| {
+                metadata.topics().iter().any(|topic| {
+                    topic.name() == name
+                        && topic.error().is_none()
+                        && !topic.partitions().is_empty()
+                        && topic.partitions().iter().all(|p| p.leader() >= 0)
+                })
+            });
+            in_a_row = if ready { in_a_row + 1 } else { 0 };
+            if Instant::now() >= deadline {
+                return Err(Error::Connect {
+                    brokers: config.brokers.clone(),
+                    reason: "the topics were created but the brokers do not list them".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(lost)?
 }
 
 /// Deletes the topics and dead-letter topics `config` names: what a test or a benchmark
@@ -247,10 +293,7 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), Error> {
 /// no error.
 pub async fn delete_topics(config: &KafkaConfig) -> Result<(), Error> {
     let admin: AdminClient<DefaultClientContext> = config.client().create()?;
-    let names: Vec<String> = topics::ALL
-        .iter()
-        .flat_map(|topic| [config.name(topic), config.dead_letter_topic(topic)])
-        .collect();
+    let names = topic_names(config);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.delete_topics(&names, &options).await? {
