@@ -8,7 +8,7 @@ use oxcart_events::EventStore;
 use oxcart_test_util::moto::Moto;
 
 async fn dynamodb() -> (Arc<dyn EventStore>, Moto) {
-    let moto = Moto::start().await;
+    let moto = Moto::start_one_at_a_time().await;
     let client = aws_sdk_dynamodb::Client::new(&local_config(&moto.endpoint));
     let store = DynamoEventStore::new(client, "oxcart-events");
     store.create_table().await.unwrap();

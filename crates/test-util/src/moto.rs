@@ -15,8 +15,31 @@ pub struct Moto {
     _child: Child,
 }
 
+/// moto's server as `python -m moto.server` runs it, but answering one request at a time.
+const ONE_AT_A_TIME: &str = "\
+import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+run_simple('127.0.0.1', int(sys.argv[1]), DomainDispatcherApplication(create_backend_app),
+           threaded=False, request_handler=MotoRequestHandler)
+";
+
 impl Moto {
+    /// moto as it ships: a thread per request.
     pub async fn start() -> Self {
+        Self::run(&["-m", "moto.server", "--host", "127.0.0.1", "--port"]).await
+    }
+
+    /// moto answering one request at a time, for DynamoDB alone. moto checks a
+    /// `TransactWriteItems`' conditions and then writes, so two transactions under the
+    /// same condition on two threads can both succeed, where DynamoDB lets one; the event
+    /// store's contract races appends on purpose. (Not for SQS: a long poll would hold
+    /// every other request.)
+    pub async fn start_one_at_a_time() -> Self {
+        Self::run(&["-c", ONE_AT_A_TIME]).await
+    }
+
+    async fn run(args: &[&str]) -> Self {
         let python = std::env::var("OXCART_TEST_PYTHON")
             .expect("OXCART_TEST_PYTHON names a Python with moto[server] (.ci/run provides it)");
         let port = TcpListener::bind("127.0.0.1:0")
@@ -24,7 +47,7 @@ impl Moto {
             .expect("a free port")
             .port();
         let child = Command::new(&python)
-            .args(["-m", "moto.server", "--host", "127.0.0.1", "--port"])
+            .args(args)
             .arg(port.to_string())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
