@@ -30,7 +30,7 @@ serve() {
     pids+=($!)
 }
 if [ "$mode" = distributed ]; then
-    services="${OXCART_SERVICES:-/tmp/oxcart-services}"
+    services="${OXCART_SERVICES_DIR:-/tmp/oxcart-services}"
     [ -f "$services/env" ] || { echo "needs the servers: run .ci/services first"; exit 1; }
     # shellcheck disable=SC1091
     . "$services/env"

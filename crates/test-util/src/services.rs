@@ -1,5 +1,5 @@
 //! Where the real servers are: `.ci/services` starts them and writes their addresses to
-//! `$OXCART_SERVICES/env` (default `/tmp/oxcart-services/env`) as `OXCART_TEST_*`
+//! `$OXCART_SERVICES_DIR/env` (default `/tmp/oxcart-services/env`) as `OXCART_TEST_*`
 //! variables, which `.ci/run` exports before the suites that need them.
 
 use std::path::PathBuf;
