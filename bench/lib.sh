@@ -1,6 +1,7 @@
 # Shared by the benchmark scripts: builds the release binary, starts oxcart on a fresh
 # data directory, and creates a customer (TOKEN) and a well-stocked product (PRODUCT).
 # Sets: bin, base, work, pids, DATABASE, TOKEN, PRODUCT. Source it; its EXIT trap cleans up.
+# OXCART_BIN=path uses that binary instead of building one.
 #
 # BENCH_MODE=all-in-one (the default): one process on SQLite.
 # BENCH_MODE=distributed: PostgreSQL (a fresh database `oxcart_bench`, directly or through
@@ -14,8 +15,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 mode="${BENCH_MODE:-all-in-one}"
 features=()
 [ "$mode" = distributed ] && features=(--features kafka)
-cargo build --release --locked --bin oxcart "${features[@]}"
-bin="$CARGO_TARGET_DIR/release/oxcart"
+# OXCART_BIN: a binary built elsewhere (an older release, to compare), used as it is.
+if [ -n "${OXCART_BIN:-}" ]; then
+    bin="$OXCART_BIN"
+else
+    cargo build --release --locked --bin oxcart "${features[@]}"
+    bin="$CARGO_TARGET_DIR/release/oxcart"
+fi
 
 work="$(mktemp -d)"
 pids=()

@@ -1,11 +1,13 @@
 """Reads an oxcart event log and reports the saga's end-to-end figures.
 
-Usage: saga_report.py DATABASE LABEL MARK
+Usage: saga_report.py DATABASE LABEL MARK [RESULTS]
 
 DATABASE is a SQLite file, or a postgres:// URL (read with psql). Waits until every
 order is PAID (or 120 s pass), then measures the orders placed since the previous report,
-whose last log position it keeps in the file MARK.
+whose last log position it keeps in the file MARK. With RESULTS, also appends the
+figures to that file as one JSON line.
 """
+import json
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 db_path, label, mark = sys.argv[1], sys.argv[2], sys.argv[3]
+results = sys.argv[4] if len(sys.argv) > 4 else None
 mark_path = Path(mark)
 since = int(mark_path.read_text()) if mark_path.exists() else 0
 
@@ -97,3 +100,12 @@ print(f"   created -> paid  p50 {pct(0.50):.1f} ms  p90 {pct(0.90):.1f} ms  p99 
 print(f"   placed {len(rows) / max(last_created - first, 1e-9):.0f} orders/s; "
       f"paid {len(rows) / max(last_paid - first, 1e-9):.0f} orders/s sustained end to end; "
       f"the consumers drained {max(last_paid - last_created, 0):.1f} s after the last order")
+
+if results:
+    with open(results, "a") as out:
+        out.write(json.dumps({
+            "label": label, "paid": len(rows), "open": open_orders,
+            "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": latencies[-1],
+            "placedPerSecond": len(rows) / max(last_created - first, 1e-9),
+            "paidPerSecond": len(rows) / max(last_paid - first, 1e-9),
+        }) + "\n")

@@ -18,9 +18,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use axum::{Extension, Router};
-use oxcart_analytics::{Analytics, AnalyticsHandler};
+use oxcart_analytics::{Analytics, Sales};
 use oxcart_catalog::Catalog;
-use oxcart_catalog::stock::StockHandler;
+use oxcart_catalog::stock::Stock;
 use oxcart_events::consumer::{ConsumerMetrics, ConsumerRunner, DeadLetters, Handler};
 use oxcart_events::projection::ProjectionRunner;
 use oxcart_events::store::BoxError;
@@ -339,7 +339,7 @@ pub fn assemble(
                 routes = routes.merge(oxcart_catalog::http::router(Catalog::new(db.clone())));
                 assembly
                     .handlers
-                    .push(Arc::new(StockHandler::new(db.clone(), store.clone())));
+                    .push(Arc::new(Stock::handler(db.clone(), store.clone())));
             }
             Service::Orders => {
                 routes = routes.merge(oxcart_orders::http::router(
@@ -388,9 +388,7 @@ pub fn assemble(
             }
             Service::Analytics => {
                 routes = routes.merge(oxcart_analytics::http::router(Analytics::new(db.clone())));
-                assembly
-                    .handlers
-                    .push(Arc::new(AnalyticsHandler::new(db.clone())));
+                assembly.handlers.push(Arc::new(Sales::handler(db.clone())));
             }
         }
     }

@@ -13,13 +13,14 @@ pub mod http;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use oxcart_events::Position;
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
-use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
 use oxcart_orders::domain::{OrderCreated, OrderEvent, OrderStatus};
-use oxcart_platform::db::{self, Db};
+use oxcart_platform::db::{self, Db, Tx};
 use oxcart_platform::{ProblemKind, ServiceError};
+use oxcart_sql::{Apply, InTransaction};
 use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
@@ -30,13 +31,16 @@ pub const GROUP: &str = "analytics-service";
 /// The statuses whose orders count as revenue.
 const EARNING: &str = "('PAID', 'SHIPPED', 'DELIVERED')";
 
-pub struct AnalyticsHandler {
-    db: Db,
-}
+/// The consumer group `analytics-service`: every effect is rows, so a polled batch of
+/// events is applied in one transaction.
+pub type AnalyticsHandler = InTransaction<Sales>;
 
-impl AnalyticsHandler {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+/// What the order and payment events change in the analytics tables.
+pub struct Sales;
+
+impl Sales {
+    pub fn handler(db: Db) -> AnalyticsHandler {
+        InTransaction::new(db, Self)
     }
 }
 
@@ -64,7 +68,7 @@ impl Change {
 }
 
 #[async_trait]
-impl Handler for AnalyticsHandler {
+impl Apply for Sales {
     fn group(&self) -> &'static str {
         GROUP
     }
@@ -73,12 +77,18 @@ impl Handler for AnalyticsHandler {
         &[topics::ORDERS, topics::PAYMENTS]
     }
 
-    async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        let kind = event.event.event_type.as_str();
+        kind.starts_with("order.") || matches!(kind, "payment.succeeded" | "payment.failed")
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        event: &RecordedEvent,
+    ) -> Result<Option<Position>, BoxError> {
         let Some(change) = Change::of(event)? else {
-            return Ok(());
-        };
-        let Some(mut tx) = db::begin_claimed(&self.db, GROUP, event.event.event_id).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let order_id = event.event.aggregate_id.to_string();
         match change {
@@ -93,7 +103,7 @@ impl Handler for AnalyticsHandler {
                 .bind(&created.currency)
                 .bind(created.total_amount)
                 .bind(db::timestamp(event.event.timestamp))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 for line in &created.items {
                     db::query(
@@ -106,7 +116,7 @@ impl Handler for AnalyticsHandler {
                     .bind(&line.name)
                     .bind(i64::from(line.quantity))
                     .bind(line.line_total)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 }
             }
@@ -114,7 +124,7 @@ impl Handler for AnalyticsHandler {
                 db::query("UPDATE analytics_orders SET status = $1 WHERE order_id = $2")
                     .bind(status.as_str())
                     .bind(&order_id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
             }
             Change::Payment(outcome) => {
@@ -129,12 +139,11 @@ impl Handler for AnalyticsHandler {
                 )
                 .bind(order_id)
                 .bind(outcome)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
         }
-        tx.commit().await?;
-        Ok(())
+        Ok(None)
     }
 }
 

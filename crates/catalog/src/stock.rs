@@ -1,19 +1,20 @@
 //! The catalog's part in the order saga: reserving stock when an order is placed and
 //! giving it back when the order fails or is cancelled.
 //!
-//! Every step runs in one transaction that claims the event (so a redelivery does
-//! nothing), changes the stock, records the reservation and appends the outcome
-//! (`stock.reserved`, `stock.rejected`, `stock.released`) through the outbox.
+//! Every step runs in the transaction that claims the event (so a redelivery does
+//! nothing): it changes the stock, records the reservation and appends the outcome
+//! (`stock.reserved`, `stock.rejected`, `stock.released`) through the outbox. All of it is
+//! rows, so a polled batch of orders is reserved in one transaction ([`InTransaction`]).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use oxcart_events::bus::topics;
-use oxcart_events::consumer::Handler;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
-use oxcart_events::{NewEvent, RecordedEvent};
-use oxcart_platform::db::{self, Db};
+use oxcart_events::{NewEvent, Position, RecordedEvent};
+use oxcart_platform::db::{self, Db, Tx};
+use oxcart_sql::{Apply, InTransaction};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::AnyConnection;
@@ -52,29 +53,36 @@ struct Shortage {
     available: i64,
 }
 
-pub struct StockHandler {
-    db: Db,
+/// The consumer group `catalog-service`.
+pub type StockHandler = InTransaction<Stock>;
+
+/// The catalog's steps in the saga, on the transaction of the event that calls for them.
+pub struct Stock {
     outbox: Arc<dyn Outbox>,
 }
 
-impl StockHandler {
-    pub fn new(db: Db, outbox: Arc<dyn Outbox>) -> Self {
-        Self { db, outbox }
+impl Stock {
+    /// The group's handler; `outbox` is where its replies are appended.
+    pub fn handler(db: Db, outbox: Arc<dyn Outbox>) -> StockHandler {
+        InTransaction::new(
+            db,
+            Self {
+                outbox: outbox.clone(),
+            },
+        )
+        .with_outbox(outbox)
     }
 
     #[tracing::instrument(name = "reserve stock", skip_all, fields(order.id = %cause.event.aggregate_id))]
-    async fn reserve(&self, cause: &RecordedEvent) -> Result<(), BoxError> {
+    async fn reserve(&self, tx: &mut Tx, cause: &RecordedEvent) -> Result<Position, BoxError> {
         let order_id = cause.event.aggregate_id;
         let created: OrderCreated = serde_json::from_value(cause.event.data.clone())?;
-        let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
-            return Ok(());
-        };
         let mut shortages = Vec::new();
         for line in &created.items {
             let available: Option<i64> =
                 db::query_scalar("SELECT stock FROM products WHERE id = $1")
                     .bind(line.product_id.to_string())
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await?;
             let available = available.unwrap_or(0);
             if available < line.quantity {
@@ -87,7 +95,7 @@ impl StockHandler {
         }
         let (status, event_type, data) = if shortages.is_empty() {
             for line in &created.items {
-                take(&mut tx, line.product_id, -line.quantity).await?;
+                take(tx, line.product_id, -line.quantity).await?;
             }
             let data = json!({ "orderId": order_id, "items": created.items });
             ("reserved", "stock.reserved", data)
@@ -105,54 +113,50 @@ impl StockHandler {
         .bind(status)
         .bind(serde_json::to_string(&created.items)?)
         .bind(&now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         let id = reservation_id(order_id);
         let event = NewEvent::caused_by(cause, event_type, AGGREGATE, id, data);
-        let appended = self.outbox.append_in(&mut tx, id, 0, vec![event]).await?;
-        tx.commit().await?;
-        self.outbox.committed(appended.position);
+        let appended = self.outbox.append_in(tx, id, 0, vec![event]).await?;
         tracing::info!(order_id = %order_id, outcome = status, "stock reservation");
-        Ok(())
+        Ok(appended.position)
     }
 
     #[tracing::instrument(name = "release stock", skip_all)]
-    async fn release(&self, cause: &RecordedEvent) -> Result<(), BoxError> {
+    async fn release(
+        &self,
+        tx: &mut Tx,
+        cause: &RecordedEvent,
+    ) -> Result<Option<Position>, BoxError> {
         let order_id = cause.event.aggregate_id;
-        let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
-            return Ok(());
-        };
         let items: Option<String> = db::query_scalar(
             "SELECT items FROM stock_reservations WHERE order_id = $1 AND status = 'reserved'",
         )
         .bind(order_id.to_string())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let Some(items) = items else {
-            // Nothing held for this order (rejected, or already released): just record
-            // that the event was seen.
-            tx.commit().await?;
-            return Ok(());
+            // Nothing held for this order (rejected, or already released): the claim
+            // records that the event was seen.
+            return Ok(None);
         };
         let items: Vec<Line> = serde_json::from_str(&items)?;
         for line in &items {
-            take(&mut tx, line.product_id, line.quantity).await?;
+            take(tx, line.product_id, line.quantity).await?;
         }
         db::query(
             "UPDATE stock_reservations SET status = 'released', updated_at = $1 WHERE order_id = $2",
         )
         .bind(db::timestamp(db::now()))
         .bind(order_id.to_string())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         let id = reservation_id(order_id);
         let data = json!({ "orderId": order_id, "items": items, "reason": cause.event.event_type });
         let event = NewEvent::caused_by(cause, "stock.released", AGGREGATE, id, data);
-        let appended = self.outbox.append_in(&mut tx, id, 1, vec![event]).await?;
-        tx.commit().await?;
-        self.outbox.committed(appended.position);
+        let appended = self.outbox.append_in(tx, id, 1, vec![event]).await?;
         tracing::info!(order_id = %order_id, "stock released");
-        Ok(())
+        Ok(Some(appended.position))
     }
 }
 
@@ -175,7 +179,7 @@ async fn take(conn: &mut AnyConnection, product: Uuid, delta: i64) -> Result<(),
 }
 
 #[async_trait]
-impl Handler for StockHandler {
+impl Apply for Stock {
     fn group(&self) -> &'static str {
         GROUP
     }
@@ -184,11 +188,21 @@ impl Handler for StockHandler {
         &[topics::ORDERS]
     }
 
-    async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        matches!(
+            event.event.event_type.as_str(),
+            "order.created" | "order.payment_failed" | "order.cancelled"
+        )
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        event: &RecordedEvent,
+    ) -> Result<Option<Position>, BoxError> {
         match event.event.event_type.as_str() {
-            "order.created" => self.reserve(event).await,
-            "order.payment_failed" | "order.cancelled" => self.release(event).await,
-            _ => Ok(()),
+            "order.created" => self.reserve(tx, event).await.map(Some),
+            _ => self.release(tx, event).await,
         }
     }
 }

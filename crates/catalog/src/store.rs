@@ -53,7 +53,11 @@ impl ProductStore {
         .await;
         match result {
             Ok(_) => Ok(tx.commit().await?),
-            Err(e) if db::is_unique_violation(&e) => Err(Error::SkuTaken(product.sku.clone())),
+            Err(e) if db::is_unique_violation(&e) => {
+                // Returns once whatever took it is durable (see `db::group`).
+                tx.rollback().await?;
+                Err(Error::SkuTaken(product.sku.clone()))
+            }
             Err(e) => Err(Error::Storage(e)),
         }
     }

@@ -19,6 +19,12 @@
 //! Within a batch, events are split into lanes by the order they concern and the lanes run
 //! concurrently: a slow payment for one order does not hold up the next order, while the
 //! events of any one order are still handled in log order.
+//!
+//! A handler whose effects can be undone together (rows in one database: see
+//! [`Handler::batches`]) is first given the whole batch, to apply in one transaction with
+//! one commit. Only if that fails, which leaves nothing applied, are the batch's events
+//! delivered one at a time as above, so that a poison event is retried and parked alone
+//! and the others commit once.
 
 use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -52,6 +58,24 @@ pub trait Handler: Send + Sync + 'static {
     /// Applies `event`, at most once in effect: an event already applied must be a no-op.
     /// An error means "try again later"; events the handler does not care about are `Ok`.
     async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError>;
+
+    /// Whether [`Handler::handle_batch`] applies a run of events all or nothing. A
+    /// handler whose effects are all rows in one database says yes; one that calls out
+    /// (a provider, an SMTP relay) cannot undo a call and keeps to one event at a time.
+    fn batches(&self) -> bool {
+        false
+    }
+
+    /// Applies `events`, in log order, all or nothing: after an error none of them has
+    /// taken effect. The runner gives a batching handler each polled batch whole, and if
+    /// it fails, delivers the batch's events one at a time instead, so that a poison
+    /// event is retried and parked alone while the rest commit.
+    async fn handle_batch(&self, events: &[&RecordedEvent]) -> Result<(), BoxError> {
+        for event in events {
+            self.handle(event).await?;
+        }
+        Ok(())
+    }
 }
 
 /// How hard the runner tries before parking an event.
@@ -353,7 +377,7 @@ impl ConsumerRunner {
             };
             backoff.reset();
             if let Some(last) = batch.last() {
-                if !self.process(&batch, &shutdown).await {
+                if !self.apply_whole(&batch).await && !self.process(&batch, &shutdown).await {
                     break;
                 }
                 if !self.commit(subscription.as_mut(), last, &shutdown).await {
@@ -385,6 +409,46 @@ impl ConsumerRunner {
                         return None;
                     }
                 }
+            }
+        }
+    }
+
+    /// Applies the batch in one go if the handler batches; false if it does not, or the
+    /// attempt failed (and so changed nothing), and the events must go one at a time.
+    async fn apply_whole(&self, batch: &[RecordedEvent]) -> bool {
+        if !self.handler.batches() || batch.len() < 2 {
+            return false;
+        }
+        let group = self.handler.group();
+        let events: Vec<&RecordedEvent> = batch.iter().collect();
+        let span = tracing::info_span!(
+            "process batch",
+            messaging.consumer.group.name = group,
+            messaging.batch.message_count = events.len()
+        );
+        let outcome = AssertUnwindSafe(self.handler.handle_batch(&events))
+            .catch_unwind()
+            .instrument(span)
+            .await;
+        match outcome {
+            Ok(Ok(())) => {
+                self.metrics
+                    .processed
+                    .with_label_values(&[group])
+                    .inc_by(events.len() as u64);
+                true
+            }
+            Ok(Err(error)) => {
+                tracing::info!(group, events = events.len(), error = %describe(error.as_ref()), "batch failed; delivering its events one at a time");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    group,
+                    events = events.len(),
+                    "batch panicked; delivering its events one at a time"
+                );
+                false
             }
         }
     }

@@ -22,6 +22,8 @@
 //!   bare pool. The same `BEGIN` sets the schema search path with `SET LOCAL`, which
 //!   ends with the transaction instead of lingering in a session.
 
+mod group;
+
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,7 +39,54 @@ use sqlx::{Any, AnyConnection, AnyPool, FromRow, Transaction};
 use crate::health::Check;
 use crate::problem::ProblemKind;
 
-pub type Tx = Transaction<'static, Any>;
+/// A write transaction, from [`Db::begin`]. Dropping it without [`Tx::commit`] rolls it
+/// back.
+pub struct Tx(TxKind);
+
+enum TxKind {
+    /// A transaction of its own (PostgreSQL, whose server already lets concurrent
+    /// commits share a flush of its log).
+    Own(Transaction<'static, Any>),
+    /// One of a group that shares SQLite's commit (see `group`).
+    Member(group::Member),
+}
+
+impl Tx {
+    /// Commits; returns once the transaction is durable.
+    pub async fn commit(self) -> sqlx::Result<()> {
+        match self.0 {
+            TxKind::Own(tx) => tx.commit().await,
+            TxKind::Member(member) => member.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> sqlx::Result<()> {
+        match self.0 {
+            TxKind::Own(tx) => tx.rollback().await,
+            TxKind::Member(member) => member.rollback().await,
+        }
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match &self.0 {
+            TxKind::Own(tx) => tx,
+            TxKind::Member(member) => member,
+        }
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match &mut self.0 {
+            TxKind::Own(tx) => tx,
+            TxKind::Member(member) => member,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -48,6 +97,8 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Db {
     writer: AnyPool,
+    /// SQLite's writer: transactions that queue for it share commits.
+    group: Option<group::GroupWriter>,
     /// Where stale-tolerant reads go: SQLite's read-only pool, or PostgreSQL's replicas
     /// (the primary when none is configured).
     readers: Arc<[AnyPool]>,
@@ -65,7 +116,7 @@ pub struct Db {
 /// connection or a read-only transaction, which is rolled back when it is dropped.
 pub enum Conn {
     Pooled(PoolConnection<Any>),
-    Tx(Tx),
+    Tx(Transaction<'static, Any>),
 }
 
 impl Deref for Conn {
@@ -92,15 +143,17 @@ impl Db {
     /// SQLite: one writer connection, and a pool of read-only connections that see every
     /// committed write (WAL mode), so reads need no transaction.
     pub fn sqlite(writer: AnyPool, reader: AnyPool) -> Self {
+        // Takes the write lock up front, so a transaction that reads before it writes
+        // cannot fail half way with a busy snapshot when another process wrote.
+        let begin_write = "BEGIN IMMEDIATE";
         Self {
+            group: Some(group::GroupWriter::new(writer.clone(), begin_write)),
             writer,
             readers: Arc::from([reader]),
             next_reader: Arc::default(),
             replicas: false,
             backend: Backend::Sqlite,
-            // Takes the write lock up front, so a transaction that reads before it writes
-            // cannot fail half way with a busy snapshot when another process wrote.
-            begin_write: "BEGIN IMMEDIATE",
+            begin_write,
             begin_read: None,
         }
     }
@@ -119,6 +172,7 @@ impl Db {
         let begin_read = format!("BEGIN READ ONLY; SET LOCAL search_path TO {search_path}").leak();
         Self {
             writer,
+            group: None,
             readers,
             next_reader: Arc::default(),
             replicas: has_replicas,
@@ -149,9 +203,19 @@ impl Db {
         pools
     }
 
-    /// Starts a write transaction on the primary.
+    /// Starts a write transaction on the primary. On SQLite it may share its commit with
+    /// others that queued for the writer meanwhile; either way `commit` returns once it is
+    /// durable.
     pub async fn begin(&self) -> sqlx::Result<Tx> {
-        self.writer.begin_with(self.begin_write).await
+        Ok(Tx(match &self.group {
+            Some(group) => TxKind::Member(group.begin().await?),
+            None => TxKind::Own(self.writer.begin_with(self.begin_write).await?),
+        }))
+    }
+
+    /// Physical commits on SQLite's writer, and the transactions they made durable.
+    pub fn group_commits(&self) -> Option<(u64, u64)> {
+        self.group.as_ref().map(group::GroupWriter::counts)
     }
 
     /// A connection for reads that may lag behind the latest writes: a replica's when
@@ -188,6 +252,9 @@ impl Db {
     /// Applies `migrator` on the writer. (PostgreSQL migrations need a direct connection,
     /// which the adapter opens itself.)
     pub async fn migrate(&self, migrator: &Migrator) -> Result<(), sqlx::migrate::MigrateError> {
+        if let Some(group) = &self.group {
+            group.hand_back().await;
+        }
         migrator.run(&self.writer).await
     }
 
@@ -208,6 +275,9 @@ impl Db {
     /// write-ahead log is first folded into the database file and truncated, so a stopped
     /// oxcart leaves one self-contained file behind.
     pub async fn close(&self) {
+        if let Some(group) = &self.group {
+            group.hand_back().await;
+        }
         if self.backend == Backend::Sqlite
             && let Err(error) = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(&self.writer)
@@ -270,16 +340,15 @@ pub async fn save_checkpoint(
     .map(drop)
 }
 
-/// Begins the transaction in which consumer group `consumer` applies event `event_id`,
-/// with the event already claimed in the inbox (`processed_events`). `None` if the group
-/// has applied it before: a redelivery, to be skipped. The claim commits or rolls back
-/// with the group's effects, so an event is applied exactly when it is recorded.
-pub async fn begin_claimed(
-    db: &Db,
+/// Claims event `event_id` for consumer group `consumer` in the inbox
+/// (`processed_events`), on the transaction that applies it: false if the group has
+/// applied it before (a redelivery, to be skipped). The claim commits or rolls back with
+/// the group's effects, so an event is applied exactly when it is recorded.
+pub async fn claim(
+    conn: &mut sqlx::AnyConnection,
     consumer: &str,
     event_id: uuid::Uuid,
-) -> sqlx::Result<Option<Tx>> {
-    let mut tx = db.begin().await?;
+) -> sqlx::Result<bool> {
     let inserted = query(
         "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
          ON CONFLICT (consumer, event_id) DO NOTHING",
@@ -287,9 +356,25 @@ pub async fn begin_claimed(
     .bind(consumer)
     .bind(event_id.to_string())
     .bind(timestamp(Utc::now()))
-    .execute(&mut *tx)
+    .execute(conn)
     .await?;
-    Ok((inserted.rows_affected() == 1).then_some(tx))
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Begins the transaction in which consumer group `consumer` applies event `event_id`,
+/// with the event already [claimed](claim). `None` if the group has applied it before.
+pub async fn begin_claimed(
+    db: &Db,
+    consumer: &str,
+    event_id: uuid::Uuid,
+) -> sqlx::Result<Option<Tx>> {
+    let mut tx = db.begin().await?;
+    if claim(&mut tx, consumer, event_id).await? {
+        Ok(Some(tx))
+    } else {
+        tx.rollback().await?;
+        Ok(None)
+    }
 }
 
 /// Whether consumer group `consumer` has applied event `event_id`: lets a handler skip

@@ -193,9 +193,19 @@ impl EventStore for SqlEventStore {
         events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
         let mut tx = self.db.begin().await.map_err(backend)?;
-        let appended = self
+        let appended = match self
             .append_in(&mut tx, aggregate_id, expected_version, events)
-            .await?;
+            .await
+        {
+            Ok(appended) => appended,
+            Err(error) => {
+                // A conflict may be with an append not yet durable (SQLite's group
+                // commit): the rollback returns once it is, so that the caller, who will
+                // read the stream to see what won, finds it there.
+                let _ = tx.rollback().await;
+                return Err(error);
+            }
+        };
         tx.commit().await.map_err(backend)?;
         self.committed(appended.position);
         Ok(appended)

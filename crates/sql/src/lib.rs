@@ -4,6 +4,8 @@
 //!   also the embedded event log, and it is the outbox that services append to in their
 //!   own transactions; with Kafka, the relay publishes from it.
 //! - [`DbCheckpoints`] and [`DbDeadLetters`]: consumer-group positions and parked events.
+//! - [`InTransaction`]: the handler of a consumer group whose effects are all rows
+//!   ([`Apply`]), applying each polled batch in one transaction.
 //!
 //! The backend crates (`oxcart-sqlite`, `oxcart-postgres`) open the connections and own
 //! the schema; what differs between the engines in here is one statement, the lock that
@@ -11,6 +13,8 @@
 
 mod consumers;
 mod event_store;
+mod transactional;
 
 pub use consumers::{DbCheckpoints, DbDeadLetters};
 pub use event_store::SqlEventStore;
+pub use transactional::{Apply, InTransaction};

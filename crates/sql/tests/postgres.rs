@@ -27,6 +27,20 @@ async fn the_log_refuses_updates_and_deletes() {
     common::the_log_refuses_updates_and_deletes(&db).await;
 }
 
+#[tokio::test]
+#[ignore = "needs PostgreSQL (.ci/services)"]
+async fn a_poison_event_in_a_batch_is_parked_alone_and_the_rest_commit_once() {
+    let (db, _database) = TestDatabase::migrated().await;
+    common::a_poison_event_in_a_batch_is_parked_alone_and_the_rest_commit_once(&db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (.ci/services)"]
+async fn a_batch_of_events_is_applied_whole() {
+    let (db, _database) = TestDatabase::migrated().await;
+    common::a_batch_of_notes_is_applied(&db).await;
+}
+
 /// A sequence hands out positions when rows are inserted, not when they commit; without
 /// the append lock a reader following the log could pass a position whose transaction
 /// had not committed yet, and never see it. Eight writers append while a reader follows

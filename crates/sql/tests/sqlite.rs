@@ -42,3 +42,22 @@ mod bus {
     use super::*;
     oxcart_test_util::bus_contract!(sqlite_bus());
 }
+
+#[tokio::test]
+async fn a_poison_event_in_a_batch_is_parked_alone_and_the_rest_commit_once() {
+    let (db, _dir) = database().await;
+    common::a_poison_event_in_a_batch_is_parked_alone_and_the_rest_commit_once(&db).await;
+}
+
+/// On SQLite a commit is an fsync: the ten events of a batch take one, not ten.
+#[tokio::test]
+async fn a_batch_is_applied_in_one_commit() {
+    let (db, _dir) = database().await;
+    common::a_batch_of_notes_is_applied(&db).await;
+    let (commits, members) = db.group_commits().unwrap();
+    // Setting up: the table, ten appends. Running: the batch, then the group's position.
+    assert!(
+        members <= 1 + 10 + 3,
+        "{members} transactions ({commits} commits) for ten appends and one batch"
+    );
+}

@@ -38,7 +38,11 @@ impl UserStore {
         .await;
         match result {
             Ok(_) => Ok(tx.commit().await?),
-            Err(e) if db::is_unique_violation(&e) => Err(Error::EmailTaken),
+            Err(e) if db::is_unique_violation(&e) => {
+                // Returns once whatever took it is durable (see `db::group`).
+                tx.rollback().await?;
+                Err(Error::EmailTaken)
+            }
             Err(e) => Err(Error::Storage(e)),
         }
     }

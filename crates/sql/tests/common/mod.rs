@@ -41,3 +41,141 @@ pub async fn the_log_refuses_updates_and_deletes(db: &Db) {
     }
     assert_eq!(store.read_stream(id).await.unwrap().len(), 1);
 }
+
+/// A group whose effect is a row per event, and which cannot apply `note.poison`.
+struct Notes;
+
+#[async_trait::async_trait]
+impl oxcart_sql::Apply for Notes {
+    fn group(&self) -> &'static str {
+        "notes"
+    }
+
+    fn topics(&self) -> &'static [&'static str] {
+        &["orders"]
+    }
+
+    fn wants(&self, _: &oxcart_events::RecordedEvent) -> bool {
+        true
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut db::Tx,
+        event: &oxcart_events::RecordedEvent,
+    ) -> Result<Option<oxcart_events::Position>, oxcart_events::store::BoxError> {
+        if event.event.event_type == "note.poison" {
+            return Err("this note cannot be taken".into());
+        }
+        db::query("INSERT INTO batch_notes (event_id) VALUES ($1)")
+            .bind(event.event.event_id.to_string())
+            .execute(&mut **tx)
+            .await?;
+        Ok(None)
+    }
+}
+
+/// Appends ten notes (the fifth `note.poison` if `poison`), runs the `notes` group over
+/// them until `done` says so (or 10 s pass), and returns the event id of each.
+async fn run_notes(
+    db: &Db,
+    poison: bool,
+    done: impl AsyncFn(&Fixture) -> bool,
+) -> (Fixture, Vec<uuid::Uuid>) {
+    use oxcart_events::consumer::{ConsumerMetrics, ConsumerRunner, RetryPolicy};
+
+    let fixture = bus_fixture(db);
+    let mut tx = db.begin().await.unwrap();
+    db::query("CREATE TABLE IF NOT EXISTS batch_notes (event_id TEXT NOT NULL)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let id = uuid::Uuid::now_v7();
+        let kind = if poison && n == 4 {
+            "note.poison"
+        } else {
+            "note.added"
+        };
+        let event = oxcart_test_util::event_store::event(id, kind, n);
+        ids.push(event.event_id);
+        fixture.store.append(id, 0, vec![event]).await.unwrap();
+    }
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        base_delay: std::time::Duration::from_millis(1),
+        max_delay: std::time::Duration::from_millis(5),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let runner = ConsumerRunner::new(
+        Arc::clone(&fixture.bus),
+        Arc::new(oxcart_sql::InTransaction::new(db.clone(), Notes)),
+        Arc::clone(&fixture.dead_letters),
+        policy,
+        ConsumerMetrics::new(),
+    );
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done(&fixture).await && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+    (fixture, ids)
+}
+
+/// The event ids the `notes` group applied, sorted, once per time applied.
+pub async fn applied_notes(db: &Db) -> Vec<uuid::Uuid> {
+    let ids: Vec<String> = db::query_scalar("SELECT event_id FROM batch_notes")
+        .fetch_all(&mut *db.read_primary().await.unwrap())
+        .await
+        .unwrap();
+    let mut ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.parse().unwrap()).collect();
+    ids.sort();
+    ids
+}
+
+/// Nine events and a poison one in the middle, polled as one batch by a group that
+/// applies batches in one transaction: the poison event is dead-lettered alone, and each
+/// of the nine takes effect exactly once (the failed batch attempt left nothing behind).
+pub async fn a_poison_event_in_a_batch_is_parked_alone_and_the_rest_commit_once(db: &Db) {
+    let (fixture, mut ids) = run_notes(db, true, async |fixture| {
+        !fixture
+            .dead_letters
+            .list(Some("notes"), false)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let letters = fixture
+        .dead_letters
+        .list(Some("notes"), false)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let poison = ids.remove(4);
+    assert_eq!(letters[0].event.event.event_id, poison);
+    ids.sort();
+    assert_eq!(
+        applied_notes(db).await,
+        ids,
+        "each of the nine applied exactly once"
+    );
+    let claims: i64 =
+        db::query_scalar("SELECT COUNT(*) FROM processed_events WHERE consumer = 'notes'")
+            .fetch_one(&mut *db.read_primary().await.unwrap())
+            .await
+            .unwrap();
+    assert_eq!(claims, 9);
+}
+
+/// Ten events polled as one batch, all applied; returns their ids, sorted.
+pub async fn a_batch_of_notes_is_applied(db: &Db) -> Vec<uuid::Uuid> {
+    let (_, mut ids) = run_notes(db, false, async |_| applied_notes(db).await.len() == 10).await;
+    ids.sort();
+    assert_eq!(applied_notes(db).await, ids);
+    ids
+}
