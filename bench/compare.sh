@@ -22,7 +22,7 @@ cache="${OXCART_CACHE:-$HOME/.cache/oxcart}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 # oha: an open-loop load generator (crates.io), installed once into the cache.
 oha="$cache/tools/bin/oha"
-[ -x "$oha" ] || cargo install --locked --quiet --root "$cache/tools" oha --version 1.10.0
+[ -x "$oha" ] || cargo install --locked --quiet --root "$cache/tools" oha --version 1.16.0
 cargo build --release --locked --quiet -p oxcart-bench-anchors
 anchors="$CARGO_TARGET_DIR/release/oxcart-bench-anchors"
 

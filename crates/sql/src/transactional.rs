@@ -16,7 +16,7 @@ use oxcart_events::consumer::Handler;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
 use oxcart_events::{Position, RecordedEvent, trace};
-use oxcart_platform::db::{self, Db, Tx};
+use oxcart_platform::db::{self, Backend, Db, Tx};
 use tracing::Instrument as _;
 
 /// A consumer group's effects, as statements on the caller's transaction.
@@ -112,8 +112,15 @@ impl<A: Apply> Handler for InTransaction<A> {
         self.apply_all(&[event], false).await
     }
 
+    /// Not for a group that appends events on PostgreSQL: there an append takes the
+    /// log's append lock (which keeps positions in commit order) until its transaction
+    /// commits, so a batch that appends would hold it through the rest of the batch and
+    /// stall every other writer of the log, the API's included. Measured: sessions
+    /// queued on `pg_advisory_xact_lock` were what the distributed benchmark's POSTs
+    /// waited on. Such a group takes one event at a time there, which holds the lock
+    /// only from its append (the last step) to its commit.
     fn batches(&self) -> bool {
-        true
+        self.outbox.is_none() || self.db.backend() == Backend::Sqlite
     }
 
     async fn handle_batch(&self, events: &[&RecordedEvent]) -> Result<(), BoxError> {
