@@ -63,7 +63,6 @@ saga() { python3 bench/saga_report.py "$DATABASE" "$1" "$work/bench-mark" "$resu
 
 # Saturation: as fast as 16 connections go, the saga running behind; the highest
 # resident memory seen meanwhile.
-peak=0
 ( while sleep 0.5; do rss; done ) >"$work/rss" &
 sampler=$!
 post="$(MODE=place wrk -t1 -c16 -d"${phase}s" -s bench/orders.lua "$base" | rate)"

@@ -154,14 +154,7 @@ impl GroupWriter {
     }
 
     async fn open(&self, state: &mut State) -> sqlx::Result<()> {
-        if state.member_open {
-            // A member went away mid-step (its future was dropped): undo what it left.
-            // Its savepoint may already be released, which SQLite then refuses, harmlessly.
-            if let Some(conn) = state.conn.as_mut() {
-                let _ = super::query(ROLLBACK_MEMBER).execute(&mut **conn).await;
-            }
-            state.member_open = false;
-        }
+        abandon_member(state).await;
         if state.group.is_none() {
             let mut conn = match state.conn.take() {
                 Some(conn) => conn,
@@ -236,9 +229,7 @@ impl GroupWriter {
     /// `begin` takes it again.
     pub(super) async fn hand_back(&self) {
         let mut state = self.shared.state.clone().lock_owned().await;
-        if state.member_open {
-            let _ = roll_back_member(&mut state).await;
-        }
+        abandon_member(&mut state).await;
         self.commit_group(&mut state).await;
         state.conn = None;
     }
@@ -261,9 +252,7 @@ impl GroupWriter {
                 () = tokio::time::sleep(MAX_AGE * 2) => {
                     let mut state = self.shared.state.clone().lock_owned().await;
                     if state.group.as_ref().is_some_and(|g| g.epoch == epoch) {
-                        if state.member_open {
-                            let _ = roll_back_member(&mut state).await;
-                        }
+                        abandon_member(&mut state).await;
                         self.commit_group(&mut state).await;
                     }
                 }
@@ -343,6 +332,15 @@ async fn roll_back_member(state: &mut State) -> sqlx::Result<()> {
         .map(drop);
     state.member_open = false;
     result
+}
+
+/// Undoes what a member left behind when it went away mid-step (its future dropped
+/// between its savepoint and its release). Its savepoint may already be released, which
+/// SQLite then refuses, harmlessly.
+async fn abandon_member(state: &mut State) {
+    if state.member_open {
+        let _ = roll_back_member(state).await;
+    }
 }
 
 impl Drop for Member {
