@@ -24,7 +24,9 @@
 //! [`Handler::batches`]) is first given the whole batch, to apply in one transaction with
 //! one commit. Only if that fails, which leaves nothing applied, are the batch's events
 //! delivered one at a time as above, so that a poison event is retried and parked alone
-//! and the others commit once.
+//! and the others commit once. A handler that can tell which events failed (one order's
+//! provider call, say) applies the others and answers [`Unfinished`] with the ones left,
+//! and only those go one at a time.
 
 use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -67,7 +69,7 @@ pub trait Handler: Send + Sync + 'static {
     }
 
     /// Applies `events`, in log order, all or nothing: after an error none of them has
-    /// taken effect. The runner gives a batching handler each polled batch whole, and if
+    /// taken effect, unless the error is [`Unfinished`], which names the events left. The runner gives a batching handler each polled batch whole, and if
     /// it fails, delivers the batch's events one at a time instead, so that a poison
     /// event is retried and parked alone while the rest commit.
     async fn handle_batch(&self, events: &[&RecordedEvent]) -> Result<(), BoxError> {
@@ -76,6 +78,28 @@ pub trait Handler: Send + Sync + 'static {
         }
         Ok(())
     }
+}
+
+/// A batch applied but for some of its events, which the runner then delivers one at a
+/// time (with retries and, in the end, the dead-letter store), in log order.
+#[derive(Debug, thiserror::Error)]
+#[error("{} of the batch's events failed: {error}", failed.len())]
+pub struct Unfinished {
+    /// The events whose attempt failed: each counts as a failed attempt.
+    pub failed: Vec<Uuid>,
+    /// The events not applied: the failed ones, and any that must follow them.
+    pub left: Vec<Uuid>,
+    #[source]
+    pub error: BoxError,
+}
+
+/// What became of a batch given whole.
+enum Whole<'a> {
+    Applied,
+    /// Applied but for these.
+    Left(Vec<&'a RecordedEvent>),
+    /// Nothing applied: one event at a time, all of them.
+    NotApplied,
 }
 
 /// How hard the runner tries before parking an event.
@@ -377,7 +401,12 @@ impl ConsumerRunner {
             };
             backoff.reset();
             if let Some(last) = batch.last() {
-                if !self.apply_whole(&batch).await && !self.process(&batch, &shutdown).await {
+                let left = match self.apply_whole(&batch).await {
+                    Whole::Applied => Vec::new(),
+                    Whole::Left(left) => left,
+                    Whole::NotApplied => batch.iter().collect(),
+                };
+                if !self.process(&left, &shutdown).await {
                     break;
                 }
                 if !self.commit(subscription.as_mut(), last, &shutdown).await {
@@ -413,11 +442,12 @@ impl ConsumerRunner {
         }
     }
 
-    /// Applies the batch in one go if the handler batches; false if it does not, or the
-    /// attempt failed (and so changed nothing), and the events must go one at a time.
-    async fn apply_whole(&self, batch: &[RecordedEvent]) -> bool {
+    /// Applies the batch in one go if the handler batches; what is left to go one event
+    /// at a time: all of it if the handler does not batch or the attempt failed (and so
+    /// changed nothing), or the events it names as [`Unfinished`].
+    async fn apply_whole<'a>(&self, batch: &'a [RecordedEvent]) -> Whole<'a> {
         if !self.handler.batches() || batch.len() < 2 {
-            return false;
+            return Whole::NotApplied;
         }
         let group = self.handler.group();
         let events: Vec<&RecordedEvent> = batch.iter().collect();
@@ -436,27 +466,45 @@ impl ConsumerRunner {
                     .processed
                     .with_label_values(&[group])
                     .inc_by(events.len() as u64);
-                true
+                Whole::Applied
             }
-            Ok(Err(error)) => {
-                tracing::info!(group, events = events.len(), error = %describe(error.as_ref()), "batch failed; delivering its events one at a time");
-                false
-            }
+            Ok(Err(error)) => match error.downcast::<Unfinished>() {
+                Ok(unfinished) => {
+                    let left: Vec<&RecordedEvent> = events
+                        .into_iter()
+                        .filter(|e| unfinished.left.contains(&e.event.event_id))
+                        .collect();
+                    self.metrics
+                        .processed
+                        .with_label_values(&[group])
+                        .inc_by((batch.len() - left.len()) as u64);
+                    self.metrics
+                        .failed
+                        .with_label_values(&[group])
+                        .inc_by(unfinished.failed.len() as u64);
+                    tracing::warn!(group, failed = ?unfinished.failed, left = left.len(), error = %describe(&*unfinished), "part of a batch failed; delivering what is left one at a time");
+                    Whole::Left(left)
+                }
+                Err(error) => {
+                    tracing::info!(group, events = events.len(), error = %describe(error.as_ref()), "batch failed; delivering its events one at a time");
+                    Whole::NotApplied
+                }
+            },
             Err(_) => {
                 tracing::warn!(
                     group,
                     events = events.len(),
                     "batch panicked; delivering its events one at a time"
                 );
-                false
+                Whole::NotApplied
             }
         }
     }
 
     /// Handles a batch, one lane per aggregate; false if shutdown interrupted it.
-    async fn process(&self, batch: &[RecordedEvent], shutdown: &CancellationToken) -> bool {
+    async fn process(&self, batch: &[&RecordedEvent], shutdown: &CancellationToken) -> bool {
         let mut lanes: HashMap<usize, Vec<&RecordedEvent>> = HashMap::new();
-        for event in batch {
+        for &event in batch {
             let lane = (lane_key(event).as_u128() % self.lanes as u128) as usize;
             lanes.entry(lane).or_default().push(event);
         }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use oxcart_events::bus::{LogBus, topics};
 use oxcart_events::consumer::{
-    ConsumerMetrics, ConsumerRunner, DeadLetters, Handler, ReplayError, RetryPolicy, replay,
+    ConsumerMetrics, ConsumerRunner, DeadLetters, Handler, ReplayError, RetryPolicy, Unfinished,
+    replay,
 };
 use oxcart_events::memory::{MemoryCheckpoints, MemoryDeadLetters, MemoryEventStore};
 use oxcart_events::store::BoxError;
@@ -96,7 +97,7 @@ impl Rig {
         self.store.append(id, 0, vec![event]).await.unwrap();
     }
 
-    fn start(&self, handler: Arc<Flaky>, max_attempts: u32) -> CancellationToken {
+    fn start(&self, handler: Arc<dyn Handler>, max_attempts: u32) -> CancellationToken {
         let policy = RetryPolicy {
             max_attempts,
             base_delay: Duration::from_millis(1),
@@ -249,4 +250,103 @@ async fn a_restarted_consumer_resumes_after_its_last_commit() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     stop.cancel();
     assert_eq!(*second.effects.lock().unwrap(), [5]);
+}
+
+/// Applies a batch but for its poison events, which it names as [`Unfinished`]; one at a
+/// time, a poison event always fails.
+#[derive(Default)]
+struct PartlyBatching {
+    effects: Mutex<Vec<i64>>,
+    /// Events applied one at a time (`handle`), by number.
+    one_at_a_time: Mutex<Vec<i64>>,
+}
+
+#[async_trait]
+impl Handler for PartlyBatching {
+    fn group(&self) -> &'static str {
+        "partly"
+    }
+
+    fn topics(&self) -> &'static [&'static str] {
+        &[topics::ORDERS]
+    }
+
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+        if event.event.data["poison"] == true {
+            return Err("the provider refused".into());
+        }
+        let n = event.event.data["n"].as_i64().unwrap();
+        self.one_at_a_time.lock().unwrap().push(n);
+        self.effects.lock().unwrap().push(n);
+        Ok(())
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn handle_batch(&self, events: &[&RecordedEvent]) -> Result<(), BoxError> {
+        let (poison, good): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
+            events.iter().partition(|e| e.event.data["poison"] == true);
+        for event in good {
+            let n = event.event.data["n"].as_i64().unwrap();
+            self.effects.lock().unwrap().push(n);
+        }
+        if poison.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = poison.iter().map(|e| e.event.event_id).collect();
+        Err(Box::new(Unfinished {
+            failed: ids.clone(),
+            left: ids,
+            error: "the provider refused".into(),
+        }))
+    }
+}
+
+/// The value of one of the runner's per-group counters.
+fn counter(metrics: &ConsumerMetrics, name: &str, group: &str) -> u64 {
+    metrics
+        .collectors()
+        .iter()
+        .flat_map(|c| c.collect())
+        .filter(|family| family.name() == name)
+        .flat_map(|family| family.get_metric().to_vec())
+        .find(|m| m.get_label().iter().any(|l| l.value() == group))
+        .map_or(0, |m| m.get_counter().get_value() as u64)
+}
+
+#[tokio::test]
+async fn a_batch_left_unfinished_delivers_only_what_is_left_one_at_a_time() {
+    let rig = Rig::new();
+    for n in 0..6 {
+        rig.append(n, n == 3).await;
+    }
+    let handler = Arc::new(PartlyBatching::default());
+    let stop = rig.start(handler.clone(), 3);
+    let mut letters = Vec::new();
+    for _ in 0..400 {
+        letters = rig.dead_letters.list(Some("partly"), false).await.unwrap();
+        if !letters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    // The batch applied the others once; only the poison event went one at a time,
+    // and it alone was parked, after its own attempts.
+    let mut effects = handler.effects.lock().unwrap().clone();
+    effects.sort_unstable();
+    assert_eq!(effects, [0, 1, 2, 4, 5]);
+    assert!(handler.one_at_a_time.lock().unwrap().is_empty());
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].event.event.data["n"], 3);
+    assert_eq!(letters[0].attempts, 3);
+    // The batch's failure counts as one failed attempt at it, then its three.
+    assert_eq!(counter(&rig.metrics, "events_failed_total", "partly"), 4);
+    assert_eq!(counter(&rig.metrics, "events_processed_total", "partly"), 5);
+    assert_eq!(
+        counter(&rig.metrics, "events_dead_lettered_total", "partly"),
+        1
+    );
 }

@@ -22,7 +22,6 @@ use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, RecordedEvent};
 
-use crate::PaymentStatus;
 use crate::payment_id;
 use crate::provider::PaymentProvider;
 use crate::saga::{Charged, GROUP, OrderCreated, Row, charge_order};
@@ -47,13 +46,7 @@ impl EventSourcedPayments {
             return Ok(());
         }
         let order: OrderCreated = serde_json::from_value(cause.event.data.clone())?;
-        let payment = Row {
-            status: PaymentStatus::Pending,
-            amount: order.total_amount,
-            currency: order.currency,
-            token: order.payment_token,
-            provider_reference: None,
-        };
+        let payment = Row::pending(&order);
         let Charged {
             status,
             reason,
