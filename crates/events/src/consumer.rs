@@ -62,16 +62,19 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError>;
 
     /// Whether [`Handler::handle_batch`] applies a run of events all or nothing. A
-    /// handler whose effects are all rows in one database says yes; one that calls out
-    /// (a provider, an SMTP relay) cannot undo a call and keeps to one event at a time.
+    /// handler whose effects are all rows in one database says yes. One that calls out
+    /// cannot undo a call: it says yes only if its calls may be repeated (a provider's
+    /// idempotency key), making them all before it records the batch in one transaction;
+    /// otherwise (an SMTP relay) it keeps to one event at a time.
     fn batches(&self) -> bool {
         false
     }
 
     /// Applies `events`, in log order, all or nothing: after an error none of them has
-    /// taken effect, unless the error is [`Unfinished`], which names the events left. The runner gives a batching handler each polled batch whole, and if
-    /// it fails, delivers the batch's events one at a time instead, so that a poison
-    /// event is retried and parked alone while the rest commit.
+    /// taken effect, unless the error is [`Unfinished`], which names the events left.
+    /// The runner gives a batching handler each polled batch whole, and if it fails,
+    /// delivers the batch's events (or those left) one at a time instead, so that a
+    /// poison event is retried and parked alone while the rest commit.
     async fn handle_batch(&self, events: &[&RecordedEvent]) -> Result<(), BoxError> {
         for event in events {
             self.handle(event).await?;

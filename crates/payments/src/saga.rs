@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use oxcart_events::bus::topics;
-use oxcart_events::consumer::{Handler, Unfinished, describe};
+use oxcart_events::consumer::{Handler, Unfinished};
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, NewEvent, Position, RecordedEvent, trace};
@@ -42,7 +42,7 @@ use crate::{AGGREGATE, PaymentStatus, payment_id};
 pub const GROUP: &str = "payment-service";
 
 /// What payments reads of `order.created` (a tolerant reader).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct OrderCreated {
     pub customer_id: Uuid,
@@ -59,7 +59,6 @@ struct AboutOrder {
 }
 
 /// The columns of a payment the saga acts on.
-#[derive(Clone)]
 pub(crate) struct Row {
     pub status: PaymentStatus,
     pub amount: i64,
@@ -173,8 +172,6 @@ enum Step {
         event: NewEvent,
         span: Span,
     },
-    /// Nothing to do but claim the event.
-    Nothing,
 }
 
 /// An event left undecided: the one whose decision failed, with its error, or one of
@@ -212,21 +209,24 @@ impl PaymentSaga {
             return Err(error);
         }
         self.record(&steps).await?;
-        let Some(error) = left.iter().find_map(|l| l.error.as_ref()) else {
+        let id = |l: &Left| events[l.index].event.event_id;
+        let failed = left.iter().filter(|l| l.error.is_some()).map(id).collect();
+        let left_ids = left.iter().map(id).collect();
+        let Some(error) = left.into_iter().find_map(|l| l.error) else {
             return Ok(());
         };
-        let id = |l: &Left| events[l.index].event.event_id;
         Err(Box::new(Unfinished {
-            failed: left.iter().filter(|l| l.error.is_some()).map(id).collect(),
-            left: left.iter().map(id).collect(),
-            error: describe(error.as_ref()).into(),
+            failed,
+            left: left_ids,
+            error,
         }))
     }
 
     /// Decides each event against its payment's state, one order's events in order and
     /// different orders' concurrently, calling the provider where an event needs it.
-    /// `None` for an event payments does not act on, and for those left undecided: an
-    /// order's events from the one whose decision failed on.
+    /// `None` for an event that changes nothing (payments does not act on its type, or
+    /// the payment's state says it was applied before), and for those left undecided:
+    /// an order's events from the one whose decision failed on.
     async fn decide<'a>(
         &self,
         events: &[&'a RecordedEvent],
@@ -263,7 +263,8 @@ impl PaymentSaga {
                     .instrument(span)
                     .await;
                     match step {
-                        Ok(step) => decided.push((i, step)),
+                        Ok(Some(step)) => decided.push((i, step)),
+                        Ok(None) => {}
                         Err(error) => {
                             let mut error = Some(error);
                             let left = indices[n..].iter().map(|&index| Left {
@@ -290,21 +291,21 @@ impl PaymentSaga {
     }
 
     /// What `event` comes to for the order's `payment` (as recorded, and as the events
-    /// before it in this batch leave it), which it updates to match.
+    /// before it in this batch leave it), which it updates to match; `None` if nothing.
     async fn decide_one(
         &self,
         event: &RecordedEvent,
         order_id: Uuid,
         payment: &mut Option<Row>,
-    ) -> Result<Step, BoxError> {
+    ) -> Result<Option<Step>, BoxError> {
         match event.event.event_type.as_str() {
             "order.created" => {
                 if payment.is_some() {
-                    return Ok(Step::Nothing);
+                    return Ok(None);
                 }
                 let order: OrderCreated = serde_json::from_value(event.event.data.clone())?;
                 *payment = Some(Row::pending(&order));
-                Ok(Step::Intend { order_id, order })
+                Ok(Some(Step::Intend { order_id, order }))
             }
             "stock.reserved" => {
                 let intent = match payment {
@@ -316,10 +317,10 @@ impl PaymentSaga {
                     }
                 };
                 let Some(row) = payment.as_mut() else {
-                    return Ok(Step::Nothing);
+                    return Ok(None);
                 };
                 if row.status != PaymentStatus::Pending {
-                    return Ok(Step::Nothing);
+                    return Ok(None);
                 }
                 let span = tracing::info_span!("charge", order.id = %order_id);
                 let charged = charge_order(self.provider.as_ref(), event, order_id, row)
@@ -327,28 +328,28 @@ impl PaymentSaga {
                     .await?;
                 row.status = charged.status;
                 row.provider_reference.clone_from(&charged.reference);
-                Ok(Step::Charge {
+                Ok(Some(Step::Charge {
                     order_id,
                     intent,
                     charged,
                     span,
-                })
+                }))
             }
             kind @ ("stock.rejected" | "order.cancelled") => match payment {
                 Some(row) if row.status == PaymentStatus::Pending => {
                     row.status = PaymentStatus::Cancelled;
-                    Ok(Step::Cancel { order_id })
+                    Ok(Some(Step::Cancel { order_id }))
                 }
                 Some(row)
                     if row.status == PaymentStatus::Succeeded && kind == "order.cancelled" =>
                 {
                     let step = self.refund(event, order_id, row).await?;
                     row.status = PaymentStatus::Refunded;
-                    Ok(step)
+                    Ok(Some(step))
                 }
-                _ => Ok(Step::Nothing),
+                _ => Ok(None),
             },
-            _ => Ok(Step::Nothing),
+            _ => Ok(None),
         }
     }
 
@@ -430,16 +431,14 @@ impl PaymentSaga {
     /// An event that changes nothing is not claimed: the payment's state already says
     /// so, and a redelivery decides the same.
     async fn record(&self, steps: &[(&RecordedEvent, Option<Step>)]) -> Result<(), BoxError> {
-        let changes = |step: &Option<Step>| !matches!(step, None | Some(Step::Nothing));
-        if !steps.iter().any(|(_, step)| changes(step)) {
+        if steps.iter().all(|(_, step)| step.is_none()) {
             return Ok(());
         }
         let mut tx = self.db.begin().await?;
         let mut appended = None;
+        let mut applied = Vec::new();
         for (event, step) in steps {
-            let Some(step) = step.as_ref().filter(|_| changes(step)) else {
-                continue;
-            };
+            let Some(step) = step else { continue };
             if !db::claim(&mut tx, GROUP, event.event.event_id).await? {
                 continue;
             }
@@ -452,19 +451,20 @@ impl PaymentSaga {
                 .instrument(span)
                 .await?
                 .or(appended);
+            applied.push(step);
         }
         tx.commit().await?;
         if let Some(position) = appended {
             self.outbox.committed(position);
         }
-        for (_, step) in steps {
+        for step in applied {
             match step {
-                Some(Step::Charge {
+                Step::Charge {
                     order_id, charged, ..
-                }) => {
+                } => {
                     tracing::info!(order_id = %order_id, outcome = charged.status.as_str(), reason = charged.reason.as_deref(), "charge");
                 }
-                Some(Step::Refund { order_id, .. }) => {
+                Step::Refund { order_id, .. } => {
                     tracing::info!(order_id = %order_id, "refund");
                 }
                 _ => {}
@@ -549,7 +549,6 @@ impl PaymentSaga {
                     .await?;
                 Ok(Some(appended.position))
             }
-            Step::Nothing => Ok(None),
         }
     }
 }

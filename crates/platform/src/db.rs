@@ -515,10 +515,6 @@ pub struct PoolMetrics {
     db: Db,
     connections: prometheus::IntGaugeVec,
     max: prometheus::IntGaugeVec,
-    /// SQLite's group commit: physical commits, and the transactions they made durable.
-    /// Their ratio is how many transactions share an fsync.
-    group_commits: prometheus::IntCounter,
-    group_members: prometheus::IntCounter,
 }
 
 impl PoolMetrics {
@@ -539,16 +535,6 @@ impl PoolMetrics {
                 "The most connections each database pool may open",
                 &["pool"],
             ),
-            group_commits: prometheus::IntCounter::new(
-                "db_group_commits_total",
-                "Physical commits on SQLite's writer, each one fsync",
-            )
-            .expect("valid metric definition"),
-            group_members: prometheus::IntCounter::new(
-                "db_group_commit_transactions_total",
-                "Transactions made durable by SQLite's physical commits",
-            )
-            .expect("valid metric definition"),
         }
     }
 }
@@ -557,9 +543,10 @@ impl prometheus::core::Collector for PoolMetrics {
     fn desc(&self) -> Vec<&prometheus::core::Desc> {
         let mut desc = self.connections.desc();
         desc.extend(self.max.desc());
-        if self.db.group.is_some() {
-            desc.extend(self.group_commits.desc());
-            desc.extend(self.group_members.desc());
+        // SQLite's group commit: physical commits, and the transactions they made
+        // durable; their ratio is how many transactions share an fsync.
+        if let Some(group) = &self.db.group {
+            desc.extend(group.counters().into_iter().flat_map(|c| c.desc()));
         }
         desc
     }
@@ -580,14 +567,13 @@ impl prometheus::core::Collector for PoolMetrics {
         }
         let mut families = self.connections.collect();
         families.extend(self.max.collect());
-        if let Some((commits, members)) = self.db.group_commits() {
-            // The counts only grow; the counters follow them.
-            self.group_commits
-                .inc_by(commits.saturating_sub(self.group_commits.get()));
-            self.group_members
-                .inc_by(members.saturating_sub(self.group_members.get()));
-            families.extend(self.group_commits.collect());
-            families.extend(self.group_members.collect());
+        if let Some(group) = &self.db.group {
+            families.extend(
+                group
+                    .counters()
+                    .into_iter()
+                    .flat_map(prometheus::core::Collector::collect),
+            );
         }
         families
     }

@@ -24,7 +24,7 @@
 //! that took it by a commit).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,9 +62,10 @@ struct Shared {
     settled: watch::Sender<u64>,
     /// Recent groups whose physical commit failed, with why.
     failed: Mutex<VecDeque<(u64, Arc<str>)>>,
-    /// Physical commits made, and members committed by them.
-    commits: AtomicU64,
-    members: AtomicU64,
+    /// Physical commits made, and members committed by them: exported as they are
+    /// (`db_group_commits_total`, `db_group_commit_transactions_total`).
+    commits: prometheus::IntCounter,
+    members: prometheus::IntCounter,
 }
 
 #[derive(Default)]
@@ -120,18 +121,28 @@ impl GroupWriter {
                 waiting: AtomicUsize::new(0),
                 settled: watch::Sender::new(0),
                 failed: Mutex::default(),
-                commits: AtomicU64::new(0),
-                members: AtomicU64::new(0),
+                commits: prometheus::IntCounter::new(
+                    "db_group_commits_total",
+                    "Physical commits on SQLite's writer, each one fsync",
+                )
+                .expect("valid metric definition"),
+                members: prometheus::IntCounter::new(
+                    "db_group_commit_transactions_total",
+                    "Transactions made durable by SQLite's physical commits",
+                )
+                .expect("valid metric definition"),
             }),
         }
     }
 
     /// Physical commits made, and the transactions they committed.
     pub(super) fn counts(&self) -> (u64, u64) {
-        (
-            self.shared.commits.load(Ordering::Relaxed),
-            self.shared.members.load(Ordering::Relaxed),
-        )
+        (self.shared.commits.get(), self.shared.members.get())
+    }
+
+    /// The two counters, for the process's metrics.
+    pub(super) fn counters(&self) -> [&prometheus::IntCounter; 2] {
+        [&self.shared.commits, &self.shared.members]
     }
 
     /// Waits for the writer and opens a member transaction on it.
@@ -216,10 +227,8 @@ impl GroupWriter {
                 }
             }
         } else {
-            self.shared.commits.fetch_add(1, Ordering::Relaxed);
-            self.shared
-                .members
-                .fetch_add(group.members as u64, Ordering::Relaxed);
+            self.shared.commits.inc();
+            self.shared.members.inc_by(group.members as u64);
         }
         self.shared.settled.send_replace(group.epoch);
     }
