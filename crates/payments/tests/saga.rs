@@ -1,0 +1,79 @@
+//! The payments saga on a real SQLite file: a polled batch is decided with the provider
+//! called per order, then recorded in one transaction; redelivered, it changes nothing.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxcart_events::consumer::Handler;
+use oxcart_events::{EventStore, RecordedEvent};
+use oxcart_payments::provider::{SimulatedProvider, SqlLedger, tokens};
+use oxcart_payments::saga::PaymentSaga;
+use oxcart_platform::db;
+use oxcart_sql::SqlEventStore;
+use oxcart_sqlite::{MIGRATOR, SqliteConfig, connect};
+use oxcart_test_util::event_store::event;
+use serde_json::json;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn a_batch_of_charges_is_recorded_in_one_transaction_besides_the_providers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = connect(&dir.path().join("oxcart.db"), &SqliteConfig::default())
+        .await
+        .unwrap();
+    db.migrate(&MIGRATOR).await.unwrap();
+    let store = Arc::new(SqlEventStore::new(db.clone()));
+    let provider = SimulatedProvider::new(Arc::new(SqlLedger(db.clone())), Duration::ZERO);
+    let saga = PaymentSaga::new(db.clone(), store.clone(), Arc::new(provider));
+
+    let orders: Vec<Uuid> = (0..8).map(|_| Uuid::now_v7()).collect();
+    for (n, &order) in orders.iter().enumerate() {
+        let mut created = event(order, "order.created", n as i64);
+        created.data = json!({ "customerId": Uuid::now_v7(), "totalAmount": 1450,
+                               "currency": "EUR", "paymentToken": tokens::SUCCESS });
+        store.append(order, 0, vec![created]).await.unwrap();
+    }
+    for (n, &order) in orders.iter().enumerate() {
+        let reservation = Uuid::now_v7();
+        let mut reserved = event(reservation, "stock.reserved", n as i64);
+        reserved.aggregate_type = "stock_reservation".into();
+        reserved.data = json!({ "orderId": order });
+        store.append(reservation, 0, vec![reserved]).await.unwrap();
+    }
+    let log = store.read_all(0, 100).await.unwrap();
+    let batch: Vec<&RecordedEvent> = log.iter().collect();
+    assert!(saga.batches());
+
+    let (_, before) = db.group_commits().unwrap();
+    saga.handle_batch(&batch).await.unwrap();
+    let (_, after) = db.group_commits().unwrap();
+    // The provider books each charge on its side; everything of payments' own (eight
+    // intents, eight outcomes, sixteen claims) is one transaction. One at a time it was
+    // three an order.
+    assert_eq!(after - before, orders.len() as u64 + 1);
+
+    let succeeded = |log: &[RecordedEvent]| {
+        log.iter()
+            .filter(|e| e.event.event_type == "payment.succeeded")
+            .count()
+    };
+    assert_eq!(
+        succeeded(&store.read_all(0, 100).await.unwrap()),
+        orders.len()
+    );
+    let charged: i64 = db::query_scalar("SELECT COUNT(*) FROM payments WHERE status = 'succeeded'")
+        .fetch_one(&mut *db.read_primary().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(charged, orders.len() as i64);
+
+    // Delivered again whole, the batch finds every payment settled: nothing is charged,
+    // appended or written.
+    saga.handle_batch(&batch).await.unwrap();
+    assert_eq!(db.group_commits().unwrap().1, after);
+    assert_eq!(
+        succeeded(&store.read_all(0, 100).await.unwrap()),
+        orders.len()
+    );
+}
