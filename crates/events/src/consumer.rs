@@ -365,7 +365,7 @@ impl ConsumerRunner {
             policy,
             metrics,
             outages: |_| false,
-            batch_size: 64,
+            batch_size: 256,
             lanes: 16,
         }
     }

@@ -24,4 +24,4 @@ pub mod store;
 pub mod trace;
 
 pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
-pub use store::{Appended, Error, EventStore};
+pub use store::{Appended, Error, EventStore, StreamAppend};

@@ -14,7 +14,7 @@ use chrono::Utc;
 use crate::bus::Checkpoints;
 use crate::consumer::{DeadLetter, DeadLetters, count_by_group};
 use crate::envelope::{NewEvent, Position, RecordedEvent};
-use crate::store::{Appended, BoxError, Error, EventStore, check_stream};
+use crate::store::{Appended, BoxError, Error, EventStore, StreamAppend, check_stream};
 use crate::trace;
 
 #[derive(Debug)]
@@ -54,41 +54,70 @@ impl EventStore for MemoryEventStore {
         &self,
         aggregate_id: Uuid,
         expected_version: u64,
-        mut events: Vec<NewEvent>,
+        events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
-        check_stream(aggregate_id, &events)?;
-        let span = trace::append_span(&events);
-        trace::stamp(&span, &mut events);
-        let _entered = span.enter();
+        let one = StreamAppend {
+            aggregate_id,
+            expected_version,
+            events,
+        };
+        let appended = self.append_many(vec![one]).await?;
+        Ok(appended[0])
+    }
+
+    /// All or none: every stream's version is checked before any event goes in.
+    async fn append_many(&self, mut appends: Vec<StreamAppend>) -> Result<Vec<Appended>, Error> {
+        let mut spans = Vec::with_capacity(appends.len());
+        for each in &mut appends {
+            check_stream(each.aggregate_id, &each.events)?;
+            let span = trace::append_span(&each.events);
+            trace::stamp(&span, &mut each.events);
+            spans.push(span);
+        }
         let appended = {
             let mut inner = self.lock();
-            let actual = inner
-                .streams
-                .get(&aggregate_id)
-                .map_or(0, |s| s.len() as u64);
-            if actual != expected_version {
-                return Err(Error::Conflict {
-                    aggregate_id,
-                    expected: expected_version,
-                    actual,
-                });
+            let mut versions: HashMap<Uuid, u64> = HashMap::new();
+            for each in &appends {
+                let id = each.aggregate_id;
+                let actual = *versions
+                    .entry(id)
+                    .or_insert_with(|| inner.streams.get(&id).map_or(0, |s| s.len() as u64));
+                if actual != each.expected_version {
+                    return Err(Error::Conflict {
+                        aggregate_id: id,
+                        expected: each.expected_version,
+                        actual,
+                    });
+                }
+                versions.insert(id, actual + each.events.len() as u64);
             }
-            let mut version = actual;
-            let mut position = inner.log.len() as Position;
-            for event in events {
-                version += 1;
-                position += 1;
-                let index = inner.log.len();
-                inner.log.push(RecordedEvent {
-                    position,
-                    version,
-                    event,
-                });
-                inner.streams.entry(aggregate_id).or_default().push(index);
+            let mut appended = Vec::with_capacity(appends.len());
+            for (each, span) in appends.into_iter().zip(&spans) {
+                let _entered = span.enter();
+                let mut version = each.expected_version;
+                let mut position = inner.log.len() as Position;
+                for event in each.events {
+                    version += 1;
+                    position += 1;
+                    let index = inner.log.len();
+                    inner.log.push(RecordedEvent {
+                        position,
+                        version,
+                        event,
+                    });
+                    inner
+                        .streams
+                        .entry(each.aggregate_id)
+                        .or_default()
+                        .push(index);
+                }
+                appended.push(Appended { version, position });
             }
-            Appended { version, position }
+            appended
         };
-        self.head.send_replace(appended.position);
+        if let Some(last) = appended.iter().map(|one| one.position).max() {
+            self.head.send_replace(last);
+        }
         Ok(appended)
     }
 

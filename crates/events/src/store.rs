@@ -45,6 +45,15 @@ pub struct Appended {
     pub position: Position,
 }
 
+/// One stream's part of [`EventStore::append_many`].
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub aggregate_id: Uuid,
+    /// As [`EventStore::append`] takes it.
+    pub expected_version: u64,
+    pub events: Vec<NewEvent>,
+}
+
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to the stream of `aggregate_id`, all or nothing, provided the
@@ -55,6 +64,21 @@ pub trait EventStore: Send + Sync + 'static {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<Appended, Error>;
+
+    /// Appends to several streams, each as [`append`](Self::append) would, in one commit
+    /// where the store has transactions: the SQL and in-memory stores append them all or
+    /// none. This default appends stream by stream and stops at the first failure, so a
+    /// caller must be able to find which stood (a saga re-deciding from its streams does).
+    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, Error> {
+        let mut appended = Vec::with_capacity(appends.len());
+        for each in appends {
+            appended.push(
+                self.append(each.aggregate_id, each.expected_version, each.events)
+                    .await?,
+            );
+        }
+        Ok(appended)
+    }
 
     /// The whole stream of `aggregate_id`, oldest first; empty if there is none.
     async fn read_stream(&self, aggregate_id: Uuid) -> Result<Vec<RecordedEvent>, Error>;

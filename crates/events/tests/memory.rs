@@ -10,6 +10,7 @@ async fn memory() -> (Arc<dyn EventStore>, ()) {
 }
 
 oxcart_test_util::event_store_contract!(memory());
+oxcart_test_util::event_store_transaction_contract!(memory());
 
 async fn memory_bus() -> (oxcart_test_util::bus::Fixture, ()) {
     use oxcart_events::bus::LogBus;

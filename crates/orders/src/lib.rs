@@ -27,7 +27,7 @@ use oxcart_events::store::BoxError;
 use oxcart_platform::db;
 use oxcart_platform::{FieldError, ProblemKind, ServiceError};
 
-pub use service::{OrderSource, Orders, Placed, ProductCatalog};
+pub use service::{OrderSource, Orders, Placed, ProductCatalog, Reaction};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrdersConfig {

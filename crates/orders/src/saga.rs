@@ -15,8 +15,8 @@ use oxcart_events::store::BoxError;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::Orders;
-use crate::domain::{OrderEvent, OrderPaid, OrderPaymentFailed};
+use crate::domain::{Order, OrderEvent, OrderPaid, OrderPaymentFailed};
+use crate::{Orders, Reaction};
 
 pub const GROUP: &str = "order-service";
 
@@ -57,27 +57,51 @@ impl Handler for OrderSaga {
     }
 
     async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
-        let kind = event.event.event_type.as_str();
-        if !matches!(
-            kind,
-            "stock.rejected" | "payment.succeeded" | "payment.failed"
-        ) {
-            return Ok(());
+        self.handle_batch(&[event]).await
+    }
+
+    /// Every reply in the batch is one append to the orders they concern, one commit.
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn handle_batch(&self, events: &[&RecordedEvent]) -> Result<(), BoxError> {
+        let reactions = events
+            .iter()
+            .filter_map(|event| reaction(event).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        if !reactions.is_empty() {
+            self.orders.react_all(&reactions).await?;
         }
-        let reply: Reply = serde_json::from_value(event.event.data.clone())?;
-        let reason = reply.reason.clone().unwrap_or_else(|| kind.to_owned());
-        self.orders
-            .react(event, reply.order_id, |order| match kind {
-                "stock.rejected" => order.cancel(SYSTEM, Some(reason.clone())),
-                "payment.succeeded" => order.decide(OrderEvent::Paid(OrderPaid {
-                    payment_id: reply.payment_id.clone().unwrap_or_default(),
-                    amount: reply.amount.unwrap_or(order.total_amount),
-                })),
-                _ => order.decide(OrderEvent::PaymentFailed(OrderPaymentFailed {
-                    reason: reason.clone(),
-                })),
-            })
-            .await?;
         Ok(())
     }
+}
+
+/// What a reply means for its order; `None` for the events the saga passes over.
+fn reaction(event: &RecordedEvent) -> Result<Option<Reaction<'_>>, BoxError> {
+    let kind = event.event.event_type.as_str();
+    if !matches!(
+        kind,
+        "stock.rejected" | "payment.succeeded" | "payment.failed"
+    ) {
+        return Ok(None);
+    }
+    let reply: Reply = serde_json::from_value(event.event.data.clone())?;
+    let reason = reply.reason.clone().unwrap_or_else(|| kind.to_owned());
+    let order_id = reply.order_id;
+    let decide = move |order: &Order| match kind {
+        "stock.rejected" => order.cancel(SYSTEM, Some(reason.clone())),
+        "payment.succeeded" => order.decide(OrderEvent::Paid(OrderPaid {
+            payment_id: reply.payment_id.clone().unwrap_or_default(),
+            amount: reply.amount.unwrap_or(order.total_amount),
+        })),
+        _ => order.decide(OrderEvent::PaymentFailed(OrderPaymentFailed {
+            reason: reason.clone(),
+        })),
+    };
+    Ok(Some(Reaction {
+        cause: event,
+        order_id,
+        decide: Box::new(decide),
+    }))
 }

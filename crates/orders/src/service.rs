@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use oxcart_events::store::BoxError;
-use oxcart_events::{EventStore, Metadata, NewEvent, Position, RecordedEvent};
+use oxcart_events::{EventStore, Metadata, NewEvent, Position, RecordedEvent, StreamAppend};
 use oxcart_platform::auth::Caller;
 use oxcart_platform::db;
 use oxcart_platform::http::RequestContext;
@@ -33,6 +33,17 @@ const ATTEMPTS: usize = 3;
 
 /// Namespace of order ids derived from idempotency keys.
 const IDEMPOTENT_ORDERS: Uuid = Uuid::from_u128(0x6f78_6361_7274_4f72_6465_7273_4b65_7973);
+
+/// What another service's event means for one order: see [`Orders::react_all`].
+pub struct Reaction<'a> {
+    pub cause: &'a RecordedEvent,
+    pub order_id: Uuid,
+    /// The order event the cause leads to on the order as it stands, or why none.
+    pub decide: Decide<'a>,
+}
+
+/// How a [`Reaction`] decides.
+pub type Decide<'a> = Box<dyn Fn(&Order) -> Result<OrderEvent, domain::Refused> + Send + Sync + 'a>;
 
 /// The result of placing an order.
 #[derive(Debug, Clone)]
@@ -204,45 +215,86 @@ impl Orders {
         Ok(order)
     }
 
-    /// Applies what another service's event means for an order (the saga's replies),
-    /// once: the event's id becomes the causation id of the order event it leads to, so a
-    /// redelivery finds it in the stream and does nothing. That record and the state
+    /// Applies what other services' events mean for their orders (the saga's replies),
+    /// each once: an event's id becomes the causation id of the order event it leads to,
+    /// so a redelivery finds it in the stream and does nothing. That record and the state
     /// change are one append, so they cannot part. A reply the order's status no longer
     /// allows (a payment arriving for an order cancelled meanwhile) changes nothing;
     /// payments settles that side by refunding when it sees the cancellation.
-    pub async fn react(
-        &self,
-        cause: &RecordedEvent,
-        id: Uuid,
-        decide: impl Fn(&Order) -> Result<OrderEvent, domain::Refused>,
-    ) -> Result<Option<Order>, Error> {
-        let cause_id = cause.event.event_id.to_string();
-        let kind = &cause.event.event_type;
-        let order = self
-            .append_decided(id, |history, order| {
-                if history
-                    .iter()
-                    .any(|e| e.event.metadata.causation_id == cause_id)
-                {
-                    return Ok(None);
-                }
-                let event = match decide(order) {
-                    Ok(event) => event,
-                    Err(refused) => {
-                        tracing::info!(order_id = %id, cause = %kind, %refused, "reply no longer applies");
-                        return Ok(None);
-                    }
-                };
-                let mut new =
-                    NewEvent::caused_by(cause, event.event_type(), AGGREGATE, id, event.data());
-                new.user_id = Some(order.customer_id);
-                Ok(Some((event, new)))
-            })
-            .await?;
-        if let Some(order) = &order {
-            tracing::info!(order_id = %id, status = %order.status, cause = %kind, "order moved on");
+    ///
+    /// A batch of reactions is one append to all the orders it concerns, one commit. An
+    /// order's reactions are decided in their order, each on the state the one before
+    /// left. If another writer moved one of the orders meanwhile, the whole batch is
+    /// decided again on the new state.
+    pub async fn react_all(&self, reactions: &[Reaction<'_>]) -> Result<(), Error> {
+        let mut ids: Vec<Uuid> = Vec::new();
+        for reaction in reactions {
+            if !ids.contains(&reaction.order_id) {
+                ids.push(reaction.order_id);
+            }
         }
-        Ok(order)
+        for _ in 0..ATTEMPTS {
+            let histories =
+                futures::future::try_join_all(ids.iter().map(|&id| self.store.read_stream(id)))
+                    .await?;
+            let mut appends = Vec::new();
+            let mut moved = Vec::new();
+            for (&id, history) in ids.iter().zip(&histories) {
+                let mut order = Order::from_history(history)?.ok_or(Error::NotFound)?;
+                let expected_version = order.version;
+                let mut events = Vec::new();
+                for reaction in reactions.iter().filter(|r| r.order_id == id) {
+                    let cause_id = reaction.cause.event.event_id.to_string();
+                    if history
+                        .iter()
+                        .any(|e| e.event.metadata.causation_id == cause_id)
+                    {
+                        continue;
+                    }
+                    let kind = &reaction.cause.event.event_type;
+                    let event = match (reaction.decide)(&order) {
+                        Ok(event) => event,
+                        Err(refused) => {
+                            tracing::info!(order_id = %id, cause = %kind, %refused, "reply no longer applies");
+                            continue;
+                        }
+                    };
+                    let mut new = NewEvent::caused_by(
+                        reaction.cause,
+                        event.event_type(),
+                        AGGREGATE,
+                        id,
+                        event.data(),
+                    );
+                    new.user_id = Some(order.customer_id);
+                    let version = order.version + 1;
+                    order = order.evolve(&event, version, new.timestamp)?;
+                    moved.push((id, order.status, kind));
+                    events.push(new);
+                }
+                if !events.is_empty() {
+                    appends.push(StreamAppend {
+                        aggregate_id: id,
+                        expected_version,
+                        events,
+                    });
+                }
+            }
+            if appends.is_empty() {
+                return Ok(());
+            }
+            match self.store.append_many(appends).await {
+                Ok(_) => {
+                    for (id, status, kind) in moved {
+                        tracing::info!(order_id = %id, %status, cause = %kind, "order moved on");
+                    }
+                    return Ok(());
+                }
+                Err(oxcart_events::Error::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(Error::Contended)
     }
 
     /// Decides on behalf of a request, with the request's ids in the event's metadata.

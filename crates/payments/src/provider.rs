@@ -123,10 +123,10 @@ impl Ledger for SqlLedger {
 
     async fn record(&self, key: &str, operation: Operation<'_>) -> Result<Answer, BoxError> {
         let mut tx = self.0.begin().await?;
-        db::query(
+        let inserted: Option<(i64, String, Option<String>)> = db::query_as(
             "INSERT INTO simulated_provider_operations (idempotency_key, kind, amount, currency, approved, \
              reference, decline_code, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (idempotency_key) DO NOTHING",
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING approved, reference, decline_code",
         )
         .bind(key)
         .bind(operation.kind)
@@ -136,12 +136,21 @@ impl Ledger for SqlLedger {
         .bind(&operation.answer.reference)
         .bind(&operation.answer.decline_code)
         .bind(db::timestamp(db::now()))
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.recorded(key)
-            .await?
-            .ok_or_else(|| "the simulated provider lost an operation".into())
+        // Recorded now, or before (a retried key): then the first answer stands.
+        match inserted {
+            Some((approved, reference, decline_code)) => Ok(Answer {
+                approved: approved == 1,
+                reference,
+                decline_code,
+            }),
+            None => self
+                .recorded(key)
+                .await?
+                .ok_or_else(|| "the simulated provider lost an operation".into()),
+        }
     }
 
     async fn attempt(&self, key: &str) -> Result<i64, BoxError> {

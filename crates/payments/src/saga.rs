@@ -435,11 +435,28 @@ impl PaymentSaga {
             return Ok(());
         }
         let mut tx = self.db.begin().await?;
+        // Every step's event, and the `order.created` a charge records the intent of (its
+        // own delivery, later, finds it claimed), in one statement.
+        let ids: Vec<Uuid> = steps
+            .iter()
+            .filter_map(|(event, step)| Some((event, step.as_ref()?)))
+            .flat_map(|(event, step)| {
+                let intent = match step {
+                    Step::Charge {
+                        intent: Some((created, _)),
+                        ..
+                    } => Some(*created),
+                    _ => None,
+                };
+                std::iter::once(event.event.event_id).chain(intent)
+            })
+            .collect();
+        let claimed = db::claim_all(&mut tx, GROUP, &ids).await?;
         let mut appended = None;
         let mut applied = Vec::new();
         for (event, step) in steps {
             let Some(step) = step else { continue };
-            if !db::claim(&mut tx, GROUP, event.event.event_id).await? {
+            if !claimed.contains(&event.event.event_id) {
                 continue;
             }
             let span = match step {
@@ -487,9 +504,7 @@ impl PaymentSaga {
                 charged,
                 ..
             } => {
-                if let Some((created, order)) = intent {
-                    // Its own delivery, later, finds it claimed.
-                    db::claim(tx, GROUP, *created).await?;
+                if let Some((_, order)) = intent {
                     intend(tx, *order_id, order, &now).await?;
                 }
                 let updated = db::query(

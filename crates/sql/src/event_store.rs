@@ -2,7 +2,9 @@ use async_trait::async_trait;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::{BoxError, check_stream};
 use oxcart_events::trace;
-use oxcart_events::{Appended, Error, EventStore, Metadata, NewEvent, Position, RecordedEvent};
+use oxcart_events::{
+    Appended, Error, EventStore, Metadata, NewEvent, Position, RecordedEvent, StreamAppend,
+};
 use oxcart_platform::db::{self, Backend, Db};
 use oxcart_platform::problem::ProblemKind;
 use sqlx::any::AnyRow;
@@ -136,23 +138,22 @@ impl SqlEventStore {
                 .map_err(backend)?;
         }
         let id = aggregate_id.to_string();
-        let actual = stream_version(conn, &id).await?;
-        if actual != expected_version {
-            return Err(Error::Conflict {
-                aggregate_id,
-                expected: expected_version,
-                actual,
-            });
-        }
         let mut appended = Appended {
-            version: actual,
+            version: expected_version,
             position: 0,
         };
         for event in events {
             appended.version += 1;
+            // The version check is part of the insert, so an append costs one statement
+            // an event: version n goes in only if n - 1 is there, and the stream's unique
+            // (aggregate_id, version) turns it away if n is taken. Either way no row comes
+            // back, and only then is the stream's version read, to say what it is.
             let inserted = db::query(
                 "INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, \
-                 occurred_at, user_id, metadata, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING position",
+                 occurred_at, user_id, metadata, data) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+                 WHERE $4 = 1 OR EXISTS (SELECT 1 FROM events WHERE aggregate_id = $3 AND version = $4 - 1) \
+                 ON CONFLICT (aggregate_id, version) DO NOTHING RETURNING position",
             )
             .bind(event.event_id.to_string())
             .bind(&event.aggregate_type)
@@ -164,12 +165,12 @@ impl SqlEventStore {
             .bind(event.user_id.map(|u| u.to_string()))
             .bind(serde_json::to_string(&event.metadata).map_err(|e| Error::Backend(e.into()))?)
             .bind(serde_json::to_string(&event.data).map_err(|e| Error::Backend(e.into()))?)
-            .fetch_one(&mut *conn)
-            .await;
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
             match inserted {
-                Ok(row) => appended.position = row.try_get("position").map_err(backend)?,
-                // Another process appended between the check and the insert.
-                Err(e) if db::is_unique_violation(&e) && !e.to_string().contains("event_id") => {
+                Some(row) => appended.position = row.try_get("position").map_err(backend)?,
+                None => {
                     let actual = stream_version(conn, &id).await?;
                     return Err(Error::Conflict {
                         aggregate_id,
@@ -177,7 +178,6 @@ impl SqlEventStore {
                         actual,
                     });
                 }
-                Err(e) => return Err(backend(e)),
             }
         }
         Ok(appended)
@@ -192,22 +192,46 @@ impl EventStore for SqlEventStore {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
-        let mut tx = self.db.begin().await.map_err(backend)?;
-        let appended = match self
-            .append_in(&mut tx, aggregate_id, expected_version, events)
-            .await
-        {
-            Ok(appended) => appended,
-            Err(error) => {
-                // A conflict may be with an append not yet durable (SQLite's group
-                // commit): the rollback returns once it is, so that the caller, who will
-                // read the stream to see what won, finds it there.
-                let _ = tx.rollback().await;
-                return Err(error);
-            }
+        let one = StreamAppend {
+            aggregate_id,
+            expected_version,
+            events,
         };
+        let appended = self.append_many(vec![one]).await?;
+        appended
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Backend("an append of one stream came back without it".into()))
+    }
+
+    /// One transaction for every stream: one commit, and on SQLite one fsync.
+    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, Error> {
+        let mut tx = self.db.begin().await.map_err(backend)?;
+        let mut appended = Vec::with_capacity(appends.len());
+        for each in appends {
+            match self
+                .append_in(
+                    &mut tx,
+                    each.aggregate_id,
+                    each.expected_version,
+                    each.events,
+                )
+                .await
+            {
+                Ok(one) => appended.push(one),
+                Err(error) => {
+                    // A conflict may be with an append not yet durable (SQLite's group
+                    // commit): the rollback returns once it is, so that the caller, who
+                    // will read the stream to see what won, finds it there.
+                    let _ = tx.rollback().await;
+                    return Err(error);
+                }
+            }
+        }
         tx.commit().await.map_err(backend)?;
-        self.committed(appended.position);
+        if let Some(last) = appended.iter().map(|one| one.position).max() {
+            self.committed(last);
+        }
         Ok(appended)
     }
 

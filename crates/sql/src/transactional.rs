@@ -1,8 +1,8 @@
 //! Consumer groups whose every effect is rows in the database, applied a batch at a time.
 //!
 //! Such a group ([`Apply`]) needs no call outside the database, so a whole polled batch
-//! can be applied in one transaction: each event claimed in the inbox and applied, in log
-//! order, and one commit for them all. That is one commit where there were as many as
+//! can be applied in one transaction: the events claimed in the inbox (one statement),
+//! each applied in log order, and one commit for them all. That is one commit where there were as many as
 //! events (on SQLite one fsync, on PostgreSQL one round of the commit protocol), and
 //! the batch's events are still each applied exactly once: the claims commit with the
 //! effects or not at all. If any event fails the transaction is dropped with nothing
@@ -72,15 +72,15 @@ impl<A: Apply> InTransaction<A> {
             return Ok(());
         }
         let mut tx = self.db.begin().await?;
+        let ids: Vec<_> = wanted.iter().map(|event| event.event.event_id).collect();
+        let claimed = db::claim_all(&mut tx, group, &ids).await?;
         let mut appended = None;
-        for event in wanted {
-            let step = async {
-                if !db::claim(&mut tx, group, event.event.event_id).await? {
-                    // Applied before: a redelivery.
-                    return Ok::<_, BoxError>(None);
-                }
-                self.apply.apply(&mut tx, event).await
-            };
+        // Those not claimed now were applied before: redeliveries.
+        for event in wanted
+            .into_iter()
+            .filter(|event| claimed.contains(&event.event.event_id))
+        {
+            let step = self.apply.apply(&mut tx, event);
             // One event alone is already in the runner's span for it.
             let position = if in_spans {
                 step.instrument(trace::process_span(group, event, 1))

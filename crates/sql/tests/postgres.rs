@@ -19,6 +19,7 @@ async fn postgres() -> (Arc<dyn EventStore>, TestDatabase) {
 }
 
 oxcart_test_util::event_store_contract!(postgres(), #[ignore = "needs PostgreSQL (.ci/services)"]);
+oxcart_test_util::event_store_transaction_contract!(postgres(), #[ignore = "needs PostgreSQL (.ci/services)"]);
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL (.ci/services)"]

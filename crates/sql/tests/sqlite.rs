@@ -26,6 +26,7 @@ async fn sqlite() -> (Arc<dyn EventStore>, TempDir) {
 }
 
 oxcart_test_util::event_store_contract!(sqlite());
+oxcart_test_util::event_store_transaction_contract!(sqlite());
 
 #[tokio::test]
 async fn the_log_refuses_updates_and_deletes() {

@@ -5,9 +5,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use oxcart_events::{Error, EventStore, Metadata, NewEvent};
+use oxcart_events::{Error, EventStore, Metadata, NewEvent, StreamAppend};
 use serde_json::json;
 use uuid::Uuid;
+
+/// Generates one `#[tokio::test]` per contract test. `$make` is an async expression
+/// yielding `(Arc<dyn EventStore>, guard)`; the guard (a temporary directory, say) lives
+/// The stores whose [`EventStore::append_many`] is one transaction (SQL, in-memory) run
+/// this as well as [`event_store_contract!`](crate::event_store_contract).
+#[macro_export]
+macro_rules! event_store_transaction_contract {
+    ($make:expr $(, #[$meta:meta])* $(,)?) => {
+        $crate::event_store_contract!(@tests $make; [$(#[$meta])*];
+            appends_to_several_streams_are_all_or_nothing,
+        );
+    };
+}
 
 /// Generates one `#[tokio::test]` per contract test. `$make` is an async expression
 /// yielding `(Arc<dyn EventStore>, guard)`; the guard (a temporary directory, say) lives
@@ -226,4 +239,61 @@ pub async fn events_for_another_stream_are_refused(store: Arc<dyn EventStore>) {
         .await;
     assert!(matches!(result, Err(Error::WrongStream(_))), "{result:?}");
     assert!(store.read_stream(id).await.unwrap().is_empty());
+}
+
+/// Several streams' appends in one go land together, and a conflict on any of them lands
+/// none of them.
+pub async fn appends_to_several_streams_are_all_or_nothing(store: Arc<dyn EventStore>) {
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    store
+        .append(b, 0, vec![event(b, "order.created", 1)])
+        .await
+        .unwrap();
+    let append = |aggregate_id, expected_version, events| StreamAppend {
+        aggregate_id,
+        expected_version,
+        events,
+    };
+    let appended = store
+        .append_many(vec![
+            append(
+                a,
+                0,
+                vec![event(a, "order.created", 1), event(a, "order.paid", 2)],
+            ),
+            append(b, 1, vec![event(b, "order.paid", 2)]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        appended.iter().map(|one| one.version).collect::<Vec<_>>(),
+        [2, 2]
+    );
+    assert!(appended[0].position < appended[1].position);
+    assert_eq!(
+        store.read_stream(a).await.unwrap()[1].position,
+        appended[0].position
+    );
+    assert_eq!(
+        store.read_stream(b).await.unwrap()[1].position,
+        appended[1].position
+    );
+
+    // The second stream has moved on: the first stream's events do not land either.
+    match store
+        .append_many(vec![
+            append(c, 0, vec![event(c, "order.created", 1)]),
+            append(b, 1, vec![event(b, "order.shipped", 3)]),
+        ])
+        .await
+    {
+        Err(Error::Conflict {
+            aggregate_id,
+            expected,
+            actual,
+        }) => assert_eq!((aggregate_id, expected, actual), (b, 1, 2)),
+        other => panic!("expected a conflict on the second stream, got {other:?}"),
+    }
+    assert!(store.read_stream(c).await.unwrap().is_empty());
+    assert_eq!(store.read_stream(b).await.unwrap().len(), 2);
 }

@@ -3,7 +3,7 @@
 //! With `synchronous = FULL` every SQLite commit waits for an fsync of the write-ahead log,
 //! and the fsync, not the statements, is what a commit mostly costs. Transactions that
 //! queue for the writer at the same moment can share one: each runs inside a savepoint of
-//! one physical transaction (`BEGIN IMMEDIATE`), its "commit" releases the savepoint, and
+//! one physical transaction (`BEGIN IMMEDIATE`), its "commit" leaves its writes in place, and
 //! the physical `COMMIT`, with its one fsync, is issued by whichever member finds no one
 //! else waiting for the writer (or the group full, or old enough). Every member's
 //! `commit()` returns only once that physical commit is durable: nothing is acknowledged
@@ -39,8 +39,11 @@ const MAX_MEMBERS: usize = 256;
 /// And a group is committed once it is this old, however busy the writer.
 const MAX_AGE: Duration = Duration::from_millis(10);
 
+/// Opens a member. A member that commits leaves its savepoint in place (releasing it
+/// would cost the writer one more statement, a round trip to SQLite's thread); the
+/// physical `COMMIT` ends them all. One that rolls back goes back to the most recent
+/// savepoint of the name, its own, and releases that alone.
 const SAVEPOINT: &str = "SAVEPOINT oxcart_member";
-const RELEASE: &str = "RELEASE SAVEPOINT oxcart_member";
 const ROLLBACK_MEMBER: &str =
     "ROLLBACK TO SAVEPOINT oxcart_member; RELEASE SAVEPOINT oxcart_member";
 
@@ -52,8 +55,8 @@ pub(super) struct GroupWriter {
 
 struct Shared {
     pool: AnyPool,
-    /// The statement that opens a physical transaction.
-    begin: &'static str,
+    /// The statements that open a physical transaction and its first member, sent as one.
+    begin: String,
     state: Arc<tokio::sync::Mutex<State>>,
     /// Transactions waiting for the writer: while there are any, a member leaves the
     /// physical commit to one of them.
@@ -76,7 +79,7 @@ struct State {
     group: Option<Group>,
     /// Numbers the groups; the first is 1.
     last_epoch: u64,
-    /// A member is between its savepoint and its release or rollback.
+    /// A member is between its savepoint and its commit or rollback.
     member_open: bool,
 }
 
@@ -116,7 +119,7 @@ impl GroupWriter {
         Self {
             shared: Arc::new(Shared {
                 pool,
-                begin,
+                begin: format!("{begin}; {SAVEPOINT}"),
                 state: Arc::default(),
                 waiting: AtomicUsize::new(0),
                 settled: watch::Sender::new(0),
@@ -171,7 +174,9 @@ impl GroupWriter {
                 Some(conn) => conn,
                 None => self.shared.pool.acquire().await?,
             };
-            if let Err(error) = super::query(self.shared.begin).execute(&mut *conn).await {
+            if let Err(error) = super::query(&self.shared.begin).execute(&mut *conn).await {
+                // Whichever of the two failed, no transaction is left open.
+                let _ = super::query("ROLLBACK").execute(&mut *conn).await;
                 conn.close_on_drop();
                 return Err(error);
             }
@@ -182,9 +187,10 @@ impl GroupWriter {
                 members: 0,
                 opened: Instant::now(),
             });
+        } else {
+            let conn = state.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+            super::query(SAVEPOINT).execute(&mut **conn).await?;
         }
-        let conn = state.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
-        super::query(SAVEPOINT).execute(&mut **conn).await?;
         state.member_open = true;
         Ok(())
     }
@@ -287,19 +293,12 @@ impl Member {
         self.state.as_mut().ok_or(sqlx::Error::PoolClosed)
     }
 
-    /// Releases the savepoint and returns once the group it joined is durable.
+    /// Joins the member's writes to its group (its savepoint stays: see [`SAVEPOINT`])
+    /// and returns once the group is durable. Had SQLite rolled the whole transaction
+    /// back under the member (an I/O error, a full disk), the group's physical commit
+    /// fails and reports it to every member, this one included.
     pub(super) async fn commit(mut self) -> sqlx::Result<()> {
         let state = self.state()?;
-        let conn = state.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
-        if let Err(error) = super::query(RELEASE).execute(&mut **conn).await {
-            // The savepoint is gone only if SQLite rolled the whole transaction back:
-            // the group has failed, and this member with it.
-            state.member_open = false;
-            if let Some(state) = self.state.take() {
-                self.writer.finish(state, true).await;
-            }
-            return Err(error);
-        }
         state.member_open = false;
         let epoch = match state.group.as_mut() {
             Some(group) => {
@@ -344,8 +343,7 @@ async fn roll_back_member(state: &mut State) -> sqlx::Result<()> {
 }
 
 /// Undoes what a member left behind when it went away mid-step (its future dropped
-/// between its savepoint and its release). Its savepoint may already be released, which
-/// SQLite then refuses, harmlessly.
+/// between its savepoint and its commit or rollback).
 async fn abandon_member(state: &mut State) {
     if state.member_open {
         let _ = roll_back_member(state).await;
