@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Utc};
+use futures::{StreamExt as _, TryStreamExt as _};
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
@@ -29,9 +30,13 @@ use oxcart_platform::money::format_amount;
 use oxcart_platform::{ProblemKind, ServiceError};
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 pub const GROUP: &str = "invoice-service";
+
+/// How many orders a batch fetches at once.
+const ORDER_FETCHES: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -168,69 +173,127 @@ impl InvoiceHandler {
         Self { db, orders }
     }
 
-    #[tracing::instrument(name = "issue invoice", skip_all, fields(order.id = %order_id, invoice.kind = ?kind))]
-    async fn issue(
-        &self,
-        cause: &RecordedEvent,
-        order_id: Uuid,
-        kind: Kind,
-    ) -> Result<(), BoxError> {
-        if db::claimed(&self.db, GROUP, cause.event.event_id).await? {
-            return Ok(());
-        }
-        let order = self
-            .orders
+    async fn order(&self, order_id: Uuid) -> Result<Order, BoxError> {
+        self.orders
             .order(order_id)
             .await?
-            .ok_or_else(|| format!("order {order_id} not found"))?;
-        let Some(mut tx) = db::begin_claimed(&self.db, GROUP, cause.event.event_id).await? else {
-            return Ok(());
-        };
-        let existing: Option<String> =
-            db::query_scalar("SELECT number FROM invoices WHERE order_id = $1 AND kind = $2")
-                .bind(order_id.to_string())
-                .bind(kind.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if existing.is_some() {
-            tx.commit().await?;
+            .ok_or_else(|| format!("order {order_id} not found").into())
+    }
+
+    /// Issues the documents a batch of events calls for, in one transaction: each event
+    /// claimed with its document, so each is issued once. The orders are read first,
+    /// outside it, so the writer is not held while they are fetched (from another
+    /// process, split apart).
+    async fn issue_all(&self, events: &[&RecordedEvent]) -> Result<(), BoxError> {
+        let mut wanted = Vec::new();
+        for &event in events {
+            if let Some((order_id, kind)) = document_for(event)? {
+                wanted.push((event, order_id, kind));
+            }
+        }
+        if wanted.is_empty() {
             return Ok(());
         }
-        let credits = match kind {
-            Kind::Invoice => None,
-            Kind::CreditNote => Some(
-                db::query_scalar::<String>(
-                    "SELECT number FROM invoices WHERE order_id = $1 AND kind = 'invoice'",
-                )
-                .bind(order_id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| format!("order {order_id} has no invoice to credit yet"))?,
-            ),
-        };
-        let at = cause.event.timestamp;
-        let number = next_number(&mut tx, kind, at.year()).await?;
-        let document = Document::for_order(&order, number, kind, at, credits);
-        let pdf = pdf::render(&document);
-        db::query(
-            "INSERT INTO invoices (number, kind, order_id, user_id, currency, total, issued_at, document, pdf) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&document.number)
-        .bind(kind.as_str())
-        .bind(order_id.to_string())
-        .bind(order.customer_id.to_string())
-        .bind(&document.currency)
-        .bind(document.total)
-        .bind(db::timestamp(at))
-        .bind(serde_json::to_string(&document)?)
-        .bind(pdf)
-        .execute(&mut *tx)
-        .await?;
+        // An event applied before needs no order fetched: a redelivery alone skips it all.
+        if let [(event, ..)] = wanted[..]
+            && db::claimed(&self.db, GROUP, event.event.event_id).await?
+        {
+            return Ok(());
+        }
+        // A few at a time: split apart, each is a request to the orders service.
+        let order_ids: Vec<Uuid> = wanted.iter().map(|(_, order_id, _)| *order_id).collect();
+        let orders: Vec<Order> = futures::stream::iter(order_ids)
+            .map(|order_id| self.order(order_id))
+            .buffered(ORDER_FETCHES)
+            .try_collect()
+            .await?;
+        let mut tx = self.db.begin().await?;
+        let ids: Vec<Uuid> = wanted.iter().map(|(e, ..)| e.event.event_id).collect();
+        let claimed = db::claim_all(&mut tx, GROUP, &ids).await?;
+        let mut issued = Vec::new();
+        for ((cause, order_id, kind), order) in wanted.into_iter().zip(&orders) {
+            if !claimed.contains(&cause.event.event_id) {
+                continue;
+            }
+            let span =
+                tracing::info_span!("issue invoice", order.id = %order_id, invoice.kind = ?kind);
+            if let Some(number) = issue(&mut tx, cause, order, kind).instrument(span).await? {
+                issued.push((order_id, number));
+            }
+        }
         tx.commit().await?;
-        tracing::info!(order_id = %order_id, number = %document.number, "document issued");
+        for (order_id, number) in issued {
+            tracing::info!(order_id = %order_id, number = %number, "document issued");
+        }
         Ok(())
     }
+}
+
+/// The document an event calls for, if any: an invoice for a paid order, a credit note
+/// for a refund.
+fn document_for(event: &RecordedEvent) -> Result<Option<(Uuid, Kind)>, BoxError> {
+    Ok(match event.event.event_type.as_str() {
+        "order.paid" => Some((event.event.aggregate_id, Kind::Invoice)),
+        "payment.refunded" => {
+            let order_id = event.event.data["orderId"]
+                .as_str()
+                .and_then(|id| id.parse().ok())
+                .ok_or("payment.refunded without an orderId")?;
+            Some((order_id, Kind::CreditNote))
+        }
+        _ => None,
+    })
+}
+
+/// Issues `order`'s document of `kind` on `tx`, unless it has one: its number, if issued.
+async fn issue(
+    tx: &mut AnyConnection,
+    cause: &RecordedEvent,
+    order: &Order,
+    kind: Kind,
+) -> Result<Option<String>, BoxError> {
+    let order_id = order.id;
+    let existing: Option<String> =
+        db::query_scalar("SELECT number FROM invoices WHERE order_id = $1 AND kind = $2")
+            .bind(order_id.to_string())
+            .bind(kind.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    if existing.is_some() {
+        return Ok(None);
+    }
+    let credits = match kind {
+        Kind::Invoice => None,
+        Kind::CreditNote => Some(
+            db::query_scalar::<String>(
+                "SELECT number FROM invoices WHERE order_id = $1 AND kind = 'invoice'",
+            )
+            .bind(order_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| format!("order {order_id} has no invoice to credit yet"))?,
+        ),
+    };
+    let at = cause.event.timestamp;
+    let number = next_number(tx, kind, at.year()).await?;
+    let document = Document::for_order(order, number, kind, at, credits);
+    let pdf = pdf::render(&document);
+    db::query(
+        "INSERT INTO invoices (number, kind, order_id, user_id, currency, total, issued_at, document, pdf) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&document.number)
+    .bind(kind.as_str())
+    .bind(order_id.to_string())
+    .bind(order.customer_id.to_string())
+    .bind(&document.currency)
+    .bind(document.total)
+    .bind(db::timestamp(at))
+    .bind(serde_json::to_string(&document)?)
+    .bind(pdf)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Some(document.number))
 }
 
 #[async_trait]
@@ -244,20 +307,17 @@ impl Handler for InvoiceHandler {
     }
 
     async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
-        match event.event.event_type.as_str() {
-            "order.paid" => {
-                self.issue(event, event.event.aggregate_id, Kind::Invoice)
-                    .await
-            }
-            "payment.refunded" => {
-                let order_id = event.event.data["orderId"]
-                    .as_str()
-                    .and_then(|id| id.parse().ok())
-                    .ok_or("payment.refunded without an orderId")?;
-                self.issue(event, order_id, Kind::CreditNote).await
-            }
-            _ => Ok(()),
-        }
+        self.issue_all(&[event]).await
+    }
+
+    /// A batch's documents are one transaction; should one fail (a refund before its
+    /// invoice), none is issued and the runner goes one event at a time.
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn handle_batch(&self, events: &[&RecordedEvent]) -> Result<(), BoxError> {
+        self.issue_all(events).await
     }
 }
 

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`Relay`]: publishes the event log (the outbox every service appends to in its own
 //!   transaction) to Kafka, in log order, with the idempotent producer and `acks=all`.
-//!   One relay is active per store at a time, elected by an advisory lock.
+//!   One relay is active per store at a time, the one holding a lease in the database.
 //! - [`KafkaBus`]: the bus port on consumer groups with `enable.auto.commit=false`; a
 //!   subscription commits offsets only when the consumer runner says an event is done.
 //! - [`KafkaDeadLetters`]: parks a poison event in the database (for `oxcart dlq`) and
@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use bus::KafkaBus;
 pub use dead_letters::KafkaDeadLetters;
 pub use properties::{Properties, PropertyError};
-pub use relay::{Relay, RelayMetrics};
+pub use relay::{CHECKPOINT as RELAY_CHECKPOINT, LEASE, Relay, RelayMetrics};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KafkaConfig {

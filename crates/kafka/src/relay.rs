@@ -6,7 +6,7 @@ use std::time::Duration;
 use oxcart_events::bus::topic_of;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, RecordedEvent, trace};
-use oxcart_platform::db::{self, Backend, Db};
+use oxcart_platform::db::{self, Db};
 use oxcart_platform::telemetry::context;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -19,22 +19,27 @@ use crate::KafkaConfig;
 /// The checkpoint that records how far the log has been published.
 pub const CHECKPOINT: &str = "kafka-relay";
 
-/// The advisory lock that elects the one active relay ("relay" in ASCII).
-const LEADER_LOCK: i64 = 0x72_65_6c_61_79;
+/// How long a relay's lease lasts from its last round: how long the others wait before
+/// taking over from one that died. A round that takes longer (a broker that is slow to
+/// acknowledge) may see another relay publish alongside it; both are at least once.
+pub const LEASE: Duration = Duration::from_secs(5);
 
 /// Publishes the event log to Kafka, in log order, each event exactly where the last
 /// round stopped.
 ///
-/// Every round is one transaction that first takes a transaction-scoped advisory lock:
-/// the relay that gets it reads the next batch after the `kafka-relay` checkpoint,
-/// publishes it and waits for every acknowledgement (`acks=all`), then moves the
-/// checkpoint and commits. Any number of processes may run a relay; one publishes at a
-/// time, and if it dies mid-round its transaction aborts, the lock is free, and another
-/// takes over from the last checkpoint. A round cut short after publishing publishes its
-/// events again: delivery is at least once, and consumers de-duplicate by event id. The
-/// lock lives and dies with a transaction, never a session, so it works through
-/// PgBouncer in transaction pooling mode.
+/// One relay publishes at a time: the one holding the lease (`relay_leases`), which it
+/// takes when the lease has lapsed and renews every round. A round reads the next batch
+/// after the `kafka-relay` checkpoint, publishes it and waits for every acknowledgement
+/// (`acks=all`), holding no transaction and no connection meanwhile; then it moves the
+/// checkpoint, in one statement, from where it found it and only while it still holds
+/// the lease. Any number of processes may run a relay; if the leader dies its lease
+/// lapses after [`LEASE`] and another takes over from the last checkpoint. A round cut
+/// short after publishing publishes its events again: delivery is at least once, and
+/// consumers de-duplicate by event id. Every statement is its own short transaction,
+/// so it works through PgBouncer in transaction pooling mode.
 pub struct Relay {
+    /// Names this relay in the lease.
+    id: String,
     db: Db,
     store: Arc<dyn EventStore>,
     producer: FutureProducer,
@@ -109,6 +114,7 @@ impl Relay {
             .set("compression.type", "none")
             .create()?;
         Ok(Self {
+            id: uuid::Uuid::now_v7().to_string(),
             db,
             store,
             producer,
@@ -144,22 +150,17 @@ impl Relay {
                 () = tokio::time::sleep(pause) => {}
             }
         }
+        if let Err(error) = self.release().await {
+            tracing::warn!(%error, "the relay could not give up its lease; another takes over when it lapses");
+        }
     }
 
     /// One round: how many events it published (none if another relay leads).
     pub async fn round(&self) -> Result<usize, BoxError> {
-        let mut tx = self.db.begin().await?;
-        // On SQLite the write transaction is already exclusive.
-        if self.db.backend() == Backend::Postgres {
-            let leader: bool = db::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-                .bind(LEADER_LOCK)
-                .fetch_one(&mut *tx)
-                .await?;
-            if !leader {
-                return Ok(0);
-            }
+        if !self.lease().await? {
+            return Ok(0);
         }
-        let after = db::checkpoint(&mut tx, CHECKPOINT).await?;
+        let after = db::checkpoint(&mut *self.db.read_primary().await?, CHECKPOINT).await?;
         let head = self.store.head().await?;
         self.metrics.backlog.set(head - after);
         let events = self.store.read_all(after, self.config.relay_batch).await?;
@@ -170,9 +171,65 @@ impl Relay {
         self.publish(&events).await?;
         timer.observe_duration();
         self.metrics.backlog.set((head - last).max(0));
-        db::save_checkpoint(&mut tx, CHECKPOINT, last).await?;
+        // From where this round found it, and only while this relay leads: a relay whose
+        // lease lapsed mid-round (and was taken) leaves the checkpoint to the new leader.
+        let mut tx = self.db.begin().await?;
+        let moved = db::query(
+            "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position \
+             WHERE projection_checkpoints.position = $3 AND EXISTS \
+             (SELECT 1 FROM relay_leases WHERE relay_leases.name = $1 AND relay_leases.holder = $4)",
+        )
+        .bind(CHECKPOINT)
+        .bind(last)
+        .bind(after)
+        .bind(&self.id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
+        if moved.rows_affected() == 0 {
+            tracing::info!(
+                after,
+                last,
+                "another relay took over during the round; it publishes from its checkpoint"
+            );
+        }
         Ok(events.len())
+    }
+
+    /// Takes the lease if it has lapsed, or renews it if this relay holds it: whether
+    /// this relay leads for the next [`LEASE`].
+    async fn lease(&self) -> Result<bool, BoxError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64);
+        let until = now + LEASE.as_millis() as i64;
+        let mut tx = self.db.begin().await?;
+        let taken = db::query(
+            "INSERT INTO relay_leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE relay_leases.holder = excluded.holder OR relay_leases.expires_at < $4",
+        )
+        .bind(CHECKPOINT)
+        .bind(&self.id)
+        .bind(until)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    /// Gives the lease up, so that another relay takes over at once (at shutdown).
+    async fn release(&self) -> Result<(), BoxError> {
+        let mut tx = self.db.begin().await?;
+        db::query("UPDATE relay_leases SET expires_at = 0 WHERE name = $1 AND holder = $2")
+            .bind(CHECKPOINT)
+            .bind(&self.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn publish(&self, events: &[RecordedEvent]) -> Result<(), BoxError> {

@@ -180,3 +180,76 @@ async fn dead_letters_reach_the_dead_letter_topic() {
     let payload: serde_json::Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
     assert_eq!(payload["eventId"], recorded.event.event_id.to_string());
 }
+
+/// The relay's checkpoint, once it reaches `head` (or after 30 s, whatever it is then).
+async fn published_through(db: &Db, head: i64) -> i64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let position = oxcart_platform::db::checkpoint(
+            &mut db.read_primary().await.unwrap(),
+            oxcart_kafka::RELAY_CHECKPOINT,
+        )
+        .await
+        .unwrap();
+        if position >= head || tokio::time::Instant::now() >= deadline {
+            return position;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A relay that stops gives its lease up for another to take at once; one that dies
+/// holding it is replaced once the lease lapses. Either way the log is published through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (.ci/services)"]
+async fn another_relay_takes_over_from_one_that_stops_or_dies() {
+    let (db, _database) = TestDatabase::migrated().await;
+    let (config, _topics) = topics().await;
+    let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
+    let relay =
+        || Relay::new(db.clone(), Arc::clone(&store), &config, RelayMetrics::new()).unwrap();
+    let append = |n: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            let id = uuid::Uuid::now_v7();
+            let event = oxcart_test_util::event_store::event(id, "order.happened", n);
+            store.append(id, 0, vec![event]).await.unwrap().position
+        }
+    };
+    let lease_holder = || async {
+        let row: (String, i64) =
+            oxcart_platform::db::query_as("SELECT holder, expires_at FROM relay_leases")
+                .fetch_one(&mut *db.read_primary().await.unwrap())
+                .await
+                .unwrap();
+        row
+    };
+
+    // The first relay dies mid-flight: its task is gone, its lease stays until it lapses.
+    let first = tokio::spawn(relay().run(CancellationToken::new()));
+    let head = append(1).await;
+    assert_eq!(published_through(&db, head).await, head);
+    first.abort();
+    let _ = first.await;
+    let (holder, _) = lease_holder().await;
+    let second = CancellationToken::new();
+    let stopped = tokio::spawn(relay().run(second.clone()));
+    let head = append(2).await;
+    assert_eq!(
+        published_through(&db, head).await,
+        head,
+        "taken over after the lease lapsed"
+    );
+    let (taken_by, _) = lease_holder().await;
+    assert_ne!(taken_by, holder);
+
+    // The second stops cleanly: it gives the lease up on its way out.
+    second.cancel();
+    stopped.await.unwrap();
+    assert_eq!(lease_holder().await, (taken_by, 0));
+    let third = CancellationToken::new();
+    tokio::spawn(relay().run(third.clone()));
+    let head = append(3).await;
+    assert_eq!(published_through(&db, head).await, head);
+    third.cancel();
+}
