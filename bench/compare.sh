@@ -59,7 +59,9 @@ echo "== oxcart (${BENCH_MODE:-all-in-one})"
 rss() { local kb=0; for p in "${pids[@]}"; do kb=$((kb + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo $((kb / 1024)); }
 sleep 2
 record rss-idle "$(rss)"
-saga() { python3 bench/saga_report.py "$DATABASE" "$1" "$work/bench-mark" "$results"; }
+# Every phase's orders paid, then every consumer group caught up (e-mails, invoices), so
+# that the next phase starts on an idle system.
+saga() { python3 bench/saga_report.py "$DATABASE" "$1" "$work/bench-mark" "$results"; settle; }
 
 # Saturation: as fast as 16 connections go, the saga running behind; the highest
 # resident memory seen meanwhile.

@@ -25,7 +25,8 @@ fi
 
 work="$(mktemp -d)"
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
+# Each server is waited for before its directory goes: one still draining writes into it.
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port="$(free_port)"
 base="http://127.0.0.1:$port"
@@ -71,3 +72,15 @@ export TOKEN="$(token bench@example.com)"
 admin="$(token admin@example.com)"
 export PRODUCT="$(curl -sf -X POST "$base/api/products" -H "authorization: Bearer $admin" -H 'content-type: application/json' \
     -d '{"sku":"BENCH-1","name":"Bench mug","price":1450,"currency":"EUR","stock":100000000}' | json id)"
+
+# Waits (up to 3 minutes) until the consumer groups and the relay of the process under
+# load have caught up with the log, so that one phase's leftovers do not load the next.
+settle() {
+    local deadline=$((SECONDS + 180)) lag=
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        lag="$(curl -sf "$base/metrics" | awk '/^(consumer_lag|outbox_backlog)[{ ]/ {s += $NF} END {print s + 0}')"
+        [ "$lag" = 0 ] && return
+        sleep 0.5
+    done
+    echo "  (still $lag events behind after 3 minutes)"
+}
