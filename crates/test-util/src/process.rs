@@ -81,6 +81,22 @@ impl Process {
         self.logs.lock().expect("log lock").clone()
     }
 
+    /// The first log line `matches`, waiting up to ten seconds for it: a request's line
+    /// is written as its response goes out, and may reach the pipe after the client has
+    /// read the response.
+    pub async fn log_line(&self, matches: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.logs().into_iter().find(|line| matches(line)) {
+                return Some(line);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL: no chance to flush or drain.
     pub async fn kill(&mut self) {
         self.child.kill().await.expect("killed");

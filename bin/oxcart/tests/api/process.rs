@@ -355,16 +355,14 @@ async fn log_lines_are_json_carrying_the_request_id_and_route() {
     let request_id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(reply.body["requestId"], request_id.as_str());
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let logs = server.logs();
-    let line = logs
-        .iter()
-        .find(|l| {
+    let line = server
+        .log_line(|l| {
             l["spans"]
                 .as_array()
                 .is_some_and(|s| s.iter().any(|s| s["request_id"] == request_id.as_str()))
         })
-        .unwrap_or_else(|| panic!("no log line for request {request_id}: {logs:?}"));
+        .await
+        .unwrap_or_else(|| panic!("no log line for request {request_id}: {:?}", server.logs()));
     let span = &line["spans"][0];
     assert_eq!(
         (
