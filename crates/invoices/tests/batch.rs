@@ -63,14 +63,7 @@ async fn numbers(db: &Db) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn a_batch_of_documents_is_one_transaction_issued_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = oxcart_sqlite::connect(
-        &dir.path().join("invoices.db"),
-        &oxcart_sqlite::SqliteConfig::default(),
-    )
-    .await
-    .unwrap();
-    db.migrate(&oxcart_sqlite::MIGRATOR).await.unwrap();
+    let (db, _dir) = oxcart_test_util::sqlite::migrated().await;
     let handler = InvoiceHandler::new(db.clone(), Arc::new(PaidOrders));
     assert!(handler.batches());
 

@@ -87,14 +87,7 @@ struct World {
 
 /// The catalog service on a port of its own, with one product (12.50 EUR), behind TLS.
 async fn catalog_service() -> ((tempfile::TempDir, TlsProxy), String, Uuid) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = oxcart_sqlite::connect(
-        &dir.path().join("catalog.db"),
-        &oxcart_sqlite::SqliteConfig::default(),
-    )
-    .await
-    .unwrap();
-    db.migrate(&oxcart_sqlite::MIGRATOR).await.unwrap();
+    let (db, dir) = oxcart_test_util::sqlite::migrated().await;
     let catalog = Catalog::new(db);
     let product = catalog
         .create(NewProduct {

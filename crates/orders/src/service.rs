@@ -233,15 +233,8 @@ impl Orders {
                 ids.push(reaction.order_id);
             }
         }
-        for _ in 0..ATTEMPTS {
-            let histories =
-                futures::future::try_join_all(ids.iter().map(|&id| self.store.read_stream(id)))
-                    .await?;
-            let mut appends = Vec::new();
-            let mut moved = Vec::new();
-            for (&id, history) in ids.iter().zip(&histories) {
-                let mut order = Order::from_history(history)?.ok_or(Error::NotFound)?;
-                let expected_version = order.version;
+        let moved = self
+            .append_decided(&ids, |id, history, mut order| {
                 let mut events = Vec::new();
                 for reaction in reactions.iter().filter(|r| r.order_id == id) {
                     let cause_id = reaction.cause.event.event_id.to_string();
@@ -251,10 +244,10 @@ impl Orders {
                     {
                         continue;
                     }
-                    let kind = &reaction.cause.event.event_type;
                     let event = match (reaction.decide)(&order) {
                         Ok(event) => event,
                         Err(refused) => {
+                            let kind = &reaction.cause.event.event_type;
                             tracing::info!(order_id = %id, cause = %kind, %refused, "reply no longer applies");
                             continue;
                         }
@@ -269,32 +262,15 @@ impl Orders {
                     new.user_id = Some(order.customer_id);
                     let version = order.version + 1;
                     order = order.evolve(&event, version, new.timestamp)?;
-                    moved.push((id, order.status, kind));
                     events.push(new);
                 }
-                if !events.is_empty() {
-                    appends.push(StreamAppend {
-                        aggregate_id: id,
-                        expected_version,
-                        events,
-                    });
-                }
-            }
-            if appends.is_empty() {
-                return Ok(());
-            }
-            match self.store.append_many(appends).await {
-                Ok(_) => {
-                    for (id, status, kind) in moved {
-                        tracing::info!(order_id = %id, %status, cause = %kind, "order moved on");
-                    }
-                    return Ok(());
-                }
-                Err(oxcart_events::Error::Conflict { .. }) => continue,
-                Err(error) => return Err(error.into()),
-            }
+                Ok((order, events))
+            })
+            .await?;
+        for order in moved.into_iter().flatten() {
+            tracing::info!(order_id = %order.id, status = %order.status, "order moved on");
         }
-        Err(Error::Contended)
+        Ok(())
     }
 
     /// Decides on behalf of a request, with the request's ids in the event's metadata.
@@ -304,34 +280,56 @@ impl Orders {
         context: &RequestContext,
         decide: impl Fn(&Order) -> Result<OrderEvent, Error>,
     ) -> Result<Order, Error> {
-        self.append_decided(id, |_, order| {
-            let event = decide(order)?;
+        self.append_decided(&[id], |_, _, order| {
+            let event = decide(&order)?;
             let new = envelope(id, order.customer_id, &event, context);
-            Ok(Some((event, new)))
+            let version = order.version + 1;
+            Ok((order.evolve(&event, version, new.timestamp)?, vec![new]))
         })
         .await?
+        .pop()
+        .flatten()
         // `decide` above never declines without an error.
         .ok_or(Error::Contended)
     }
 
-    /// Loads the order, decides, and appends at the version it decided on. If another
-    /// writer got there first the decision is made again on the new state: safe, because
-    /// deciding is a pure function of that state (and its history). `decide` answers with
-    /// the event and its envelope, or `None` to change nothing.
+    /// Loads the orders, decides, and appends to each at the version it decided on, all
+    /// in one append. If another writer got to one of them first, the decisions are made
+    /// again on the new state: safe, because deciding is a pure function of that state
+    /// (and its history). `decide` takes an order's id, history and state and answers
+    /// with its state after the events it appends (none to change nothing). Returns each
+    /// order's new state, `None` where nothing was appended.
     async fn append_decided(
         &self,
-        id: Uuid,
-        decide: impl Fn(&[RecordedEvent], &Order) -> Result<Option<(OrderEvent, NewEvent)>, Error>,
-    ) -> Result<Option<Order>, Error> {
+        ids: &[Uuid],
+        decide: impl Fn(Uuid, &[RecordedEvent], Order) -> Result<(Order, Vec<NewEvent>), Error>,
+    ) -> Result<Vec<Option<Order>>, Error> {
         for _ in 0..ATTEMPTS {
-            let history = self.store.read_stream(id).await?;
-            let order = Order::from_history(&history)?.ok_or(Error::NotFound)?;
-            let Some((event, new)) = decide(&history, &order)? else {
-                return Ok(None);
-            };
-            let at = new.timestamp;
-            match self.store.append(id, order.version, vec![new]).await {
-                Ok(appended) => return Ok(Some(order.evolve(&event, appended.version, at)?)),
+            let histories =
+                futures::future::try_join_all(ids.iter().map(|&id| self.store.read_stream(id)))
+                    .await?;
+            let mut appends = Vec::new();
+            let mut after = Vec::with_capacity(ids.len());
+            for (&id, history) in ids.iter().zip(&histories) {
+                let order = Order::from_history(history)?.ok_or(Error::NotFound)?;
+                let expected_version = order.version;
+                let (order, events) = decide(id, history, order)?;
+                if events.is_empty() {
+                    after.push(None);
+                } else {
+                    appends.push(StreamAppend {
+                        aggregate_id: id,
+                        expected_version,
+                        events,
+                    });
+                    after.push(Some(order));
+                }
+            }
+            if appends.is_empty() {
+                return Ok(after);
+            }
+            match self.store.append_many(appends).await {
+                Ok(_) => return Ok(after),
                 Err(oxcart_events::Error::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
             }

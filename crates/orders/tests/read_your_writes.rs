@@ -5,46 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use common::OneProduct;
 use oxcart_events::EventStore;
 use oxcart_events::memory::MemoryEventStore;
 use oxcart_events::projection::ProjectionRunner;
-use oxcart_events::store::BoxError;
-use oxcart_orders::domain::{PlaceOrder, ProductSnapshot, ShippingAddress};
 use oxcart_orders::read_model::{OrderProjection, OrderReadModel};
-use oxcart_orders::{Error, Orders, ProductCatalog};
-use oxcart_platform::auth::{Caller, Role};
-use oxcart_platform::http::RequestContext;
-use uuid::Uuid;
+use oxcart_orders::{Error, Orders};
 
-/// One product, always there: this test is about the read side, not pricing.
-struct OneProduct(ProductSnapshot);
-
-#[async_trait]
-impl ProductCatalog for OneProduct {
-    async fn snapshots(&self, _ids: &[Uuid]) -> Result<Vec<ProductSnapshot>, BoxError> {
-        Ok(vec![self.0.clone()])
-    }
-}
+mod common;
 
 #[tokio::test]
 async fn reads_wait_for_the_projection_and_report_when_it_lags() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = oxcart_sqlite::connect(
-        &dir.path().join("read.db"),
-        &oxcart_sqlite::SqliteConfig::default(),
-    )
-    .await
-    .unwrap();
-    db.migrate(&oxcart_sqlite::MIGRATOR).await.unwrap();
+    let (db, _dir) = oxcart_test_util::sqlite::migrated().await;
     let store: Arc<dyn EventStore> = Arc::new(MemoryEventStore::new());
-    let product = ProductSnapshot {
-        id: Uuid::now_v7(),
-        sku: "MUG".into(),
-        name: "Mug".into(),
-        price: 500,
-        currency: "EUR".into(),
-    };
+    let product = common::mug();
     let runner = ProjectionRunner::new(
         Arc::clone(&store),
         Arc::new(OrderProjection::new(db.clone())),
@@ -63,25 +37,8 @@ async fn reads_wait_for_the_projection_and_report_when_it_lags() {
     let orders = with_wait(Duration::from_millis(200));
     let patient = with_wait(Duration::from_secs(30));
 
-    let caller = Caller {
-        user_id: Uuid::now_v7(),
-        role: Role::Customer,
-        email: "a@example.com".into(),
-    };
-    let context = RequestContext {
-        request_id: "r".into(),
-        correlation_id: "c".into(),
-    };
-    let address = ShippingAddress {
-        name: "Ada".into(),
-        line1: "1 Road".into(),
-        line2: None,
-        city: "London".into(),
-        region: None,
-        postal_code: "N1".into(),
-        country: "GB".into(),
-    };
-    let command = PlaceOrder::parse(vec![(product.id, 2)], address, None).unwrap();
+    let (caller, context) = (common::customer(), common::request());
+    let command = common::two_of(&product);
     let placed = orders
         .place(&caller, command, None, &context)
         .await

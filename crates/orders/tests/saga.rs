@@ -9,29 +9,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use common::OneProduct;
 use oxcart_events::consumer::Handler;
 use oxcart_events::memory::MemoryEventStore;
-use oxcart_events::store::BoxError;
 use oxcart_events::{
     Appended, Error, EventStore, Metadata, NewEvent, Position, RecordedEvent, StreamAppend,
 };
-use oxcart_orders::domain::{Order, OrderStatus, PlaceOrder, ProductSnapshot, ShippingAddress};
+use oxcart_orders::Orders;
+use oxcart_orders::domain::{Order, OrderStatus};
 use oxcart_orders::read_model::OrderReadModel;
 use oxcart_orders::saga::OrderSaga;
-use oxcart_orders::{Orders, ProductCatalog};
-use oxcart_platform::auth::{Caller, Role};
-use oxcart_platform::http::RequestContext;
 use serde_json::json;
 use uuid::Uuid;
 
-struct OneProduct(ProductSnapshot);
-
-#[async_trait]
-impl ProductCatalog for OneProduct {
-    async fn snapshots(&self, _ids: &[Uuid]) -> Result<Vec<ProductSnapshot>, BoxError> {
-        Ok(vec![self.0.clone()])
-    }
-}
+mod common;
 
 /// The in-memory store, counting the appends that reach it; `race` names an order that
 /// a customer cancels just before the next append of several streams lands.
@@ -117,53 +108,23 @@ fn reply(event_type: &str, order: Uuid, position: Position) -> RecordedEvent {
 
 #[tokio::test]
 async fn a_batch_of_replies_is_one_append_and_a_redelivery_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = oxcart_sqlite::connect(
-        &dir.path().join("saga.db"),
-        &oxcart_sqlite::SqliteConfig::default(),
-    )
-    .await
-    .unwrap();
-    db.migrate(&oxcart_sqlite::MIGRATOR).await.unwrap();
+    let (db, _dir) = oxcart_test_util::sqlite::migrated().await;
     let store = Arc::new(Watched {
         inner: MemoryEventStore::new(),
         appends: AtomicUsize::new(0),
         race: Mutex::new(None),
     });
-    let product = ProductSnapshot {
-        id: Uuid::now_v7(),
-        sku: "MUG".into(),
-        name: "Mug".into(),
-        price: 500,
-        currency: "EUR".into(),
-    };
+    let product = common::mug();
     let orders = Orders::new(
         store.clone(),
         Arc::new(OneProduct(product.clone())),
         Arc::new(OrderReadModel::new(db.clone())),
         Duration::from_millis(100),
     );
-    let caller = Caller {
-        user_id: Uuid::now_v7(),
-        role: Role::Customer,
-        email: "a@example.com".into(),
-    };
-    let context = RequestContext {
-        request_id: "r".into(),
-        correlation_id: "c".into(),
-    };
+    let (caller, context) = (common::customer(), common::request());
     let mut ids = Vec::new();
     for _ in 0..7 {
-        let address = ShippingAddress {
-            name: "Ada".into(),
-            line1: "1 Road".into(),
-            line2: None,
-            city: "London".into(),
-            region: None,
-            postal_code: "N1".into(),
-            country: "GB".into(),
-        };
-        let command = PlaceOrder::parse(vec![(product.id, 2)], address, None).unwrap();
+        let command = common::two_of(&product);
         let placed = orders
             .place(&caller, command, None, &context)
             .await

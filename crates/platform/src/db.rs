@@ -349,16 +349,9 @@ pub async fn claim(
     consumer: &str,
     event_id: uuid::Uuid,
 ) -> sqlx::Result<bool> {
-    let inserted = query(
-        "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (consumer, event_id) DO NOTHING",
-    )
-    .bind(consumer)
-    .bind(event_id.to_string())
-    .bind(timestamp(Utc::now()))
-    .execute(conn)
-    .await?;
-    Ok(inserted.rows_affected() == 1)
+    Ok(claim_all(conn, consumer, &[event_id])
+        .await?
+        .contains(&event_id))
 }
 
 /// Claims a batch of events for consumer group `consumer` in one statement, as [`claim`]
@@ -380,10 +373,10 @@ pub async fn claim_all(
          ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id",
         rows.join(", ")
     );
-    // As many statements as batch sizes: kept out of the connection's statement cache,
-    // which holds the hot statements.
+    // As many statements as batch sizes: all but the one-event claim are kept out of the
+    // connection's statement cache, which holds the hot statements.
     let mut claim = query(&sql)
-        .persistent(false)
+        .persistent(event_ids.len() == 1)
         .bind(consumer)
         .bind(timestamp(Utc::now()));
     for id in event_ids {

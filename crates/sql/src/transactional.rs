@@ -2,10 +2,10 @@
 //!
 //! Such a group ([`Apply`]) needs no call outside the database, so a whole polled batch
 //! can be applied in one transaction: the events claimed in the inbox (one statement),
-//! each applied in log order, and one commit for them all. That is one commit where there were as many as
-//! events (on SQLite one fsync, on PostgreSQL one round of the commit protocol), and
-//! the batch's events are still each applied exactly once: the claims commit with the
-//! effects or not at all. If any event fails the transaction is dropped with nothing
+//! each applied in log order, and one commit for them all. That is one commit where there
+//! were as many as events (on SQLite one fsync, on PostgreSQL one round of the commit
+//! protocol), and the batch's events are still each applied exactly once: the claims
+//! commit with the effects or not at all. If any event fails the transaction is dropped with nothing
 //! applied, and the runner delivers the batch's events one at a time (`handle`), so a
 //! poison event is retried and parked alone.
 

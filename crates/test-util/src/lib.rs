@@ -8,6 +8,7 @@
 //! - [`cleanup`]: a guard that runs an async clean-up when the test is done.
 //! - [`process`]: runs the real `oxcart` binary as a child, for tests that kill it.
 //! - [`postgres`]: a fresh PostgreSQL database per test, and restarting the server.
+//! - [`sqlite`]: a fresh SQLite database per test.
 //! - [`services`]: where the real servers `.ci/services` starts are, and their test CA.
 //! - [`kafka`]: the three-node Apache Kafka cluster, and killing and restarting a node.
 //! - [`otlp`]: an OTLP trace receiver, to see what a collector would.
@@ -29,4 +30,5 @@ pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod services;
+pub mod sqlite;
 pub mod tls_proxy;

@@ -175,8 +175,7 @@ impl GroupWriter {
                 None => self.shared.pool.acquire().await?,
             };
             if let Err(error) = super::query(&self.shared.begin).execute(&mut *conn).await {
-                // Whichever of the two failed, no transaction is left open.
-                let _ = super::query("ROLLBACK").execute(&mut *conn).await;
+                // Closed, so whichever of the two statements failed leaves nothing open.
                 conn.close_on_drop();
                 return Err(error);
             }
