@@ -373,12 +373,7 @@ pub async fn claim_all(
          ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id",
         rows.join(", ")
     );
-    // As many statements as batch sizes: all but the one-event claim are kept out of the
-    // connection's statement cache, which holds the hot statements.
-    let mut claim = query(&sql)
-        .persistent(event_ids.len() == 1)
-        .bind(consumer)
-        .bind(timestamp(Utc::now()));
+    let mut claim = query(&sql).bind(consumer).bind(timestamp(Utc::now()));
     for id in event_ids {
         claim = claim.bind(id.to_string());
     }
