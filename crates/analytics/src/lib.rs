@@ -11,12 +11,15 @@
 
 pub mod http;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use oxcart_events::Position;
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
 use oxcart_events::store::BoxError;
+use oxcart_events::trace;
 use oxcart_orders::domain::{OrderCreated, OrderEvent, OrderStatus};
 use oxcart_platform::db::{self, Db, Tx};
 use oxcart_platform::{ProblemKind, ServiceError};
@@ -87,63 +90,157 @@ impl Apply for Sales {
         tx: &mut Tx,
         event: &RecordedEvent,
     ) -> Result<Option<Position>, BoxError> {
+        self.apply_all(tx, &[event], false).await
+    }
+
+    /// The batch in at most four multi-row statements (new orders, their lines, each
+    /// order's latest status, each order's latest payment outcome), in that order, which
+    /// is the order that matters: an order's status is written after its row exists.
+    async fn apply_all(
+        &self,
+        tx: &mut Tx,
+        events: &[&RecordedEvent],
+        in_spans: bool,
+    ) -> Result<Option<Position>, BoxError> {
+        let mut rows = Rows::default();
+        for event in events {
+            // The span covers what the event changes; the rows are written for the whole
+            // batch below.
+            let span = in_spans.then(|| trace::process_span(GROUP, event, 1));
+            let _entered = span.as_ref().map(tracing::Span::enter);
+            rows.add(event)?;
+        }
+        rows.write(tx).await?;
+        Ok(None)
+    }
+}
+
+/// What a batch of events changes in the analytics tables, by statement.
+#[derive(Default)]
+struct Rows<'a> {
+    placed: Vec<(String, &'a RecordedEvent, Box<OrderCreated>)>,
+    /// Each order's latest status, in the order first changed.
+    statuses: Latest<OrderStatus>,
+    /// Each order's latest payment outcome.
+    payments: Latest<&'static str>,
+}
+
+/// The last value seen for each order, in the order each was first seen.
+struct Latest<T> {
+    values: Vec<(String, T)>,
+    index: HashMap<String, usize>,
+}
+
+impl<T> Default for Latest<T> {
+    fn default() -> Self {
+        Self {
+            values: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Latest<T> {
+    fn set(&mut self, order_id: &str, value: T) {
+        match self.index.get(order_id) {
+            Some(&i) => self.values[i].1 = value,
+            None => {
+                self.index.insert(order_id.to_owned(), self.values.len());
+                self.values.push((order_id.to_owned(), value));
+            }
+        }
+    }
+}
+
+impl<'a> Rows<'a> {
+    fn add(&mut self, event: &'a RecordedEvent) -> Result<(), BoxError> {
         let Some(change) = Change::of(event)? else {
-            return Ok(None);
+            return Ok(());
         };
         let order_id = event.event.aggregate_id.to_string();
         match change {
-            Change::Placed(created) => {
-                db::query(
-                    "INSERT INTO analytics_orders (order_id, day, status, currency, total, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING",
-                )
-                .bind(&order_id)
-                .bind(event.event.timestamp.date_naive().to_string())
-                .bind(OrderStatus::Created.as_str())
-                .bind(&created.currency)
-                .bind(created.total_amount)
-                .bind(db::timestamp(event.event.timestamp))
-                .execute(&mut **tx)
-                .await?;
-                for line in &created.items {
-                    db::query(
-                        "INSERT INTO analytics_order_lines (order_id, product_id, sku, name, quantity, line_total) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, product_id) DO NOTHING",
-                    )
-                    .bind(&order_id)
-                    .bind(line.product_id.to_string())
-                    .bind(&line.sku)
-                    .bind(&line.name)
-                    .bind(i64::from(line.quantity))
-                    .bind(line.line_total)
-                    .execute(&mut **tx)
-                    .await?;
-                }
-            }
-            Change::Status(status) => {
-                db::query("UPDATE analytics_orders SET status = $1 WHERE order_id = $2")
-                    .bind(status.as_str())
-                    .bind(&order_id)
-                    .execute(&mut **tx)
-                    .await?;
-            }
+            Change::Placed(created) => self.placed.push((order_id, event, created)),
+            Change::Status(status) => self.statuses.set(&order_id, status),
             Change::Payment(outcome) => {
                 // A payment event's aggregate is the payment; it names its order.
                 let order_id = event.event.data["orderId"]
                     .as_str()
                     .ok_or("payment event without an orderId")?;
-                // Its own table: the payment may be heard of before the order is.
-                db::query(
-                    "INSERT INTO analytics_payments (order_id, outcome) VALUES ($1, $2) \
-                     ON CONFLICT (order_id) DO UPDATE SET outcome = excluded.outcome",
-                )
-                .bind(order_id)
-                .bind(outcome)
-                .execute(&mut **tx)
-                .await?;
+                self.payments.set(order_id, outcome);
             }
         }
-        Ok(None)
+        Ok(())
+    }
+
+    async fn write(self, tx: &mut Tx) -> Result<(), BoxError> {
+        for chunk in self.placed.chunks(db::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO analytics_orders (order_id, day, status, currency, total, created_at) \
+                 VALUES {} ON CONFLICT (order_id) DO NOTHING",
+                db::values(chunk.len(), 6, 1)
+            );
+            let mut insert = db::query(&sql);
+            for (order_id, event, created) in chunk {
+                insert = insert
+                    .bind(order_id)
+                    .bind(event.event.timestamp.date_naive().to_string())
+                    .bind(OrderStatus::Created.as_str())
+                    .bind(&created.currency)
+                    .bind(created.total_amount)
+                    .bind(db::timestamp(event.event.timestamp));
+            }
+            insert.execute(&mut **tx).await?;
+        }
+        let lines: Vec<_> = self
+            .placed
+            .iter()
+            .flat_map(|(order_id, _, created)| created.items.iter().map(move |l| (order_id, l)))
+            .collect();
+        for chunk in lines.chunks(db::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO analytics_order_lines (order_id, product_id, sku, name, quantity, line_total) \
+                 VALUES {} ON CONFLICT (order_id, product_id) DO NOTHING",
+                db::values(chunk.len(), 6, 1)
+            );
+            let mut insert = db::query(&sql);
+            for (order_id, line) in chunk {
+                insert = insert
+                    .bind(*order_id)
+                    .bind(line.product_id.to_string())
+                    .bind(&line.sku)
+                    .bind(&line.name)
+                    .bind(i64::from(line.quantity))
+                    .bind(line.line_total);
+            }
+            insert.execute(&mut **tx).await?;
+        }
+        for chunk in self.statuses.values.chunks(db::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH changed (order_id, status) AS (VALUES {}) \
+                 UPDATE analytics_orders SET status = changed.status \
+                 FROM changed WHERE analytics_orders.order_id = changed.order_id",
+                db::values(chunk.len(), 2, 1)
+            );
+            let mut update = db::query(&sql);
+            for (order_id, status) in chunk {
+                update = update.bind(order_id).bind(status.as_str());
+            }
+            update.execute(&mut **tx).await?;
+        }
+        // Its own table: the payment may be heard of before the order is.
+        for chunk in self.payments.values.chunks(db::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO analytics_payments (order_id, outcome) VALUES {} \
+                 ON CONFLICT (order_id) DO UPDATE SET outcome = excluded.outcome",
+                db::values(chunk.len(), 2, 1)
+            );
+            let mut upsert = db::query(&sql);
+            for (order_id, outcome) in chunk {
+                upsert = upsert.bind(order_id).bind(*outcome);
+            }
+            upsert.execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 }
 

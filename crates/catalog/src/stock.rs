@@ -6,18 +6,19 @@
 //! (`stock.reserved`, `stock.rejected`, `stock.released`) through the outbox. All of it is
 //! rows, so a polled batch of orders is reserved in one transaction ([`InTransaction`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use oxcart_events::bus::topics;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
-use oxcart_events::{NewEvent, Position, RecordedEvent};
+use oxcart_events::{NewEvent, Position, RecordedEvent, StreamAppend, trace};
 use oxcart_platform::db::{self, Db, Tx};
-use oxcart_sql::{Apply, InTransaction};
+use oxcart_sql::{Apply, InTransaction, apply_each};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row as _};
 use uuid::Uuid;
 
 pub const GROUP: &str = "catalog-service";
@@ -73,53 +74,112 @@ impl Stock {
         .with_outbox(outbox)
     }
 
-    #[tracing::instrument(name = "reserve stock", skip_all, fields(order.id = %cause.event.aggregate_id))]
-    async fn reserve(&self, tx: &mut Tx, cause: &RecordedEvent) -> Result<Position, BoxError> {
-        let order_id = cause.event.aggregate_id;
-        let created: OrderCreated = serde_json::from_value(cause.event.data.clone())?;
-        let mut shortages = Vec::new();
-        for line in &created.items {
-            let available: Option<i64> =
-                db::query_scalar("SELECT stock FROM products WHERE id = $1")
-                    .bind(line.product_id.to_string())
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            let available = available.unwrap_or(0);
-            if available < line.quantity {
-                shortages.push(Shortage {
-                    product_id: line.product_id,
-                    requested: line.quantity,
-                    available,
-                });
+    /// Reserves the stock of a run of placed orders, in log order, in a few statements
+    /// whatever their number: the products' stock read once, each order decided in turn
+    /// against what the ones before it took, then the products, the reservations and the
+    /// replies written each in one multi-row statement.
+    async fn reserve_all(
+        &self,
+        tx: &mut Tx,
+        causes: &[&RecordedEvent],
+        in_spans: bool,
+    ) -> Result<Option<Position>, BoxError> {
+        let mut orders = Vec::with_capacity(causes.len());
+        for cause in causes {
+            let created: OrderCreated = serde_json::from_value(cause.event.data.clone())?;
+            orders.push((*cause, created.items));
+        }
+        let mut products: Vec<Uuid> = orders
+            .iter()
+            .flat_map(|(_, items)| items.iter().map(|line| line.product_id))
+            .collect();
+        products.sort_unstable();
+        products.dedup();
+        let mut available: HashMap<Uuid, i64> = HashMap::with_capacity(products.len());
+        for chunk in products.chunks(db::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT id, stock FROM products WHERE id IN ({})",
+                db::params(chunk.len(), 1)
+            );
+            let mut select = db::query(&sql);
+            for id in chunk {
+                select = select.bind(id.to_string());
+            }
+            for row in select.fetch_all(&mut **tx).await? {
+                let id: String = row.try_get("id")?;
+                available.insert(id.parse()?, row.try_get("stock")?);
             }
         }
-        let (status, event_type, data) = if shortages.is_empty() {
-            for line in &created.items {
-                take(tx, line.product_id, -line.quantity).await?;
-            }
-            let data = json!({ "orderId": order_id, "items": created.items });
-            ("reserved", "stock.reserved", data)
-        } else {
-            let data =
-                json!({ "orderId": order_id, "reason": "out of stock", "shortages": shortages });
-            ("rejected", "stock.rejected", data)
-        };
+
+        let mut taken: HashMap<Uuid, i64> = HashMap::new();
+        let mut reservations = Vec::with_capacity(orders.len());
+        let mut replies = Vec::with_capacity(orders.len());
+        for (cause, items) in &orders {
+            // Each order's spans, as its trace shows them: the consumer's, the decision
+            // and the reply's append, whose context the reply carries to its consumers.
+            // The rows are written for the whole batch below.
+            let process = in_spans.then(|| trace::process_span(GROUP, cause, 1));
+            let _process = process.as_ref().map(tracing::Span::enter);
+            let order_id = cause.event.aggregate_id;
+            let reserve = tracing::info_span!("reserve stock", order.id = %order_id);
+            let _reserve = reserve.enter();
+            let shortages: Vec<Shortage> = items
+                .iter()
+                .filter_map(|line| {
+                    let left = available.get(&line.product_id).copied().unwrap_or(0);
+                    (left < line.quantity).then_some(Shortage {
+                        product_id: line.product_id,
+                        requested: line.quantity,
+                        available: left,
+                    })
+                })
+                .collect();
+            let (status, event_type, data) = if shortages.is_empty() {
+                for line in items {
+                    *available.entry(line.product_id).or_default() -= line.quantity;
+                    *taken.entry(line.product_id).or_default() += line.quantity;
+                }
+                let data = json!({ "orderId": order_id, "items": items });
+                ("reserved", "stock.reserved", data)
+            } else {
+                let data = json!({ "orderId": order_id, "reason": "out of stock", "shortages": shortages });
+                ("rejected", "stock.rejected", data)
+            };
+            tracing::info!(order_id = %order_id, outcome = status, "stock reservation");
+            reservations.push((order_id, status, serde_json::to_string(items)?));
+            let id = reservation_id(order_id);
+            let mut events = vec![NewEvent::caused_by(cause, event_type, AGGREGATE, id, data)];
+            trace::stamp(&trace::append_span(&events), &mut events);
+            replies.push(StreamAppend {
+                aggregate_id: id,
+                expected_version: 0,
+                events,
+            });
+        }
+
         let now = db::timestamp(db::now());
-        db::query(
-            "INSERT INTO stock_reservations (order_id, status, items, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4)",
-        )
-        .bind(order_id.to_string())
-        .bind(status)
-        .bind(serde_json::to_string(&created.items)?)
-        .bind(&now)
-        .execute(&mut **tx)
-        .await?;
-        let id = reservation_id(order_id);
-        let event = NewEvent::caused_by(cause, event_type, AGGREGATE, id, data);
-        let appended = self.outbox.append_in(tx, id, 0, vec![event]).await?;
-        tracing::info!(order_id = %order_id, outcome = status, "stock reservation");
-        Ok(appended.position)
+        let taken: Vec<(Uuid, i64)> = taken.into_iter().collect();
+        for chunk in taken.chunks(db::ROWS_PER_STATEMENT) {
+            take_all(tx, chunk, &now).await?;
+        }
+        for chunk in reservations.chunks(db::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO stock_reservations (order_id, status, items, created_at, updated_at) VALUES {}",
+                db::values(chunk.len(), 5, 1)
+            );
+            let mut insert = db::query(&sql);
+            for (order_id, status, items) in chunk {
+                insert = insert
+                    .bind(order_id.to_string())
+                    .bind(*status)
+                    .bind(items)
+                    .bind(&now)
+                    .bind(&now);
+            }
+            insert.execute(&mut **tx).await?;
+        }
+        let appended = self.outbox.append_all_in(tx, replies).await?;
+        Ok(appended.iter().map(|one| one.position).max())
     }
 
     #[tracing::instrument(name = "release stock", skip_all)]
@@ -158,6 +218,31 @@ impl Stock {
         tracing::info!(order_id = %order_id, "stock released");
         Ok(Some(appended.position))
     }
+}
+
+/// Takes `quantity` of each product's stock in one statement, bumping each version once
+/// so that ETags change with it; fails, as [`take`] does, if any would go below zero.
+async fn take_all(tx: &mut Tx, taken: &[(Uuid, i64)], now: &str) -> Result<(), BoxError> {
+    let sql = format!(
+        "WITH taken (id, quantity) AS (VALUES {}) \
+         UPDATE products SET stock = stock - taken.quantity, version = version + 1, updated_at = ${} \
+         FROM taken WHERE products.id = taken.id AND products.stock - taken.quantity >= 0",
+        db::values(taken.len(), 2, 1),
+        taken.len() * 2 + 1
+    );
+    let mut update = db::query(&sql);
+    for (product, quantity) in taken {
+        update = update.bind(product.to_string()).bind(*quantity);
+    }
+    let updated = update.bind(now).execute(&mut **tx).await?;
+    if updated.rows_affected() != taken.len() as u64 {
+        return Err(format!("{} products cannot give the stock taken", taken.len()).into());
+    }
+    Ok(())
+}
+
+fn is_placed(event: &RecordedEvent) -> bool {
+    event.event.event_type == "order.created"
 }
 
 /// Adds `delta` to a product's stock (negative to take), bumping its version so that
@@ -201,8 +286,28 @@ impl Apply for Stock {
         event: &RecordedEvent,
     ) -> Result<Option<Position>, BoxError> {
         match event.event.event_type.as_str() {
-            "order.created" => self.reserve(tx, event).await.map(Some),
+            "order.created" => self.reserve_all(tx, &[event], false).await,
             _ => self.release(tx, event).await,
         }
+    }
+
+    /// Each run of placed orders is reserved together; a release (rare: a failed or
+    /// cancelled order) goes alone, in its place in the log.
+    async fn apply_all(
+        &self,
+        tx: &mut Tx,
+        events: &[&RecordedEvent],
+        in_spans: bool,
+    ) -> Result<Option<Position>, BoxError> {
+        let mut appended = None;
+        for run in events.chunk_by(|a, b| is_placed(a) == is_placed(b)) {
+            let position = if is_placed(run[0]) {
+                self.reserve_all(tx, run, in_spans).await?
+            } else {
+                apply_each(self, tx, run, in_spans).await?
+            };
+            appended = position.or(appended);
+        }
+        Ok(appended)
     }
 }

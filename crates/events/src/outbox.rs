@@ -12,7 +12,7 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::envelope::{NewEvent, Position};
-use crate::store::{Appended, Error};
+use crate::store::{Appended, Error, StreamAppend};
 
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
@@ -25,6 +25,25 @@ pub trait Outbox: Send + Sync + 'static {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<Appended, Error>;
+
+    /// Appends to several streams inside the caller's transaction, each as
+    /// [`Outbox::append_in`] would, in order; on an error the caller rolls the
+    /// transaction back, as some of the streams may be appended to. A store may write
+    /// them all in one statement.
+    async fn append_all_in(
+        &self,
+        conn: &mut AnyConnection,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<Appended>, Error> {
+        let mut appended = Vec::with_capacity(appends.len());
+        for each in appends {
+            appended.push(
+                self.append_in(conn, each.aggregate_id, each.expected_version, each.events)
+                    .await?,
+            );
+        }
+        Ok(appended)
+    }
 
     /// Tells subscribers in this process that a transaction holding appends committed.
     fn committed(&self, position: Position);

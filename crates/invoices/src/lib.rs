@@ -13,6 +13,7 @@
 pub mod http;
 pub mod pdf;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,7 +30,7 @@ use oxcart_platform::db::{self, Db};
 use oxcart_platform::money::format_amount;
 use oxcart_platform::{ProblemKind, ServiceError};
 use serde::{Deserialize, Serialize};
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row as _};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -146,21 +147,22 @@ impl Document {
     }
 }
 
-/// Takes the next number of `kind` for `year`, inside the caller's transaction.
-async fn next_number(
+/// Takes the next `count` numbers of series `series` inside the caller's transaction,
+/// and returns the first: one statement for a batch's documents of the series.
+async fn take_numbers(
     conn: &mut AnyConnection,
-    kind: Kind,
-    year: i32,
-) -> Result<String, sqlx::Error> {
-    let series = format!("{}-{year}", kind.prefix());
-    let n: i64 = db::query_scalar(
-        "INSERT INTO invoice_sequences (series, last) VALUES ($1, 1) \
-         ON CONFLICT (series) DO UPDATE SET last = invoice_sequences.last + 1 RETURNING last",
+    series: &str,
+    count: i64,
+) -> Result<i64, sqlx::Error> {
+    let last: i64 = db::query_scalar(
+        "INSERT INTO invoice_sequences (series, last) VALUES ($1, $2) \
+         ON CONFLICT (series) DO UPDATE SET last = invoice_sequences.last + $2 RETURNING last",
     )
-    .bind(&series)
+    .bind(series)
+    .bind(count)
     .fetch_one(conn)
     .await?;
-    Ok(format!("{series}-{n:06}"))
+    Ok(last - count + 1)
 }
 
 pub struct InvoiceHandler {
@@ -210,17 +212,14 @@ impl InvoiceHandler {
         let mut tx = self.db.begin().await?;
         let ids: Vec<Uuid> = wanted.iter().map(|(e, ..)| e.event.event_id).collect();
         let claimed = db::claim_all(&mut tx, GROUP, &ids).await?;
-        let mut issued = Vec::new();
-        for ((cause, order_id, kind), order) in wanted.into_iter().zip(&orders) {
-            if !claimed.contains(&cause.event.event_id) {
-                continue;
-            }
-            let span =
-                tracing::info_span!("issue invoice", order.id = %order_id, invoice.kind = ?kind);
-            if let Some(number) = issue(&mut tx, cause, order, kind).instrument(span).await? {
-                issued.push((order_id, number));
-            }
-        }
+        let fresh: Vec<(&RecordedEvent, Kind, &Order)> = wanted
+            .into_iter()
+            .zip(&orders)
+            .filter(|((cause, ..), _)| claimed.contains(&cause.event.event_id))
+            .map(|((cause, _, kind), order)| (cause, kind, order))
+            .collect();
+        let span = tracing::info_span!("issue invoices", documents = fresh.len());
+        let issued = issue(&mut tx, &fresh).instrument(span).await?;
         tx.commit().await?;
         for (order_id, number) in issued {
             tracing::info!(order_id = %order_id, number = %number, "document issued");
@@ -245,55 +244,112 @@ fn document_for(event: &RecordedEvent) -> Result<Option<(Uuid, Kind)>, BoxError>
     })
 }
 
-/// Issues `order`'s document of `kind` on `tx`, unless it has one: its number, if issued.
+/// Issues each order's document of its kind on `tx`, in log order, unless the order has
+/// one: the numbers issued, by order. A few statements whatever the batch's size: the
+/// orders' documents read at once, each series' numbers taken at once (gap-free, in
+/// log order, as one at a time would take them), the documents inserted at once.
 async fn issue(
     tx: &mut AnyConnection,
-    cause: &RecordedEvent,
-    order: &Order,
-    kind: Kind,
-) -> Result<Option<String>, BoxError> {
-    let order_id = order.id;
-    let existing: Option<String> =
-        db::query_scalar("SELECT number FROM invoices WHERE order_id = $1 AND kind = $2")
-            .bind(order_id.to_string())
-            .bind(kind.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-    if existing.is_some() {
-        return Ok(None);
+    batch: &[(&RecordedEvent, Kind, &Order)],
+) -> Result<Vec<(Uuid, String)>, BoxError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
     }
-    let credits = match kind {
-        Kind::Invoice => None,
-        Kind::CreditNote => Some(
-            db::query_scalar::<String>(
-                "SELECT number FROM invoices WHERE order_id = $1 AND kind = 'invoice'",
-            )
-            .bind(order_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| format!("order {order_id} has no invoice to credit yet"))?,
-        ),
-    };
-    let at = cause.event.timestamp;
-    let number = next_number(tx, kind, at.year()).await?;
-    let document = Document::for_order(order, number, kind, at, credits);
-    let pdf = pdf::render(&document);
-    db::query(
-        "INSERT INTO invoices (number, kind, order_id, user_id, currency, total, issued_at, document, pdf) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&document.number)
-    .bind(kind.as_str())
-    .bind(order_id.to_string())
-    .bind(order.customer_id.to_string())
-    .bind(&document.currency)
-    .bind(document.total)
-    .bind(db::timestamp(at))
-    .bind(serde_json::to_string(&document)?)
-    .bind(pdf)
-    .execute(&mut *tx)
-    .await?;
-    Ok(Some(document.number))
+    // Every document the batch's orders have, by order and kind; then those issued here.
+    let mut documents: HashMap<(Uuid, &'static str), Option<String>> = HashMap::new();
+    let mut order_ids: Vec<String> = batch.iter().map(|(_, _, o)| o.id.to_string()).collect();
+    order_ids.sort_unstable();
+    order_ids.dedup();
+    for chunk in order_ids.chunks(db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT order_id, kind, number FROM invoices WHERE order_id IN ({})",
+            db::params(chunk.len(), 1)
+        );
+        let mut select = db::query(&sql);
+        for id in chunk {
+            select = select.bind(id);
+        }
+        for row in select.fetch_all(&mut *tx).await? {
+            let order_id: String = row.try_get("order_id")?;
+            let kind: String = row.try_get("kind")?;
+            let kind = [Kind::Invoice, Kind::CreditNote]
+                .into_iter()
+                .find(|k| k.as_str() == kind)
+                .ok_or_else(|| format!("unknown document kind {kind}"))?;
+            documents.insert((order_id.parse()?, kind.as_str()), row.try_get("number")?);
+        }
+    }
+
+    // Which to issue, and how many numbers each series needs.
+    let mut to_issue = Vec::new();
+    let mut series: Vec<(String, i64)> = Vec::new();
+    for &(cause, kind, order) in batch {
+        if documents.contains_key(&(order.id, kind.as_str())) {
+            continue;
+        }
+        documents.insert((order.id, kind.as_str()), None);
+        let name = format!("{}-{}", kind.prefix(), cause.event.timestamp.year());
+        match series.iter_mut().find(|(s, _)| *s == name) {
+            Some((_, count)) => *count += 1,
+            None => series.push((name.clone(), 1)),
+        }
+        to_issue.push((cause, kind, order, name));
+    }
+    let mut next: HashMap<String, i64> = HashMap::with_capacity(series.len());
+    for (name, count) in series {
+        let first = take_numbers(tx, &name, count).await?;
+        next.insert(name, first);
+    }
+
+    let mut rows = Vec::with_capacity(to_issue.len());
+    for (cause, kind, order, name) in to_issue {
+        let n = next.get_mut(&name).ok_or("a series without numbers")?;
+        let number = format!("{name}-{n:06}");
+        *n += 1;
+        documents.insert((order.id, kind.as_str()), Some(number.clone()));
+        let credits = match kind {
+            Kind::Invoice => None,
+            Kind::CreditNote => Some(
+                documents
+                    .get(&(order.id, Kind::Invoice.as_str()))
+                    .cloned()
+                    .flatten()
+                    .ok_or_else(|| format!("order {} has no invoice to credit yet", order.id))?,
+            ),
+        };
+        // The document's own work, its rendering, in a span of its own.
+        let span = tracing::info_span!("issue invoice", order.id = %order.id, invoice.kind = ?kind);
+        let _entered = span.enter();
+        let at = cause.event.timestamp;
+        let document = Document::for_order(order, number, kind, at, credits);
+        let pdf = pdf::render(&document);
+        rows.push((order, kind, at, document, pdf));
+    }
+    for chunk in rows.chunks(db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO invoices (number, kind, order_id, user_id, currency, total, issued_at, document, pdf) \
+             VALUES {}",
+            db::values(chunk.len(), 9, 1)
+        );
+        let mut insert = db::query(&sql);
+        for (order, kind, at, document, pdf) in chunk {
+            insert = insert
+                .bind(&document.number)
+                .bind(kind.as_str())
+                .bind(order.id.to_string())
+                .bind(order.customer_id.to_string())
+                .bind(&document.currency)
+                .bind(document.total)
+                .bind(db::timestamp(*at))
+                .bind(serde_json::to_string(document)?)
+                .bind(pdf.clone());
+        }
+        insert.execute(&mut *tx).await?;
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(order, _, _, document, _)| (order.id, document.number))
+        .collect())
 }
 
 #[async_trait]

@@ -227,8 +227,22 @@ impl Projection for OrderProjection {
     }
 }
 
-/// Writes what `events` change in the read model, inside the caller's transaction.
+/// Writes what `events` change in the read model, inside the caller's transaction, in
+/// a few multi-row statements whatever the number of events: the new orders, their
+/// lines, then each order's latest status. An order's status events each rewrite the
+/// whole status, so only its last one in the batch needs writing, and it is written
+/// after the order's row, which its creation (always an order's first event) inserted.
 async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<(), BoxError> {
+    struct Status {
+        status: OrderStatus,
+        reason: Option<String>,
+        version: i64,
+        at: String,
+    }
+    let mut placed = Vec::new();
+    // By order, in the order each was first changed: the same batch, the same statements.
+    let mut statuses: Vec<(String, Status)> = Vec::new();
+    let mut latest: std::collections::HashMap<String, usize> = Default::default();
     for recorded in events
         .iter()
         .filter(|e| e.event.aggregate_type == AGGREGATE)
@@ -240,50 +254,96 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
         let id = recorded.event.aggregate_id.to_string();
         let at = db::timestamp(recorded.event.timestamp);
         let version = i64::try_from(recorded.version)?;
-        if let OrderEvent::Created(created) = &event {
-            db::query(
-                "INSERT INTO order_read_model (order_id, user_id, status, status_reason, currency, total_amount, \
-                 shipping_address, version, created_at, updated_at) VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $8, $8)",
-            )
-            .bind(&id)
-            .bind(created.customer_id.to_string())
-            .bind(OrderStatus::Created.as_str())
-            .bind(&created.currency)
-            .bind(created.total_amount)
-            .bind(serde_json::to_string(&created.shipping_address)?)
-            .bind(version)
-            .bind(&at)
-            .execute(&mut *conn)
-            .await?;
-            for (line_no, line) in created.items.iter().enumerate() {
-                db::query(
-                    "INSERT INTO order_item_read_model (order_id, line_no, product_id, sku, name, unit_price, quantity, \
-                     line_total) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&id)
-                .bind(i64::try_from(line_no)?)
+        if let OrderEvent::Created(created) = event {
+            placed.push((id, created, version, at));
+            continue;
+        }
+        let status = Status {
+            status: event.status(),
+            reason: event.reason().map(str::to_owned),
+            version,
+            at,
+        };
+        match latest.get(&id) {
+            Some(&i) => statuses[i].1 = status,
+            None => {
+                latest.insert(id.clone(), statuses.len());
+                statuses.push((id, status));
+            }
+        }
+    }
+
+    for chunk in placed.chunks(db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO order_read_model (order_id, user_id, status, status_reason, currency, total_amount, \
+             shipping_address, version, created_at, updated_at) VALUES {}",
+            db::values(chunk.len(), 10, 1)
+        );
+        let mut insert = db::query(&sql);
+        for (id, created, version, at) in chunk {
+            insert = insert
+                .bind(id)
+                .bind(created.customer_id.to_string())
+                .bind(OrderStatus::Created.as_str())
+                .bind(None::<String>)
+                .bind(&created.currency)
+                .bind(created.total_amount)
+                .bind(serde_json::to_string(&created.shipping_address)?)
+                .bind(*version)
+                .bind(at)
+                .bind(at);
+        }
+        insert.execute(&mut *conn).await?;
+    }
+    let lines: Vec<(&String, usize, &OrderLine)> = placed
+        .iter()
+        .flat_map(|(id, created, ..)| {
+            created
+                .items
+                .iter()
+                .enumerate()
+                .map(move |(n, l)| (id, n, l))
+        })
+        .collect();
+    for chunk in lines.chunks(db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO order_item_read_model (order_id, line_no, product_id, sku, name, unit_price, quantity, \
+             line_total) VALUES {}",
+            db::values(chunk.len(), 8, 1)
+        );
+        let mut insert = db::query(&sql);
+        for (id, line_no, line) in chunk {
+            insert = insert
+                .bind(*id)
+                .bind(i64::try_from(*line_no)?)
                 .bind(line.product_id.to_string())
                 .bind(&line.sku)
                 .bind(&line.name)
                 .bind(line.price)
                 .bind(i64::from(line.quantity))
-                .bind(line.line_total)
-                .execute(&mut *conn)
-                .await?;
-            }
-        } else {
-            db::query(
-                "UPDATE order_read_model SET status = $1, status_reason = $2, version = $3, updated_at = $4 \
-                 WHERE order_id = $5",
-            )
-            .bind(event.status().as_str())
-            .bind(event.reason().map(str::to_owned))
-            .bind(version)
-            .bind(&at)
-            .bind(&id)
-            .execute(&mut *conn)
-            .await?;
+                .bind(line.line_total);
         }
+        insert.execute(&mut *conn).await?;
+    }
+    for chunk in statuses.chunks(db::ROWS_PER_STATEMENT) {
+        // `UPDATE … FROM` a list of values, which both engines read the same way.
+        let sql = format!(
+            "WITH changed (order_id, status, status_reason, version, updated_at) AS (VALUES {}) \
+             UPDATE order_read_model SET status = changed.status, status_reason = changed.status_reason, \
+             version = changed.version, updated_at = changed.updated_at \
+             FROM changed WHERE order_read_model.order_id = changed.order_id",
+            db::values(chunk.len(), 5, 1)
+        );
+        let mut update = db::query(&sql);
+        for (id, status) in chunk {
+            update = update
+                .bind(id)
+                .bind(status.status.as_str())
+                .bind(&status.reason)
+                .bind(status.version)
+                .bind(&status.at);
+        }
+        update.execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -116,6 +116,8 @@ pub fn redact(url: &str) -> String {
 }
 
 async fn pool(url: &str, config: &PgConfig, lazy: bool) -> Result<sqlx::AnyPool, Error> {
+    // Before the first connection: PgBouncer may stand behind this URL.
+    db::forbid_named_statements();
     let (stripped, size) = pool_size(url)?;
     let connect = |source| Error::Connect {
         url: redact(url),

@@ -48,13 +48,26 @@ impl SqlEventStore {
     }
 }
 
-async fn stream_version(conn: &mut AnyConnection, aggregate_id: &str) -> Result<u64, Error> {
-    let version: i64 =
-        db::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_id = $1")
-            .bind(aggregate_id)
-            .fetch_one(conn)
-            .await
-            .map_err(backend)?;
+/// The version of the stream of `aggregate_id`, leaving out the events of `ours`: those
+/// the failed append itself put in, which its rollback takes out.
+async fn stream_version(
+    conn: &mut AnyConnection,
+    aggregate_id: Uuid,
+    ours: &[&NewEvent],
+) -> Result<u64, Error> {
+    let sql = match ours.len() {
+        0 => "SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_id = $1".to_owned(),
+        n => format!(
+            "SELECT COALESCE(MAX(version), 0) FROM events WHERE aggregate_id = $1 \
+             AND event_id NOT IN ({})",
+            db::params(n, 2)
+        ),
+    };
+    let mut query = db::query_scalar(&sql).bind(aggregate_id.to_string());
+    for event in ours {
+        query = query.bind(event.event_id.to_string());
+    }
+    let version: i64 = query.fetch_one(conn).await.map_err(backend)?;
     Ok(version as u64)
 }
 
@@ -106,14 +119,39 @@ impl Outbox for SqlEventStore {
         conn: &mut AnyConnection,
         aggregate_id: Uuid,
         expected_version: u64,
-        mut events: Vec<NewEvent>,
+        events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
-        check_stream(aggregate_id, &events)?;
-        let span = trace::append_span(&events);
-        trace::stamp(&span, &mut events);
-        self.insert(conn, aggregate_id, expected_version, events)
-            .instrument(span)
-            .await
+        let one = StreamAppend {
+            aggregate_id,
+            expected_version,
+            events,
+        };
+        let appended = self.append_all_in(conn, vec![one]).await?;
+        appended
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Backend("an append of one stream came back without it".into()))
+    }
+
+    async fn append_all_in(
+        &self,
+        conn: &mut AnyConnection,
+        mut appends: Vec<StreamAppend>,
+    ) -> Result<Vec<Appended>, Error> {
+        // Each stream's events are stamped with a span of its own, their consumers'
+        // parent, unless the caller stamped them with one of its own already.
+        for each in &mut appends {
+            check_stream(each.aggregate_id, &each.events)?;
+            if each.events.iter().any(|e| e.metadata.traceparent.is_none()) {
+                let span = trace::append_span(&each.events);
+                trace::stamp(&span, &mut each.events);
+            }
+        }
+        let span = match appends.as_slice() {
+            [one] => trace::append_span(&one.events),
+            _ => tracing::info_span!("append", streams = appends.len()),
+        };
+        self.insert(conn, appends).instrument(span).await
     }
 
     fn committed(&self, position: Position) {
@@ -121,15 +159,26 @@ impl Outbox for SqlEventStore {
     }
 }
 
+/// One event's row in a multi-row append.
+struct Pending<'a> {
+    stream: usize,
+    version: u64,
+    event: &'a NewEvent,
+}
+
 impl SqlEventStore {
-    /// The append itself: the version check and the inserts.
+    /// The appends themselves: every stream's version check and its inserts, in one
+    /// statement for up to [`db::ROWS_PER_STATEMENT`] events. Version n of a stream goes
+    /// in only if n - 1 is there, in the table or earlier in the same statement, and the
+    /// stream's unique `(aggregate_id, version)` turns it away if n is taken; either way
+    /// its row does not come back, and only then is a stream's version read, to say
+    /// what it is. The caller's transaction is then to be rolled back, as after any
+    /// failed append: the events of the other streams may be in.
     async fn insert(
         &self,
         conn: &mut AnyConnection,
-        aggregate_id: Uuid,
-        expected_version: u64,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, Error> {
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<Appended>, Error> {
         if self.db.backend() == Backend::Postgres {
             db::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(APPEND_LOCK)
@@ -137,48 +186,93 @@ impl SqlEventStore {
                 .await
                 .map_err(backend)?;
         }
-        let id = aggregate_id.to_string();
-        let mut appended = Appended {
-            version: expected_version,
-            position: 0,
-        };
-        for event in events {
-            appended.version += 1;
-            // The version check is part of the insert, so an append costs one statement
-            // an event: version n goes in only if n - 1 is there, and the stream's unique
-            // (aggregate_id, version) turns it away if n is taken. Either way no row comes
-            // back, and only then is the stream's version read, to say what it is.
-            let inserted = db::query(
-                "INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, \
+        let rows: Vec<Pending<'_>> = appends
+            .iter()
+            .enumerate()
+            .flat_map(|(stream, each)| {
+                (each.expected_version + 1..)
+                    .zip(&each.events)
+                    .map(move |(version, event)| Pending {
+                        stream,
+                        version,
+                        event,
+                    })
+            })
+            .collect();
+        let mut positions: std::collections::HashMap<Uuid, Position> =
+            std::collections::HashMap::with_capacity(rows.len());
+        for chunk in rows.chunks(db::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH v (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, \
+                 occurred_at, user_id, metadata, data, chained, ord) AS (VALUES {}) \
+                 INSERT INTO events (event_id, aggregate_type, aggregate_id, version, event_type, schema_version, \
                  occurred_at, user_id, metadata, data) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
-                 WHERE $4 = 1 OR EXISTS (SELECT 1 FROM events WHERE aggregate_id = $3 AND version = $4 - 1) \
-                 ON CONFLICT (aggregate_id, version) DO NOTHING RETURNING position",
-            )
-            .bind(event.event_id.to_string())
-            .bind(&event.aggregate_type)
-            .bind(&id)
-            .bind(appended.version as i64)
-            .bind(&event.event_type)
-            .bind(i64::from(event.schema_version))
-            .bind(db::timestamp(event.timestamp))
-            .bind(event.user_id.map(|u| u.to_string()))
-            .bind(serde_json::to_string(&event.metadata).map_err(|e| Error::Backend(e.into()))?)
-            .bind(serde_json::to_string(&event.data).map_err(|e| Error::Backend(e.into()))?)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(backend)?;
-            match inserted {
-                Some(row) => appended.position = row.try_get("position").map_err(backend)?,
-                None => {
-                    let actual = stream_version(conn, &id).await?;
-                    return Err(Error::Conflict {
-                        aggregate_id,
-                        expected: expected_version,
-                        actual,
-                    });
+                 SELECT event_id, aggregate_type, aggregate_id, version, event_type, schema_version, \
+                 occurred_at, user_id, metadata, data FROM v \
+                 WHERE version = 1 OR chained = 1 \
+                 OR EXISTS (SELECT 1 FROM events e WHERE e.aggregate_id = v.aggregate_id AND e.version = v.version - 1) \
+                 ORDER BY ord \
+                 ON CONFLICT (aggregate_id, version) DO NOTHING RETURNING position, event_id",
+                db::values(chunk.len(), 12, 1)
+            );
+            let mut insert = db::query(&sql);
+            let mut earlier = std::collections::HashSet::with_capacity(chunk.len());
+            for (ord, row) in chunk.iter().enumerate() {
+                let event = row.event;
+                let aggregate_id = appends[row.stream].aggregate_id;
+                // The previous version is earlier in this statement: the check above
+                // cannot see it, and its own check stands for both.
+                let chained = earlier.contains(&(aggregate_id, row.version - 1));
+                earlier.insert((aggregate_id, row.version));
+                insert = insert
+                    .bind(event.event_id.to_string())
+                    .bind(&event.aggregate_type)
+                    .bind(aggregate_id.to_string())
+                    .bind(row.version as i64)
+                    .bind(&event.event_type)
+                    .bind(i64::from(event.schema_version))
+                    .bind(db::timestamp(event.timestamp))
+                    .bind(event.user_id.map(|u| u.to_string()))
+                    .bind(
+                        serde_json::to_string(&event.metadata)
+                            .map_err(|e| Error::Backend(e.into()))?,
+                    )
+                    .bind(serde_json::to_string(&event.data).map_err(|e| Error::Backend(e.into()))?)
+                    .bind(i64::from(chained))
+                    .bind(ord as i64);
+            }
+            for row in insert.fetch_all(&mut *conn).await.map_err(backend)? {
+                let id: String = row.try_get("event_id").map_err(backend)?;
+                let id = id
+                    .parse()
+                    .map_err(|e: uuid::Error| Error::Backend(e.into()))?;
+                positions.insert(id, row.try_get("position").map_err(backend)?);
+            }
+        }
+        let mut appended = Vec::with_capacity(appends.len());
+        for each in &appends {
+            let mut position = 0;
+            for event in &each.events {
+                match positions.get(&event.event_id) {
+                    Some(&at) => position = at,
+                    None => {
+                        let ours: Vec<&NewEvent> = each
+                            .events
+                            .iter()
+                            .filter(|e| positions.contains_key(&e.event_id))
+                            .collect();
+                        return Err(Error::Conflict {
+                            aggregate_id: each.aggregate_id,
+                            expected: each.expected_version,
+                            actual: stream_version(conn, each.aggregate_id, &ours).await?,
+                        });
+                    }
                 }
             }
+            appended.push(Appended {
+                version: each.expected_version + each.events.len() as u64,
+                position,
+            });
         }
         Ok(appended)
     }
@@ -207,27 +301,16 @@ impl EventStore for SqlEventStore {
     /// One transaction for every stream: one commit, and on SQLite one fsync.
     async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, Error> {
         let mut tx = self.db.begin().await.map_err(backend)?;
-        let mut appended = Vec::with_capacity(appends.len());
-        for each in appends {
-            match self
-                .append_in(
-                    &mut tx,
-                    each.aggregate_id,
-                    each.expected_version,
-                    each.events,
-                )
-                .await
-            {
-                Ok(one) => appended.push(one),
-                Err(error) => {
-                    // A conflict may be with an append not yet durable (SQLite's group
-                    // commit): the rollback returns once it is, so that the caller, who
-                    // will read the stream to see what won, finds it there.
-                    let _ = tx.rollback().await;
-                    return Err(error);
-                }
+        let appended = match self.append_all_in(&mut tx, appends).await {
+            Ok(appended) => appended,
+            Err(error) => {
+                // A conflict may be with an append not yet durable (SQLite's group
+                // commit): the rollback returns once it is, so that the caller, who
+                // will read the stream to see what won, finds it there.
+                let _ = tx.rollback().await;
+                return Err(error);
             }
-        }
+        };
         tx.commit().await.map_err(backend)?;
         if let Some(last) = appended.iter().map(|one| one.position).max() {
             self.committed(last);

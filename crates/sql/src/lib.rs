@@ -17,4 +17,4 @@ mod transactional;
 
 pub use consumers::{DbCheckpoints, DbDeadLetters};
 pub use event_store::SqlEventStore;
-pub use transactional::{Apply, InTransaction};
+pub use transactional::{Apply, InTransaction, apply_each};

@@ -35,6 +35,42 @@ pub trait Apply: Send + Sync + 'static {
     /// the last event it appended through the outbox, if it did.
     async fn apply(&self, tx: &mut Tx, event: &RecordedEvent)
     -> Result<Option<Position>, BoxError>;
+
+    /// Applies `events`, all claimed for the group, on `tx`, as if one by one in log
+    /// order. By default that is what it does, each event in its consumer span when
+    /// `in_spans`; a group may write the batch in multi-row statements instead, a few
+    /// round trips to the database whatever the batch's size.
+    async fn apply_all(
+        &self,
+        tx: &mut Tx,
+        events: &[&RecordedEvent],
+        in_spans: bool,
+    ) -> Result<Option<Position>, BoxError> {
+        apply_each(self, tx, events, in_spans).await
+    }
+}
+
+/// What [`Apply::apply_all`] does unless a group writes its batches otherwise: each event
+/// by [`Apply::apply`], in log order. For a group that batches some of its events and
+/// not others.
+pub async fn apply_each<A: Apply + ?Sized>(
+    apply: &A,
+    tx: &mut Tx,
+    events: &[&RecordedEvent],
+    in_spans: bool,
+) -> Result<Option<Position>, BoxError> {
+    let mut appended = None;
+    for event in events {
+        let step = apply.apply(tx, event);
+        let position = if in_spans {
+            step.instrument(trace::process_span(apply.group(), event, 1))
+                .await?
+        } else {
+            step.await?
+        };
+        appended = position.or(appended);
+    }
+    Ok(appended)
 }
 
 /// The [`Handler`] of an [`Apply`]: one transaction per batch (or per event, when the
@@ -74,22 +110,13 @@ impl<A: Apply> InTransaction<A> {
         let mut tx = self.db.begin().await?;
         let ids: Vec<_> = wanted.iter().map(|event| event.event.event_id).collect();
         let claimed = db::claim_all(&mut tx, group, &ids).await?;
-        let mut appended = None;
         // Those not claimed now were applied before: redeliveries.
-        for event in wanted
+        let fresh: Vec<&RecordedEvent> = wanted
             .into_iter()
             .filter(|event| claimed.contains(&event.event.event_id))
-        {
-            let step = self.apply.apply(&mut tx, event);
-            // One event alone is already in the runner's span for it.
-            let position = if in_spans {
-                step.instrument(trace::process_span(group, event, 1))
-                    .await?
-            } else {
-                step.await?
-            };
-            appended = position.or(appended);
-        }
+            .collect();
+        // One event alone is already in the runner's span for it.
+        let appended = self.apply.apply_all(&mut tx, &fresh, in_spans).await?;
         tx.commit().await?;
         if let (Some(outbox), Some(position)) = (&self.outbox, appended) {
             outbox.committed(position);

@@ -18,6 +18,7 @@ macro_rules! event_store_transaction_contract {
     ($make:expr $(, #[$meta:meta])* $(,)?) => {
         $crate::event_store_contract!(@tests $make; [$(#[$meta])*];
             appends_to_several_streams_are_all_or_nothing,
+            a_stream_named_twice_and_a_long_append_land_in_order,
         );
     };
 }
@@ -296,4 +297,35 @@ pub async fn appends_to_several_streams_are_all_or_nothing(store: Arc<dyn EventS
     }
     assert!(store.read_stream(c).await.unwrap().is_empty());
     assert_eq!(store.read_stream(b).await.unwrap().len(), 2);
+}
+
+/// One call may name a stream twice (the second continuing the first) and may carry
+/// more events than a store writes in one statement; every event lands, in order.
+pub async fn a_stream_named_twice_and_a_long_append_land_in_order(store: Arc<dyn EventStore>) {
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let append = |aggregate_id, expected_version, events| StreamAppend {
+        aggregate_id,
+        expected_version,
+        events,
+    };
+    let long: Vec<NewEvent> = (1..=300).map(|v| event(b, "order.noted", v)).collect();
+    let appended = store
+        .append_many(vec![
+            append(a, 0, vec![event(a, "order.created", 1)]),
+            append(b, 0, long),
+            append(a, 1, vec![event(a, "order.paid", 2)]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        appended.iter().map(|one| one.version).collect::<Vec<_>>(),
+        [1, 300, 2]
+    );
+    assert!(appended[0].position < appended[1].position);
+    assert!(appended[1].position < appended[2].position);
+    let b_stream = store.read_stream(b).await.unwrap();
+    assert_eq!(b_stream.len(), 300);
+    assert!(b_stream.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(b_stream[299].position, appended[1].position);
+    assert_eq!(store.read_stream(a).await.unwrap().len(), 2);
 }
