@@ -28,7 +28,7 @@ use oxcart_events::bus::topics;
 use oxcart_events::consumer::{Handler, Unfinished};
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
-use oxcart_events::{EventStore, NewEvent, Position, RecordedEvent, trace};
+use oxcart_events::{EventStore, NewEvent, Position, RecordedEvent, StreamAppend, trace};
 use oxcart_platform::db::{self, Backend, Db, Tx};
 use serde::Deserialize;
 use serde_json::json;
@@ -452,24 +452,12 @@ impl PaymentSaga {
             })
             .collect();
         let claimed = db::claim_all(&mut tx, GROUP, &ids).await?;
-        let mut appended = None;
-        let mut applied = Vec::new();
-        for (event, step) in steps {
-            let Some(step) = step else { continue };
-            if !claimed.contains(&event.event.event_id) {
-                continue;
-            }
-            let span = match step {
-                Step::Charge { span, .. } | Step::Refund { span, .. } => span.clone(),
-                _ => Span::none(),
-            };
-            appended = self
-                .apply(&mut tx, step)
-                .instrument(span)
-                .await?
-                .or(appended);
-            applied.push(step);
-        }
+        let applied: Vec<&Step> = steps
+            .iter()
+            .filter(|(event, _)| claimed.contains(&event.event.event_id))
+            .filter_map(|(_, step)| step.as_ref())
+            .collect();
+        let appended = write(&mut tx, self.outbox.as_ref(), &applied).await?;
         tx.commit().await?;
         if let Some(position) = appended {
             self.outbox.committed(position);
@@ -489,82 +477,141 @@ impl PaymentSaga {
         }
         Ok(())
     }
+}
 
-    /// One step's statements; the position of its appended event, if it appended one.
-    async fn apply(&self, tx: &mut Tx, step: &Step) -> Result<Option<Position>, BoxError> {
-        let now = db::timestamp(db::now());
+/// Writes the steps in a few multi-row statements whatever their number: the pending
+/// payments, the charges' outcomes, the cancellations, the refunds, then every outcome
+/// event in one append. That order is the one an order's own steps can come in (its
+/// intent before its charge, its charge before its refund), so a batch writes what one
+/// step at a time would. Returns the position of the last event appended.
+async fn write(
+    tx: &mut Tx,
+    outbox: &dyn Outbox,
+    steps: &[&Step],
+) -> Result<Option<Position>, BoxError> {
+    let now = db::timestamp(db::now());
+    let mut intents = Vec::new();
+    let mut charges = Vec::new();
+    let mut cancels = Vec::new();
+    let mut refunds = Vec::new();
+    let mut replies = Vec::new();
+    for step in steps {
         match step {
-            Step::Intend { order_id, order } => {
-                intend(tx, *order_id, order, &now).await?;
-                Ok(None)
-            }
+            Step::Intend { order_id, order } => intents.push((*order_id, order)),
             Step::Charge {
                 order_id,
                 intent,
                 charged,
-                ..
+                span,
             } => {
                 if let Some((_, order)) = intent {
-                    intend(tx, *order_id, order, &now).await?;
+                    intents.push((*order_id, order));
                 }
-                let updated = db::query(
-                    "UPDATE payments SET status = $1, provider_reference = $2, failure_reason = $3, updated_at = $4 \
-                     WHERE order_id = $5 AND status = 'pending'",
-                )
-                .bind(charged.status.as_str())
-                .bind(&charged.reference)
-                .bind(&charged.reason)
-                .bind(&now)
-                .bind(order_id.to_string())
-                .execute(&mut **tx)
-                .await?;
-                if updated.rows_affected() != 1 {
-                    // Only another process racing on this order gets here; the embedded
-                    // log hands one order's events to one consumer in order. Loud, and
-                    // left to an operator.
-                    return Err(format!(
-                        "payment of order {order_id} changed while it was being charged"
-                    )
-                    .into());
-                }
-                let appended = self
-                    .outbox
-                    .append_in(tx, payment_id(*order_id), 0, vec![charged.event.clone()])
-                    .await?;
-                Ok(Some(appended.position))
+                charges.push((*order_id, charged));
+                replies.push(reply(span, *order_id, 0, &charged.event));
             }
-            Step::Cancel { order_id } => {
-                db::query(
-                    "UPDATE payments SET status = 'cancelled', updated_at = $1 WHERE order_id = $2 AND status = 'pending'",
-                )
-                .bind(&now)
-                .bind(order_id.to_string())
-                .execute(&mut **tx)
-                .await?;
-                Ok(None)
-            }
+            Step::Cancel { order_id } => cancels.push(*order_id),
             Step::Refund {
                 order_id,
                 reference,
                 event,
-                ..
+                span,
             } => {
-                db::query(
-                    "UPDATE payments SET status = 'refunded', refund_reference = $1, updated_at = $2 \
-                     WHERE order_id = $3 AND status = 'succeeded'",
-                )
-                .bind(reference)
-                .bind(&now)
-                .bind(order_id.to_string())
-                .execute(&mut **tx)
-                .await?;
-                let appended = self
-                    .outbox
-                    .append_in(tx, payment_id(*order_id), 1, vec![event.clone()])
-                    .await?;
-                Ok(Some(appended.position))
+                refunds.push((*order_id, reference));
+                replies.push(reply(span, *order_id, 1, event));
             }
         }
+    }
+    for chunk in intents.chunks(db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO payments (id, order_id, user_id, amount, currency, payment_token, status, created_at, updated_at) \
+             VALUES {} ON CONFLICT (order_id) DO NOTHING",
+            db::values(chunk.len(), 9, 1)
+        );
+        let mut insert = db::query(&sql);
+        for (order_id, order) in chunk {
+            insert = insert
+                .bind(payment_id(*order_id).to_string())
+                .bind(order_id.to_string())
+                .bind(order.customer_id.to_string())
+                .bind(order.total_amount)
+                .bind(&order.currency)
+                .bind(&order.payment_token)
+                .bind(PaymentStatus::Pending.as_str())
+                .bind(&now)
+                .bind(&now);
+        }
+        insert.execute(&mut **tx).await?;
+    }
+    for chunk in charges.chunks(db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH charged (order_id, status, provider_reference, failure_reason) AS (VALUES {}) \
+             UPDATE payments SET status = charged.status, provider_reference = charged.provider_reference, \
+             failure_reason = charged.failure_reason, updated_at = ${} \
+             FROM charged WHERE payments.order_id = charged.order_id AND payments.status = 'pending'",
+            db::values(chunk.len(), 4, 1),
+            chunk.len() * 4 + 1
+        );
+        let mut update = db::query(&sql);
+        for (order_id, charged) in chunk {
+            update = update
+                .bind(order_id.to_string())
+                .bind(charged.status.as_str())
+                .bind(&charged.reference)
+                .bind(&charged.reason);
+        }
+        let updated = update.bind(&now).execute(&mut **tx).await?;
+        if updated.rows_affected() != chunk.len() as u64 {
+            // Only another process racing on these orders gets here; the embedded log
+            // hands one order's events to one consumer in order. Loud, and left to an
+            // operator.
+            return Err("a payment changed while it was being charged".into());
+        }
+    }
+    for chunk in cancels.chunks(db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE payments SET status = 'cancelled', updated_at = $1 \
+             WHERE status = 'pending' AND order_id IN ({})",
+            db::params(chunk.len(), 2)
+        );
+        let mut update = db::query(&sql).bind(&now);
+        for order_id in chunk {
+            update = update.bind(order_id.to_string());
+        }
+        update.execute(&mut **tx).await?;
+    }
+    for chunk in refunds.chunks(db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH refunded (order_id, refund_reference) AS (VALUES {}) \
+             UPDATE payments SET status = 'refunded', refund_reference = refunded.refund_reference, updated_at = ${} \
+             FROM refunded WHERE payments.order_id = refunded.order_id AND payments.status = 'succeeded'",
+            db::values(chunk.len(), 2, 1),
+            chunk.len() * 2 + 1
+        );
+        let mut update = db::query(&sql);
+        for (order_id, reference) in chunk {
+            update = update.bind(order_id.to_string()).bind(*reference);
+        }
+        update.bind(&now).execute(&mut **tx).await?;
+    }
+    if replies.is_empty() {
+        return Ok(None);
+    }
+    let appended = outbox.append_all_in(tx, replies).await?;
+    Ok(appended.iter().map(|one| one.position).max())
+}
+
+/// The append of an outcome event to its payment's stream (at `expected_version`), the
+/// event stamped with an append span under `span`, the charge's or the refund's: the
+/// step's trace goes on through it to the event's consumers.
+fn reply(span: &Span, order_id: Uuid, expected_version: u64, event: &NewEvent) -> StreamAppend {
+    let _entered = span.enter();
+    let mut events = vec![event.clone()];
+    trace::stamp(&trace::append_span(&events), &mut events);
+    StreamAppend {
+        aggregate_id: payment_id(order_id),
+        expected_version,
+        events,
     }
 }
 
@@ -577,29 +624,6 @@ fn about_order(event: &RecordedEvent) -> Result<Option<Uuid>, BoxError> {
         }
         _ => None,
     })
-}
-
-/// Records the order's pending payment, unless it is recorded already.
-async fn intend(
-    tx: &mut Tx,
-    order_id: Uuid,
-    order: &OrderCreated,
-    now: &str,
-) -> Result<(), BoxError> {
-    db::query(
-        "INSERT INTO payments (id, order_id, user_id, amount, currency, payment_token, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7) ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(payment_id(order_id).to_string())
-    .bind(order_id.to_string())
-    .bind(order.customer_id.to_string())
-    .bind(order.total_amount)
-    .bind(&order.currency)
-    .bind(&order.payment_token)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 #[async_trait]

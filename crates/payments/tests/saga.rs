@@ -77,3 +77,82 @@ async fn a_batch_of_charges_is_recorded_in_one_transaction_besides_the_providers
         orders.len()
     );
 }
+
+/// Every kind of step in one batch, as the set-wise record writes them: one order charged
+/// and then cancelled (refunded), one rejected by the stock before its charge (cancelled,
+/// nothing charged), one charged and kept. Each ends as one step at a time would leave it.
+#[tokio::test]
+async fn a_batch_of_every_step_leaves_each_payment_as_one_at_a_time_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = connect(&dir.path().join("oxcart.db"), &SqliteConfig::default())
+        .await
+        .unwrap();
+    db.migrate(&MIGRATOR).await.unwrap();
+    let store = Arc::new(SqlEventStore::new(db.clone()));
+    let provider = SimulatedProvider::new(Arc::new(SqlLedger(db.clone())), Duration::ZERO);
+    let saga = PaymentSaga::new(db.clone(), store.clone(), Arc::new(provider));
+
+    let (refunded, rejected, kept) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    for order in [refunded, rejected, kept] {
+        let mut created = event(order, "order.created", 1);
+        created.data = json!({ "customerId": Uuid::now_v7(), "totalAmount": 990,
+                               "currency": "EUR", "paymentToken": tokens::SUCCESS });
+        store.append(order, 0, vec![created]).await.unwrap();
+    }
+    let stock = |order: Uuid, event_type: &str| {
+        let reservation = Uuid::now_v7();
+        let mut reply = event(reservation, event_type, 1);
+        reply.aggregate_type = "stock_reservation".into();
+        reply.data = json!({ "orderId": order });
+        (reservation, reply)
+    };
+    for (order, outcome) in [
+        (refunded, "stock.reserved"),
+        (rejected, "stock.rejected"),
+        (kept, "stock.reserved"),
+    ] {
+        let (reservation, reply) = stock(order, outcome);
+        store.append(reservation, 0, vec![reply]).await.unwrap();
+    }
+    let mut cancelled = event(refunded, "order.cancelled", 2);
+    cancelled.data = json!({ "reason": "changed my mind" });
+    store.append(refunded, 1, vec![cancelled]).await.unwrap();
+
+    let log = store.read_all(0, 100).await.unwrap();
+    let batch: Vec<&RecordedEvent> = log.iter().collect();
+    saga.handle_batch(&batch).await.unwrap();
+
+    let status = |order: Uuid| {
+        let db = db.clone();
+        async move {
+            db::query_scalar::<String>("SELECT status FROM payments WHERE order_id = $1")
+                .bind(order.to_string())
+                .fetch_one(&mut *db.read_primary().await.unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(status(refunded).await, "refunded");
+    assert_eq!(status(rejected).await, "cancelled");
+    assert_eq!(status(kept).await, "succeeded");
+    let outcomes: Vec<(String, String)> = store
+        .read_all(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.event_type.starts_with("payment."))
+        .map(|e| {
+            let order = e.event.data["orderId"].as_str().unwrap().to_owned();
+            (e.event.event_type, order)
+        })
+        .collect();
+    let named = |kind: &str, order: Uuid| (kind.to_owned(), order.to_string());
+    assert_eq!(
+        outcomes,
+        [
+            named("payment.succeeded", refunded),
+            named("payment.succeeded", kept),
+            named("payment.refunded", refunded),
+        ]
+    );
+}
