@@ -136,6 +136,17 @@ pub fn assert_saga_trace(trace: &Trace, caller: &Caller, services: &Services<'_>
     assert_eq!(server.attribute("http.route"), Some("/api/orders"));
     assert_eq!(server.attribute("http.response.status_code"), Some("201"));
 
+    // Each append once: the span its event's consumers continue.
+    for event in [
+        "order.created",
+        "stock.reserved",
+        "payment.succeeded",
+        "order.paid",
+    ] {
+        let name = format!("append {event}");
+        let appends = trace.spans.iter().filter(|s| s.name == name).count();
+        assert_eq!(appends, 1, "{name} spans:\n{}", trace.tree());
+    }
     let created = trace.one("append order.created", |s| s.kind == "SPAN_KIND_PRODUCER");
     assert!(
         trace.is_under(created, server),
