@@ -11,10 +11,9 @@
 
 pub mod http;
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use indexmap::IndexMap;
 use oxcart_events::Position;
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
@@ -119,37 +118,10 @@ impl Apply for Sales {
 #[derive(Default)]
 struct Rows<'a> {
     placed: Vec<(String, &'a RecordedEvent, Box<OrderCreated>)>,
-    /// Each order's latest status, in the order first changed.
-    statuses: Latest<OrderStatus>,
+    /// Each order's latest status (an insert keeps the order's place, takes the value).
+    statuses: IndexMap<String, OrderStatus>,
     /// Each order's latest payment outcome.
-    payments: Latest<&'static str>,
-}
-
-/// The last value seen for each order, in the order each was first seen.
-struct Latest<T> {
-    values: Vec<(String, T)>,
-    index: HashMap<String, usize>,
-}
-
-impl<T> Default for Latest<T> {
-    fn default() -> Self {
-        Self {
-            values: Vec::new(),
-            index: HashMap::new(),
-        }
-    }
-}
-
-impl<T> Latest<T> {
-    fn set(&mut self, order_id: &str, value: T) {
-        match self.index.get(order_id) {
-            Some(&i) => self.values[i].1 = value,
-            None => {
-                self.index.insert(order_id.to_owned(), self.values.len());
-                self.values.push((order_id.to_owned(), value));
-            }
-        }
-    }
+    payments: IndexMap<String, &'static str>,
 }
 
 impl<'a> Rows<'a> {
@@ -160,13 +132,15 @@ impl<'a> Rows<'a> {
         let order_id = event.event.aggregate_id.to_string();
         match change {
             Change::Placed(created) => self.placed.push((order_id, event, created)),
-            Change::Status(status) => self.statuses.set(&order_id, status),
+            Change::Status(status) => {
+                self.statuses.insert(order_id, status);
+            }
             Change::Payment(outcome) => {
                 // A payment event's aggregate is the payment; it names its order.
                 let order_id = event.event.data["orderId"]
                     .as_str()
                     .ok_or("payment event without an orderId")?;
-                self.payments.set(order_id, outcome);
+                self.payments.insert(order_id.to_owned(), outcome);
             }
         }
         Ok(())
@@ -214,7 +188,8 @@ impl<'a> Rows<'a> {
             }
             insert.execute(&mut **tx).await?;
         }
-        for chunk in self.statuses.values.chunks(db::ROWS_PER_STATEMENT) {
+        let statuses: Vec<_> = self.statuses.into_iter().collect();
+        for chunk in statuses.chunks(db::ROWS_PER_STATEMENT) {
             let sql = format!(
                 "WITH changed (order_id, status) AS (VALUES {}) \
                  UPDATE analytics_orders SET status = changed.status \
@@ -228,7 +203,8 @@ impl<'a> Rows<'a> {
             update.execute(&mut **tx).await?;
         }
         // Its own table: the payment may be heard of before the order is.
-        for chunk in self.payments.values.chunks(db::ROWS_PER_STATEMENT) {
+        let payments: Vec<_> = self.payments.into_iter().collect();
+        for chunk in payments.chunks(db::ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO analytics_payments (order_id, outcome) VALUES {} \
                  ON CONFLICT (order_id) DO UPDATE SET outcome = excluded.outcome",

@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
 use oxcart_events::projection::Projection;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, Position, RecordedEvent};
@@ -240,9 +241,9 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
         at: String,
     }
     let mut placed = Vec::new();
-    // By order, in the order each was first changed: the same batch, the same statements.
-    let mut statuses: Vec<(String, Status)> = Vec::new();
-    let mut latest: std::collections::HashMap<String, usize> = Default::default();
+    // By order, in the order each was first changed (an insert keeps the order's place
+    // and takes the newer status): the same batch, the same statements.
+    let mut statuses: IndexMap<String, Status> = IndexMap::new();
     for recorded in events
         .iter()
         .filter(|e| e.event.aggregate_type == AGGREGATE)
@@ -264,13 +265,7 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
             version,
             at,
         };
-        match latest.get(&id) {
-            Some(&i) => statuses[i].1 = status,
-            None => {
-                latest.insert(id.clone(), statuses.len());
-                statuses.push((id, status));
-            }
-        }
+        statuses.insert(id, status);
     }
 
     for chunk in placed.chunks(db::ROWS_PER_STATEMENT) {
@@ -325,6 +320,7 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
         }
         insert.execute(&mut *conn).await?;
     }
+    let statuses: Vec<_> = statuses.into_iter().collect();
     for chunk in statuses.chunks(db::ROWS_PER_STATEMENT) {
         // `UPDATE … FROM` a list of values, which both engines read the same way.
         let sql = format!(

@@ -9,23 +9,24 @@ use oxcart_events::consumer::Handler;
 use oxcart_events::{EventStore, RecordedEvent};
 use oxcart_payments::provider::{SimulatedProvider, SqlLedger, tokens};
 use oxcart_payments::saga::PaymentSaga;
-use oxcart_platform::db;
+use oxcart_platform::db::{self, Db};
 use oxcart_sql::SqlEventStore;
-use oxcart_sqlite::{MIGRATOR, SqliteConfig, connect};
 use oxcart_test_util::event_store::event;
 use serde_json::json;
 use uuid::Uuid;
 
-#[tokio::test]
-async fn a_batch_of_charges_is_recorded_in_one_transaction_besides_the_providers() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = connect(&dir.path().join("oxcart.db"), &SqliteConfig::default())
-        .await
-        .unwrap();
-    db.migrate(&MIGRATOR).await.unwrap();
+/// The saga on a migrated SQLite file, with the simulated provider keeping its books there.
+async fn saga() -> (Db, tempfile::TempDir, Arc<SqlEventStore>, PaymentSaga) {
+    let (db, dir) = oxcart_test_util::sqlite::migrated().await;
     let store = Arc::new(SqlEventStore::new(db.clone()));
     let provider = SimulatedProvider::new(Arc::new(SqlLedger(db.clone())), Duration::ZERO);
     let saga = PaymentSaga::new(db.clone(), store.clone(), Arc::new(provider));
+    (db, dir, store, saga)
+}
+
+#[tokio::test]
+async fn a_batch_of_charges_is_recorded_in_one_transaction_besides_the_providers() {
+    let (db, _dir, store, saga) = saga().await;
 
     let orders: Vec<Uuid> = (0..8).map(|_| Uuid::now_v7()).collect();
     for (n, &order) in orders.iter().enumerate() {
@@ -83,14 +84,7 @@ async fn a_batch_of_charges_is_recorded_in_one_transaction_besides_the_providers
 /// nothing charged), one charged and kept. Each ends as one step at a time would leave it.
 #[tokio::test]
 async fn a_batch_of_every_step_leaves_each_payment_as_one_at_a_time_would() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = connect(&dir.path().join("oxcart.db"), &SqliteConfig::default())
-        .await
-        .unwrap();
-    db.migrate(&MIGRATOR).await.unwrap();
-    let store = Arc::new(SqlEventStore::new(db.clone()));
-    let provider = SimulatedProvider::new(Arc::new(SqlLedger(db.clone())), Duration::ZERO);
-    let saga = PaymentSaga::new(db.clone(), store.clone(), Arc::new(provider));
+    let (db, _dir, store, saga) = saga().await;
 
     let (refunded, rejected, kept) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     for order in [refunded, rejected, kept] {
