@@ -57,7 +57,9 @@ fi
 echo "== oxcart (${BENCH_MODE:-all-in-one})"
 . bench/lib.sh
 rss() { local kb=0; for p in "${pids[@]}"; do kb=$((kb + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo $((kb / 1024)); }
-sleep 2
+# Idle: once the set-up's sign-ins are over and the allocator has handed back what they
+# freed (jemalloc returns unused pages to the system within about twenty seconds).
+sleep 25
 record rss-idle "$(rss)"
 # Every phase's orders paid, then every consumer group caught up (e-mails, invoices), so
 # that the next phase starts on an idle system.

@@ -21,6 +21,15 @@ use oxcart_users::domain::Registration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc rather than the system's allocator, for memory given back. glibc keeps what a
+/// thread freed in that thread's arena, and each password check (Argon2id, 19 MiB) left
+/// 19 MiB resident for good: a server that had seen two sign-ins held 58 MB idle where it
+/// had started with 22. jemalloc's background thread returns unused pages to the system
+/// within about twenty seconds (24 MB idle again), and at saturation it holds less (66
+/// MB against 78), at the same throughput. (mimalloc, tried too, started at 40 MB.)
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "oxcart",
