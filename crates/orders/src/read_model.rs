@@ -5,6 +5,8 @@
 //! included, comes from an event), which is what lets `oxcart projections rebuild`
 //! reproduce the live tables row for row.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
@@ -70,15 +72,34 @@ impl OrderReadModel {
         Self { db }
     }
 
+    /// The order and its lines in one statement, a row per line: on SQLite each
+    /// statement is a round trip to the connection's thread, and on PostgreSQL one to the
+    /// server, so `GET /api/orders/{id}` makes one rather than two.
     async fn get_on(conn: &mut AnyConnection, id: Uuid) -> Result<Option<Order>, Error> {
-        let sql = format!("SELECT {COLUMNS} FROM order_read_model WHERE order_id = $1");
-        let row = db::query(&sql)
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let order: Vec<String> = COLUMNS.split(", ").map(|c| format!("o.{c}")).collect();
+            format!(
+                "SELECT {}, {LINE_COLUMNS} FROM order_read_model o \
+                 LEFT JOIN order_item_read_model i ON i.order_id = o.order_id \
+                 WHERE o.order_id = $1 ORDER BY i.line_no",
+                order.join(", ")
+            )
+        });
+        let rows = db::query(&SQL)
             .bind(id.to_string())
-            .fetch_optional(&mut *conn)
+            .fetch_all(&mut *conn)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut views = with_items(conn, vec![row]).await?;
-        Ok(views.pop())
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut order = decode_order(first)?;
+        for row in &rows {
+            // An order without lines (none is placed so) still reads, as one row of NULLs.
+            if row.try_get::<Option<String>, _>("sku")?.is_some() {
+                order.items.push(decode_line(row)?);
+            }
+        }
+        Ok(Some(order))
     }
 }
 
@@ -139,20 +160,27 @@ async fn with_items(conn: &mut AnyConnection, rows: Vec<AnyRow>) -> Result<Vec<O
     }
     for row in query.fetch_all(conn).await? {
         let order_id: Uuid = parse(&row, "order_id")?;
-        let line = OrderLine {
-            product_id: parse(&row, "product_id")?,
-            sku: row.try_get("sku")?,
-            name: row.try_get("name")?,
-            price: row.try_get("unit_price")?,
-            quantity: u32::try_from(row.try_get::<i64, _>("quantity")?)
-                .map_err(|_| corrupt("quantity"))?,
-            line_total: row.try_get("line_total")?,
-        };
+        let line = decode_line(&row)?;
         if let Some(view) = views.iter_mut().find(|v| v.id == order_id) {
             view.items.push(line);
         }
     }
     Ok(views)
+}
+
+/// The line columns [`decode_line`] reads, as the join in `get_on` names them.
+const LINE_COLUMNS: &str = "i.product_id, i.sku, i.name, i.unit_price, i.quantity, i.line_total";
+
+fn decode_line(row: &AnyRow) -> Result<OrderLine, Error> {
+    Ok(OrderLine {
+        product_id: parse(row, "product_id")?,
+        sku: row.try_get("sku")?,
+        name: row.try_get("name")?,
+        price: row.try_get("unit_price")?,
+        quantity: u32::try_from(row.try_get::<i64, _>("quantity")?)
+            .map_err(|_| corrupt("quantity"))?,
+        line_total: row.try_get("line_total")?,
+    })
 }
 
 fn corrupt(what: &str) -> Error {
