@@ -354,7 +354,7 @@ pub fn assemble(
             Service::Payments => {
                 routes = routes.merge(oxcart_payments::http::router(Payments::new(db.clone())));
                 let provider = SimulatedProvider::new(
-                    Arc::new(SqlLedger(db.clone())),
+                    Arc::new(SqlLedger::new(db.clone())),
                     config.payment_slow_delay,
                 );
                 assembly.handlers.push(Arc::new(PaymentSaga::new(

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use oxcart_events::store::BoxError;
 use oxcart_platform::db::{self, Db};
+use tokio::sync::oneshot::error::TryRecvError;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,8 +103,98 @@ pub trait Ledger: Send + Sync + 'static {
 }
 
 /// The ledger in the service's SQL database.
+///
+/// Bookings made at the same moment share one transaction, as a provider's own service
+/// would batch its writes: payments decides a polled batch's orders concurrently, and a
+/// transaction each (a savepoint, an insert and a wait for the commit, on SQLite's one
+/// writer) made the provider's books the slowest step of the saga. Each caller queues
+/// its booking and then waits for the right to write; whoever gets it writes everything
+/// queued by then in one transaction and answers every caller in it. No booking is
+/// answered before its transaction is durable.
 #[derive(Debug, Clone)]
-pub struct SqlLedger(pub Db);
+pub struct SqlLedger {
+    db: Db,
+    queued: Arc<std::sync::Mutex<Vec<Booking>>>,
+    writing: Arc<tokio::sync::Mutex<()>>,
+}
+
+#[derive(Debug)]
+struct Booking {
+    key: String,
+    kind: String,
+    amount: i64,
+    currency: String,
+    answer: Answer,
+    reply: tokio::sync::oneshot::Sender<Result<Answer, String>>,
+}
+
+/// What the callers of a write hear if the caller writing for them was dropped mid-way
+/// (its charge's future cancelled): an error, so their events are retried, and a retry
+/// under the same key is harmless.
+const ABANDONED: &str = "the simulated provider's booking was abandoned";
+
+impl SqlLedger {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            queued: Arc::default(),
+            writing: Arc::default(),
+        }
+    }
+
+    /// Books `bookings` in one transaction: what each key's answer is now (its own, or
+    /// the one recorded before under the key).
+    async fn book(&self, bookings: &[Booking]) -> Result<Vec<Answer>, BoxError> {
+        let mut tx = self.db.begin().await?;
+        let now = db::timestamp(db::now());
+        let mut answers: std::collections::HashMap<String, Answer> = Default::default();
+        for chunk in bookings.chunks(db::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO simulated_provider_operations (idempotency_key, kind, amount, currency, \
+                 approved, reference, decline_code, created_at) VALUES {} \
+                 ON CONFLICT (idempotency_key) DO NOTHING \
+                 RETURNING idempotency_key, approved, reference, decline_code",
+                db::values(chunk.len(), 8, 1)
+            );
+            let mut insert = db::query_as::<(String, i64, String, Option<String>)>(&sql);
+            for booking in chunk {
+                insert = insert
+                    .bind(&booking.key)
+                    .bind(&booking.kind)
+                    .bind(booking.amount)
+                    .bind(&booking.currency)
+                    .bind(i64::from(booking.answer.approved))
+                    .bind(&booking.answer.reference)
+                    .bind(&booking.answer.decline_code)
+                    .bind(&now);
+            }
+            answers.extend(insert.fetch_all(&mut *tx).await?.into_iter().map(
+                |(key, approved, reference, decline_code)| {
+                    let answer = Answer {
+                        approved: approved == 1,
+                        reference,
+                        decline_code,
+                    };
+                    (key, answer)
+                },
+            ));
+        }
+        tx.commit().await?;
+        // A key booked before (a retried charge): the first answer stands.
+        let mut answered = Vec::with_capacity(bookings.len());
+        for booking in bookings {
+            let answer = match answers.get(&booking.key) {
+                Some(answer) => answer.clone(),
+                None => self
+                    .recorded(&booking.key)
+                    .await?
+                    .ok_or("the simulated provider lost an operation")?,
+            };
+            answered.push(answer);
+        }
+        Ok(answered)
+    }
+}
 
 #[async_trait]
 impl Ledger for SqlLedger {
@@ -112,7 +203,7 @@ impl Ledger for SqlLedger {
             "SELECT approved, reference, decline_code FROM simulated_provider_operations WHERE idempotency_key = $1",
         )
         .bind(key)
-        .fetch_optional(&mut *self.0.read_primary().await?)
+        .fetch_optional(&mut *self.db.read_primary().await?)
         .await?;
         Ok(row.map(|(approved, reference, decline_code)| Answer {
             approved: approved == 1,
@@ -122,39 +213,52 @@ impl Ledger for SqlLedger {
     }
 
     async fn record(&self, key: &str, operation: Operation<'_>) -> Result<Answer, BoxError> {
-        let mut tx = self.0.begin().await?;
-        let inserted: Option<(i64, String, Option<String>)> = db::query_as(
-            "INSERT INTO simulated_provider_operations (idempotency_key, kind, amount, currency, approved, \
-             reference, decline_code, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING approved, reference, decline_code",
-        )
-        .bind(key)
-        .bind(operation.kind)
-        .bind(operation.amount)
-        .bind(operation.currency)
-        .bind(i64::from(operation.answer.approved))
-        .bind(&operation.answer.reference)
-        .bind(&operation.answer.decline_code)
-        .bind(db::timestamp(db::now()))
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        // Recorded now, or before (a retried key): then the first answer stands.
-        match inserted {
-            Some((approved, reference, decline_code)) => Ok(Answer {
-                approved: approved == 1,
-                reference,
-                decline_code,
-            }),
-            None => self
-                .recorded(key)
-                .await?
-                .ok_or_else(|| "the simulated provider lost an operation".into()),
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        self.queued
+            .lock()
+            .map_err(|_| "the simulated provider's queue is poisoned")?
+            .push(Booking {
+                key: key.to_owned(),
+                kind: operation.kind.to_owned(),
+                amount: operation.amount,
+                currency: operation.currency.to_owned(),
+                answer: operation.answer,
+                reply,
+            });
+        let _writing = self.writing.lock().await;
+        // Written, while this call waited, by whoever wrote before it.
+        match answer.try_recv() {
+            Ok(answered) => return answered.map_err(Into::into),
+            Err(TryRecvError::Closed) => return Err(ABANDONED.into()),
+            Err(TryRecvError::Empty) => {}
+        }
+        let bookings = std::mem::take(
+            &mut *self
+                .queued
+                .lock()
+                .map_err(|_| "the simulated provider's queue is poisoned")?,
+        );
+        match self.book(&bookings).await {
+            Ok(answers) => {
+                for (booking, answered) in bookings.into_iter().zip(answers) {
+                    let _ = booking.reply.send(Ok(answered));
+                }
+            }
+            Err(error) => {
+                for booking in bookings {
+                    let _ = booking.reply.send(Err(error.to_string()));
+                }
+            }
+        }
+        // Its own booking was among those just written.
+        match answer.await {
+            Ok(answered) => answered.map_err(Into::into),
+            Err(_) => Err(ABANDONED.into()),
         }
     }
 
     async fn attempt(&self, key: &str) -> Result<i64, BoxError> {
-        let mut tx = self.0.begin().await?;
+        let mut tx = self.db.begin().await?;
         let attempts = db::query_scalar(
             "INSERT INTO simulated_provider_attempts (idempotency_key, attempts) VALUES ($1, 1) \
              ON CONFLICT (idempotency_key) DO UPDATE SET attempts = simulated_provider_attempts.attempts + 1 \

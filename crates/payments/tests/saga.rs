@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use oxcart_events::consumer::Handler;
 use oxcart_events::{EventStore, RecordedEvent};
-use oxcart_payments::provider::{SimulatedProvider, SqlLedger, tokens};
+use oxcart_payments::provider::{Answer, Ledger, Operation, SimulatedProvider, SqlLedger, tokens};
 use oxcart_payments::saga::PaymentSaga;
 use oxcart_platform::db::{self, Db};
 use oxcart_sql::SqlEventStore;
@@ -19,7 +19,7 @@ use uuid::Uuid;
 async fn saga() -> (Db, tempfile::TempDir, Arc<SqlEventStore>, PaymentSaga) {
     let (db, dir) = oxcart_test_util::sqlite::migrated().await;
     let store = Arc::new(SqlEventStore::new(db.clone()));
-    let provider = SimulatedProvider::new(Arc::new(SqlLedger(db.clone())), Duration::ZERO);
+    let provider = SimulatedProvider::new(Arc::new(SqlLedger::new(db.clone())), Duration::ZERO);
     let saga = PaymentSaga::new(db.clone(), store.clone(), Arc::new(provider));
     (db, dir, store, saga)
 }
@@ -49,10 +49,15 @@ async fn a_batch_of_charges_is_recorded_in_one_transaction_besides_the_providers
     let (_, before) = db.group_commits().unwrap();
     saga.handle_batch(&batch).await.unwrap();
     let (_, after) = db.group_commits().unwrap();
-    // The provider books each charge on its side; everything of payments' own (eight
-    // intents, eight outcomes, sixteen claims) is one transaction. One at a time it was
-    // three an order.
-    assert_eq!(after - before, orders.len() as u64 + 1);
+    // Everything of payments' own (eight intents, eight outcomes, sixteen claims) is one
+    // transaction, and the provider's books at most one a charge (charges made at the
+    // same moment share one: see the ledger's test below). One at a time it was three an
+    // order.
+    assert!(
+        after - before <= orders.len() as u64 + 1,
+        "{} transactions",
+        after - before
+    );
 
     let succeeded = |log: &[RecordedEvent]| {
         log.iter()
@@ -148,5 +153,56 @@ async fn a_batch_of_every_step_leaves_each_payment_as_one_at_a_time_would() {
             named("payment.succeeded", kept),
             named("payment.refunded", refunded),
         ]
+    );
+}
+
+/// An operation the simulated provider books, answering with `reference`.
+fn charge(reference: &str) -> Operation<'static> {
+    Operation {
+        kind: "charge",
+        amount: 1450,
+        currency: "EUR",
+        answer: Answer {
+            approved: true,
+            reference: reference.to_owned(),
+            decline_code: None,
+        },
+    }
+}
+
+#[tokio::test]
+async fn bookings_made_at_once_share_a_transaction_and_a_key_keeps_its_first_answer() {
+    let (db, _dir) = oxcart_test_util::sqlite::migrated().await;
+    let ledger = SqlLedger::new(db.clone());
+
+    let (_, before) = db.group_commits().unwrap();
+    let keys: Vec<String> = (0..8).map(|n| format!("order-{n}")).collect();
+    let answers = futures::future::join_all(
+        keys.iter()
+            .map(|key| ledger.record(key, charge(&format!("ch_{key}")))),
+    )
+    .await;
+    let (_, after) = db.group_commits().unwrap();
+    assert!(
+        after - before < keys.len() as u64,
+        "eight bookings at once took {} transactions",
+        after - before
+    );
+    for (key, answer) in keys.iter().zip(answers) {
+        assert_eq!(answer.unwrap().reference, format!("ch_{key}"));
+    }
+
+    // A key booked again (a retried call) keeps its first answer, beside a new key
+    // booked in the same transaction.
+    let again = futures::future::join_all([
+        ledger.record("order-3", charge("ch_other")),
+        ledger.record("order-9", charge("ch_order-9")),
+    ])
+    .await;
+    let again: Vec<String> = again.into_iter().map(|a| a.unwrap().reference).collect();
+    assert_eq!(again, ["ch_order-3", "ch_order-9"]);
+    assert_eq!(
+        ledger.recorded("order-3").await.unwrap().unwrap().reference,
+        "ch_order-3"
     );
 }
