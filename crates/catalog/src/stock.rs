@@ -96,9 +96,19 @@ impl Stock {
         products.sort_unstable();
         products.dedup();
         let mut available: HashMap<Uuid, i64> = HashMap::with_capacity(products.len());
+        // On PostgreSQL the products are locked as they are read, in id order, as every
+        // change of stock here takes them: transactions taking stock of the same products
+        // at once (a group's members in distributed mode, or a batch's events delivered
+        // one at a time after it failed) then queue instead of deadlocking, and the stock
+        // read is the stock updated. (SQLite's one writer has no such race.)
+        let lock = if tx.backend_name() == "PostgreSQL" {
+            " ORDER BY id FOR UPDATE"
+        } else {
+            ""
+        };
         for chunk in products.chunks(db::ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT id, stock FROM products WHERE id IN ({})",
+                "SELECT id, stock FROM products WHERE id IN ({}){lock}",
                 db::params(chunk.len(), 1)
             );
             let mut select = db::query(&sql);
@@ -201,7 +211,10 @@ impl Stock {
             return Ok(None);
         };
         let items: Vec<Line> = serde_json::from_str(&items)?;
-        for line in &items {
+        // In id order, as `reserve_all` locks them (see there).
+        let mut lines: Vec<&Line> = items.iter().collect();
+        lines.sort_by_key(|line| line.product_id);
+        for line in lines {
             take(tx, line.product_id, line.quantity).await?;
         }
         db::query(
