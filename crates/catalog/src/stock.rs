@@ -14,7 +14,7 @@ use oxcart_events::bus::topics;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
 use oxcart_events::{NewEvent, Position, RecordedEvent, StreamAppend, trace};
-use oxcart_platform::db::{self, Db, Tx};
+use oxcart_platform::db::{self, Backend, Db, Tx};
 use oxcart_sql::{Apply, InTransaction, apply_each};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -101,7 +101,7 @@ impl Stock {
         // at once (a group's members in distributed mode, or a batch's events delivered
         // one at a time after it failed) then queue instead of deadlocking, and the stock
         // read is the stock updated. (SQLite's one writer has no such race.)
-        let lock = if tx.backend_name() == "PostgreSQL" {
+        let lock = if tx.backend() == Backend::Postgres {
             " ORDER BY id FOR UPDATE"
         } else {
             ""

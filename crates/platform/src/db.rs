@@ -76,6 +76,15 @@ enum TxKind {
 }
 
 impl Tx {
+    /// The engine it runs on, for the few statements that differ (only SQLite's
+    /// transactions share its writer's commits; PostgreSQL's are each their own).
+    pub fn backend(&self) -> Backend {
+        match self.0 {
+            TxKind::Own(_) => Backend::Postgres,
+            TxKind::Member(_) => Backend::Sqlite,
+        }
+    }
+
     /// Commits; returns once the transaction is durable.
     pub async fn commit(self) -> sqlx::Result<()> {
         match self.0 {
