@@ -38,7 +38,6 @@ impl FileMailer {
 impl Mailer for FileMailer {
     #[tracing::instrument(name = "send email", skip_all, fields(email.transport = "file"))]
     async fn send(&self, id: &str, message: &Message) -> Result<(), BoxError> {
-        tokio::fs::create_dir_all(&self.dir).await?;
         let name: String = id
             .chars()
             .map(|c| {
@@ -49,10 +48,17 @@ impl Mailer for FileMailer {
                 }
             })
             .collect();
-        let path = self.dir.join(format!("{name}.eml"));
-        let partial = self.dir.join(format!(".{name}.eml.partial"));
-        tokio::fs::write(&partial, message.formatted()).await?;
-        tokio::fs::rename(&partial, &path).await?;
+        let dir = self.dir.clone();
+        let formatted = message.formatted();
+        // One trip to the blocking pool, not one per file operation.
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join(format!("{name}.eml"));
+            let partial = dir.join(format!(".{name}.eml.partial"));
+            std::fs::write(&partial, formatted)?;
+            std::fs::rename(&partial, &path)
+        })
+        .await??;
         Ok(())
     }
 

@@ -29,7 +29,7 @@ use oxcart_events::consumer::{Handler, Unfinished};
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, NewEvent, Position, RecordedEvent, StreamAppend, trace};
-use oxcart_platform::db::{self, Backend, Db, Tx};
+use oxcart_platform::db::{self, Db, Tx};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::Row as _;
@@ -640,11 +640,8 @@ impl Handler for PaymentSaga {
         self.run(&[event]).await
     }
 
-    /// On SQLite. Not on PostgreSQL, where an append holds the log's append lock until
-    /// its transaction commits (see `oxcart_sql::transactional`), and a batch would hold
-    /// it through the rest of the batch's statements.
     fn batches(&self) -> bool {
-        self.db.backend() == Backend::Sqlite
+        true
     }
 
     async fn handle_batch(&self, events: &[&RecordedEvent]) -> Result<(), BoxError> {

@@ -1,3 +1,5 @@
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::{BoxError, check_stream};
@@ -21,23 +23,54 @@ use uuid::Uuid;
 /// processes. After each commit the store rings its doorbell so in-process consumers and
 /// projections wake at once.
 ///
-/// Readers follow the log by position, so a position must never become visible after a
-/// higher one: a reader that has passed it would skip it for good. SQLite's single writer
-/// gives that for free. On PostgreSQL a sequence hands out numbers at insert time, not at
-/// commit, so appends first take a transaction-scoped advisory lock: the next append
-/// waits until this one has committed, and positions appear in commit order. That
-/// serialises appends, as SQLite's writer does; the lock is taken at the last moment and
-/// held only until the commit.
+/// Readers follow the log from a position, so an event must never become visible before
+/// one they have already read past: a reader that has passed it would skip it for good.
+/// SQLite's single writer gives that for free, and its log is in position order. On
+/// PostgreSQL a sequence hands out positions at insert time, not at commit, and appends
+/// commit concurrently; so each event records the transaction that wrote it (`tx`), the
+/// log is read in `(tx, position)` order, and only up to the oldest transaction still
+/// running, below which every transaction has ended (see the migration
+/// `0010_commit_order.sql`). A reader's cursor is still the last position it read: the
+/// next read starts after that event's `(tx, position)`.
 #[derive(Debug)]
 pub struct SqlEventStore {
     db: Db,
     head: watch::Sender<Position>,
 }
 
-/// The advisory lock key that serialises appends on PostgreSQL ("oxcart" in ASCII).
-const APPEND_LOCK: i64 = 0x6f_78_63_61_72_74;
-
 const COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, version, event_type, schema_version, occurred_at, user_id, metadata, data";
+
+/// The log after a position: on SQLite in position order, which is commit order.
+static READ_ALL_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2")
+});
+
+/// The log after a position on PostgreSQL: in `(tx, position)` order from that event's
+/// place (position 0, before the first event, sorts first), and only events of
+/// transactions older than the oldest of this database's still running.
+///
+/// That horizon comes from the statement's own snapshot (`pg_current_snapshot()`), so
+/// what it calls ended is exactly what the statement sees: its least running
+/// transaction id, or where ids end if none runs. A transaction id the server says is
+/// running in another database (`pg_stat_activity`) is left out, so that a long write
+/// elsewhere on a shared server does not hold this log back; an id it cannot place (it
+/// has just ended, or is this database's) counts, which can only hold the log back a
+/// moment longer. A long write transaction in this database holds it back until it
+/// ends, and loses nothing.
+static READ_ALL_POSTGRES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH horizon AS ( \
+             SELECT COALESCE(MIN(running), pg_snapshot_xmax(pg_current_snapshot())) AS tx \
+             FROM pg_snapshot_xip(pg_current_snapshot()) AS running \
+             WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity elsewhere \
+                 WHERE elsewhere.backend_xid = running::xid \
+                 AND elsewhere.datname IS DISTINCT FROM current_database())) \
+         SELECT {COLUMNS} FROM events, horizon \
+         WHERE (events.tx, position) > (COALESCE((SELECT tx FROM events WHERE position = $1), '0'::xid8), $1) \
+         AND events.tx < horizon.tx \
+         ORDER BY events.tx, position LIMIT $2"
+    )
+});
 
 impl SqlEventStore {
     pub fn new(db: Db) -> Self {
@@ -184,13 +217,6 @@ impl SqlEventStore {
         conn: &mut AnyConnection,
         appends: Vec<StreamAppend>,
     ) -> Result<Vec<Appended>, Error> {
-        if self.db.backend() == Backend::Postgres {
-            db::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(APPEND_LOCK)
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?;
-        }
         let rows: Vec<Pending<'_>> = appends
             .iter()
             .enumerate()
@@ -334,9 +360,11 @@ impl EventStore for SqlEventStore {
     }
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
-        let rows = db::query(&sql)
+        let sql = match self.db.backend() {
+            Backend::Sqlite => &*READ_ALL_SQLITE,
+            Backend::Postgres => &*READ_ALL_POSTGRES,
+        };
+        let rows = db::query(sql)
             .bind(after)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&mut *self.db.read_primary().await.map_err(backend)?)
@@ -345,8 +373,15 @@ impl EventStore for SqlEventStore {
         rows.iter().map(decode).collect()
     }
 
+    /// The last position in the log's order.
     async fn head(&self) -> Result<Position, Error> {
-        db::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+        let sql = match self.db.backend() {
+            Backend::Sqlite => "SELECT COALESCE(MAX(position), 0) FROM events",
+            Backend::Postgres => {
+                "SELECT COALESCE((SELECT position FROM events ORDER BY tx DESC, position DESC LIMIT 1), 0)"
+            }
+        };
+        db::query_scalar(sql)
             .fetch_one(&mut *self.db.read_primary().await.map_err(backend)?)
             .await
             .map_err(backend)

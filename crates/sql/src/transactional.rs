@@ -16,7 +16,7 @@ use oxcart_events::consumer::Handler;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
 use oxcart_events::{Position, RecordedEvent, trace};
-use oxcart_platform::db::{self, Backend, Db, Tx};
+use oxcart_platform::db::{self, Db, Tx};
 use tracing::Instrument as _;
 
 /// A consumer group's effects, as statements on the caller's transaction.
@@ -139,15 +139,13 @@ impl<A: Apply> Handler for InTransaction<A> {
         self.apply_all(&[event], false).await
     }
 
-    /// Not for a group that appends events on PostgreSQL: there an append takes the
-    /// log's append lock (which keeps positions in commit order) until its transaction
-    /// commits, so a batch that appends would hold it through the rest of the batch and
-    /// stall every other writer of the log, the API's included. Measured: sessions
-    /// queued on `pg_advisory_xact_lock` were what the distributed benchmark's POSTs
-    /// waited on. Such a group takes one event at a time there, which holds the lock
-    /// only from its append (the last step) to its commit.
+    /// On both engines: appends no longer serialise on PostgreSQL (the log is read in
+    /// commit order instead; see `SqlEventStore`), so a batch that appends holds nothing
+    /// but its own rows. A group that appended one event at a time there, as stock did
+    /// behind the old append lock, took each product's row once an event: concurrent
+    /// per-event transactions queued on a best-selling product's row.
     fn batches(&self) -> bool {
-        self.outbox.is_none() || self.db.backend() == Backend::Sqlite
+        true
     }
 
     async fn handle_batch(&self, events: &[&RecordedEvent]) -> Result<(), BoxError> {
