@@ -188,7 +188,9 @@ impl Subscription for LogSubscription {
             // Nothing for this group: what was read belongs to other topics. Skip it for
             // good once everything the group was given is committed, so that its lag
             // says what it really owes.
-            if self.read > self.committed && self.committed >= self.delivered {
+            // (Compared for equality, not order: on PostgreSQL the log runs in commit
+            // order, and a later event can have a lower position.)
+            if self.read != self.committed && self.committed == self.delivered {
                 let read = self.read;
                 self.save(read).await?;
             }
