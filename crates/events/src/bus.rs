@@ -126,6 +126,7 @@ impl Bus for LogBus {
             safety_poll: self.safety_poll,
             read: committed,
             delivered: committed,
+            owed: false,
             committed,
         }))
     }
@@ -142,6 +143,8 @@ struct LogSubscription {
     read: Position,
     /// The position of the last event handed to the consumer.
     delivered: Position,
+    /// Events were handed to the consumer that it has not committed yet.
+    owed: bool,
     committed: Position,
 }
 
@@ -179,6 +182,7 @@ impl Subscription for LogSubscription {
                 self.read = event.position;
                 if self.topics.contains(&topic_of(&event.event.aggregate_type)) {
                     self.delivered = event.position;
+                    self.owed = true;
                     delivered.push(event.clone());
                 }
             }
@@ -188,9 +192,9 @@ impl Subscription for LogSubscription {
             // Nothing for this group: what was read belongs to other topics. Skip it for
             // good once everything the group was given is committed, so that its lag
             // says what it really owes.
-            // (Compared for equality, not order: on PostgreSQL the log runs in commit
-            // order, and a later event can have a lower position.)
-            if self.read != self.committed && self.committed == self.delivered {
+            // (Positions compared for equality, not order: on PostgreSQL the log runs in
+            // commit order, and a later event can have a lower position.)
+            if self.read != self.committed && !self.owed {
                 let read = self.read;
                 self.save(read).await?;
             }
@@ -209,7 +213,11 @@ impl Subscription for LogSubscription {
     }
 
     async fn commit(&mut self, through: &RecordedEvent) -> Result<(), Error> {
-        self.save(through.position).await
+        self.save(through.position).await?;
+        if through.position == self.delivered {
+            self.owed = false;
+        }
+        Ok(())
     }
 
     async fn lag(&mut self) -> Result<u64, Error> {

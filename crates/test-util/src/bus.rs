@@ -244,6 +244,10 @@ pub async fn lag_counts_what_the_group_has_not_committed(f: Fixture) {
     subscription.commit(&events[0]).await.unwrap();
     f.assert_quiet(&mut subscription).await;
     f.lag_becomes(&mut subscription, 0).await;
+    // And every time, not only right after a commit of the group's own.
+    append(f.store.as_ref(), "payment", Uuid::now_v7(), 0, 7).await;
+    f.assert_quiet(&mut subscription).await;
+    f.lag_becomes(&mut subscription, 0).await;
 }
 
 async fn recorded(store: &dyn EventStore) -> RecordedEvent {
