@@ -125,8 +125,7 @@ impl Bus for LogBus {
             doorbell: self.store.subscribe(),
             safety_poll: self.safety_poll,
             read: committed,
-            delivered: committed,
-            owed: false,
+            owed: None,
             committed,
         }))
     }
@@ -141,10 +140,8 @@ struct LogSubscription {
     safety_poll: Duration,
     /// The position of the last event read (delivered or skipped as another topic's).
     read: Position,
-    /// The position of the last event handed to the consumer.
-    delivered: Position,
-    /// Events were handed to the consumer that it has not committed yet.
-    owed: bool,
+    /// The last event handed to the consumer, while it has not committed through it.
+    owed: Option<Position>,
     committed: Position,
 }
 
@@ -181,8 +178,7 @@ impl Subscription for LogSubscription {
                 }
                 self.read = event.position;
                 if self.topics.contains(&topic_of(&event.event.aggregate_type)) {
-                    self.delivered = event.position;
-                    self.owed = true;
+                    self.owed = Some(event.position);
                     delivered.push(event.clone());
                 }
             }
@@ -194,7 +190,7 @@ impl Subscription for LogSubscription {
             // says what it really owes.
             // (Positions compared for equality, not order: on PostgreSQL the log runs in
             // commit order, and a later event can have a lower position.)
-            if self.read != self.committed && !self.owed {
+            if self.read != self.committed && self.owed.is_none() {
                 let read = self.read;
                 self.save(read).await?;
             }
@@ -214,8 +210,8 @@ impl Subscription for LogSubscription {
 
     async fn commit(&mut self, through: &RecordedEvent) -> Result<(), Error> {
         self.save(through.position).await?;
-        if through.position == self.delivered {
-            self.owed = false;
+        if self.owed == Some(through.position) {
+            self.owed = None;
         }
         Ok(())
     }

@@ -11,8 +11,9 @@
 -- transaction id, which never wraps), and the log is read in `(tx, position)` order, up
 -- to the oldest transaction of this database still running: every transaction below it
 -- has ended, so nothing can appear before a position already read (`SqlEventStore`'s
--- `read_all` says how). Appends run concurrently and share the server's commits. Events written before this migration
--- keep their order: they all get `tx = 0`, and sort by position among themselves.
+-- `read_all` says how). Appends run concurrently and share the server's commits.
+-- Events written before this migration keep their order: they all get `tx = 0`, and sort
+-- by position among themselves.
 ALTER TABLE eventlog.events ADD COLUMN tx xid8 NOT NULL DEFAULT '0';
 ALTER TABLE eventlog.events ALTER COLUMN tx SET DEFAULT pg_current_xact_id();
 CREATE INDEX events_in_commit_order ON eventlog.events (tx, position);
