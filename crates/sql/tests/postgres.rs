@@ -28,6 +28,34 @@ async fn the_log_refuses_updates_and_deletes() {
     common::the_log_refuses_updates_and_deletes(&db).await;
 }
 
+/// A pooled connection whose session the server ended while it sat idle (a restart, an
+/// administrator's `pg_terminate_backend`) is found dead and replaced before a read gets
+/// it, though the pool no longer pings connections returned a moment ago.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (.ci/services)"]
+async fn a_connection_cut_while_idle_is_replaced_before_a_read_gets_it() {
+    let (db, database) = TestDatabase::migrated().await;
+    let read = || async {
+        let mut conn = db.read().await?;
+        oxcart_platform::db::query_scalar::<i64>("SELECT COUNT(*) FROM events")
+            .fetch_one(&mut *conn)
+            .await
+    };
+    assert_eq!(read().await.unwrap(), 0);
+    let admin = database.pool().await;
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(!cut.is_empty(), "the pool's session was on the server");
+    tokio::time::sleep(oxcart_postgres::PING_IF_IDLE_FOR + std::time::Duration::from_millis(200))
+        .await;
+    assert_eq!(read().await.unwrap(), 0, "the read got a live connection");
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL (.ci/services)"]
 async fn a_poison_event_in_a_batch_is_parked_alone_and_the_rest_commit_once() {
