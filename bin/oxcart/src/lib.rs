@@ -21,6 +21,7 @@ use axum::{Extension, Router};
 use oxcart_analytics::{Analytics, Sales};
 use oxcart_catalog::Catalog;
 use oxcart_catalog::stock::Stock;
+use oxcart_db::{self as db, Backend, Db};
 use oxcart_events::consumer::{ConsumerMetrics, ConsumerRunner, DeadLetters, Handler};
 use oxcart_events::projection::ProjectionRunner;
 use oxcart_events::store::BoxError;
@@ -37,8 +38,7 @@ use oxcart_payments::Payments;
 use oxcart_payments::provider::{SimulatedProvider, SqlLedger};
 use oxcart_payments::saga::PaymentSaga;
 use oxcart_platform::auth::SigningKey;
-use oxcart_platform::db::{self, Backend, Db};
-use oxcart_platform::health::Health;
+use oxcart_platform::health::{self, Health};
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::shutdown::Tasks;
 use oxcart_platform::{docs, http};
@@ -422,8 +422,8 @@ impl App {
             metrics.register(collector);
         }
         let health = Health::default()
-            .with(db::Reachable(db.clone()))
-            .with(db::Migrated(db.clone(), migrator(&db)));
+            .with(health::DatabaseReachable(db.clone()))
+            .with(health::DatabaseMigrated(db.clone(), migrator(&db)));
         let sql_store = Arc::new(SqlEventStore::new(db.clone()));
         let peers = Peers::connect(&config).await?;
         let assembly = assemble(&config, &db, &sql_store, &key, &metrics, &peers)?;

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use oxcart_db::Db;
 use oxcart_events::EventStore;
 use oxcart_events::bus::{Bus, LogBus};
 use oxcart_events::consumer::DeadLetters;
-use oxcart_platform::db::Db;
 use oxcart_platform::health::Health;
 use oxcart_platform::metrics::Metrics;
 use oxcart_sql::{DbCheckpoints, DbDeadLetters};

@@ -14,13 +14,13 @@ pub mod http;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use indexmap::IndexMap;
+use oxcart_db::{self as db, Db, Tx};
 use oxcart_events::Position;
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
 use oxcart_events::store::BoxError;
 use oxcart_events::trace;
 use oxcart_orders::domain::{OrderCreated, OrderEvent, OrderStatus};
-use oxcart_platform::db::{self, Db, Tx};
 use oxcart_platform::{ProblemKind, ServiceError};
 use oxcart_sql::{Apply, InTransaction};
 use serde::Serialize;
@@ -296,7 +296,7 @@ impl ServiceError for Error {
     fn kind(&self) -> ProblemKind {
         match self {
             Self::Corrupt(_) => ProblemKind::Internal,
-            Self::Storage(e) => db::problem_kind(e),
+            Self::Storage(e) => ProblemKind::of_storage(e),
         }
     }
 }

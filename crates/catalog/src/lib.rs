@@ -14,7 +14,7 @@ pub mod http;
 pub mod stock;
 pub mod store;
 
-use oxcart_platform::db::{self, Db};
+use oxcart_db::{self as db, Db};
 use oxcart_platform::{FieldError, ProblemKind, ServiceError};
 use uuid::Uuid;
 
@@ -45,7 +45,7 @@ impl ServiceError for Error {
             Self::NotFound => ProblemKind::NotFound,
             Self::VersionMismatch { .. } => ProblemKind::PreconditionFailed,
             Self::Corrupt(_) => ProblemKind::Internal,
-            Self::Storage(e) => db::problem_kind(e),
+            Self::Storage(e) => ProblemKind::of_storage(e),
         }
     }
 

@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use oxcart_db::{self as db, Backend, Db, Tx};
 use oxcart_events::bus::topics;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
 use oxcart_events::{NewEvent, Position, RecordedEvent, StreamAppend, trace};
-use oxcart_platform::db::{self, Backend, Db, Tx};
 use oxcart_sql::{Apply, InTransaction, apply_each};
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -1,6 +1,6 @@
 //! The `products` table.
 
-use oxcart_platform::db::{self, Db};
+use oxcart_db::{self as db, Db};
 use oxcart_platform::money::Currency;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;

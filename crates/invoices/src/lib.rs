@@ -19,6 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
+use oxcart_db::{self as db, Db};
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
@@ -26,7 +27,6 @@ use oxcart_events::store::BoxError;
 use oxcart_orders::OrderSource;
 use oxcart_orders::domain::Order;
 use oxcart_platform::auth::Caller;
-use oxcart_platform::db::{self, Db};
 use oxcart_platform::money::format_amount;
 use oxcart_platform::{ProblemKind, ServiceError};
 use serde::{Deserialize, Serialize};
@@ -389,7 +389,7 @@ impl ServiceError for Error {
     fn kind(&self) -> ProblemKind {
         match self {
             Self::NotFound => ProblemKind::NotFound,
-            Self::Storage(e) => db::problem_kind(e),
+            Self::Storage(e) => ProblemKind::of_storage(e),
         }
     }
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use oxcart_db::{self as db, Db};
 use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
 use oxcart_events::{Metadata, NewEvent, RecordedEvent};
 use oxcart_invoices::InvoiceHandler;
 use oxcart_orders::OrderSource;
 use oxcart_orders::domain::Order;
-use oxcart_platform::db::{self, Db};
 use serde_json::json;
 use uuid::Uuid;
 

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use oxcart_db::{self as db, Db};
 use oxcart_events::bus::topic_of;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, RecordedEvent, trace};
-use oxcart_platform::db::{self, Db};
 use oxcart_platform::telemetry::context;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 use rdkafka::message::{Header, OwnedHeaders};

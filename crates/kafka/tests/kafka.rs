@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use oxcart_db::Db;
 use oxcart_events::EventStore;
 use oxcart_events::consumer::DeadLetters;
 use oxcart_kafka::{KafkaBus, KafkaConfig, KafkaDeadLetters, Relay, RelayMetrics};
-use oxcart_platform::db::Db;
 use oxcart_sql::{DbDeadLetters, SqlEventStore};
 use oxcart_test_util::bus::Fixture;
 use oxcart_test_util::cleanup::Cleanup;
@@ -185,7 +185,7 @@ async fn dead_letters_reach_the_dead_letter_topic() {
 async fn published_through(db: &Db, head: i64) -> i64 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let position = oxcart_platform::db::checkpoint(
+        let position = oxcart_db::checkpoint(
             &mut db.read_primary().await.unwrap(),
             oxcart_kafka::RELAY_CHECKPOINT,
         )
@@ -217,11 +217,10 @@ async fn another_relay_takes_over_from_one_that_stops_or_dies() {
         }
     };
     let lease_holder = || async {
-        let row: (String, i64) =
-            oxcart_platform::db::query_as("SELECT holder, expires_at FROM relay_leases")
-                .fetch_one(&mut *db.read_primary().await.unwrap())
-                .await
-                .unwrap();
+        let row: (String, i64) = oxcart_db::query_as("SELECT holder, expires_at FROM relay_leases")
+            .fetch_one(&mut *db.read_primary().await.unwrap())
+            .await
+            .unwrap();
         row
     };
 

@@ -24,12 +24,12 @@ use async_trait::async_trait;
 use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
+use oxcart_db::{self as db, Db};
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
 use oxcart_orders::OrderSource;
-use oxcart_platform::db::{self, Db};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 

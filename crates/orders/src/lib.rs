@@ -24,7 +24,6 @@ pub mod service;
 use std::time::Duration;
 
 use oxcart_events::store::BoxError;
-use oxcart_platform::db;
 use oxcart_platform::{FieldError, ProblemKind, ServiceError};
 
 pub use service::{OrderSource, Orders, Placed, ProductCatalog, Reaction};
@@ -86,7 +85,7 @@ impl ServiceError for Error {
             Self::Store(oxcart_events::Error::Unavailable(_)) => ProblemKind::Unavailable,
             Self::Store(oxcart_events::Error::Conflict { .. }) => ProblemKind::Conflict,
             Self::Store(_) | Self::History(_) | Self::Corrupt(_) => ProblemKind::Internal,
-            Self::ReadModel(e) => db::problem_kind(e),
+            Self::ReadModel(e) => ProblemKind::of_storage(e),
         }
     }
 

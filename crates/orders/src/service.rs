@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use oxcart_db as db;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, Metadata, NewEvent, Position, RecordedEvent, StreamAppend};
 use oxcart_platform::auth::Caller;
-use oxcart_platform::db;
 use oxcart_platform::http::RequestContext;
 use tokio::sync::watch;
 use tokio::time::Instant;

@@ -17,7 +17,7 @@ mod common;
 /// An order service on the memory store with its read model in SQLite, and the
 /// projection between them, run by hand.
 struct Setup {
-    db: oxcart_platform::db::Db,
+    db: oxcart_db::Db,
     _dir: tempfile::TempDir,
     store: Arc<dyn EventStore>,
     product: oxcart_orders::domain::ProductSnapshot,

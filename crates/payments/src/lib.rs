@@ -19,8 +19,8 @@ pub mod provider;
 pub mod saga;
 
 use chrono::{DateTime, Utc};
+use oxcart_db::{self as db, Db};
 use oxcart_platform::auth::Caller;
-use oxcart_platform::db::{self, Db};
 use oxcart_platform::{ProblemKind, ServiceError};
 use serde::Serialize;
 use sqlx::Row;
@@ -107,7 +107,7 @@ impl ServiceError for Error {
     fn kind(&self) -> ProblemKind {
         match self {
             Self::Corrupt(_) => ProblemKind::Internal,
-            Self::Storage(e) => db::problem_kind(e),
+            Self::Storage(e) => ProblemKind::of_storage(e),
         }
     }
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use oxcart_db::{self as db, Db};
 use oxcart_events::store::BoxError;
-use oxcart_platform::db::{self, Db};
 use tokio::sync::oneshot::error::TryRecvError;
 use uuid::Uuid;
 

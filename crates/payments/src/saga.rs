@@ -24,12 +24,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use oxcart_db::{self as db, Db, Tx};
 use oxcart_events::bus::topics;
 use oxcart_events::consumer::{Handler, Unfinished};
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, NewEvent, Position, RecordedEvent, StreamAppend, trace};
-use oxcart_platform::db::{self, Db, Tx};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::Row as _;

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use oxcart_db::{self as db, Db};
 use oxcart_events::consumer::Handler;
 use oxcart_events::{EventStore, RecordedEvent};
 use oxcart_payments::provider::{Answer, Ledger, Operation, SimulatedProvider, SqlLedger, tokens};
 use oxcart_payments::saga::PaymentSaga;
-use oxcart_platform::db::{self, Db};
 use oxcart_sql::SqlEventStore;
 use oxcart_test_util::event_store::event;
 use serde_json::json;

@@ -15,6 +15,9 @@ use axum::routing::get;
 use http::HeaderValue;
 use serde_json::json;
 
+use oxcart_db::Db;
+use sqlx::migrate::Migrator;
+
 use crate::http::Json;
 use crate::problem::{ApiError, ProblemKind};
 
@@ -75,5 +78,46 @@ async fn ready(State(health): State<Health>) -> Result<Json<serde_json::Value>, 
             .with_detail("not ready to serve traffic")
             .with_extension("checks", json!(checks))
             .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("5")))
+    }
+}
+
+/// Readiness: the database answers.
+pub struct DatabaseReachable(pub Db);
+
+#[async_trait::async_trait]
+impl Check for DatabaseReachable {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        oxcart_db::query("SELECT 1")
+            .execute(&mut *self.0.read().await.map_err(|e| e.to_string())?)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Readiness: every migration this build knows of has been applied.
+pub struct DatabaseMigrated(pub Db, pub &'static Migrator);
+
+#[async_trait::async_trait]
+impl Check for DatabaseMigrated {
+    fn name(&self) -> &'static str {
+        "migrations"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        match self.0.unapplied_migrations(self.1).await {
+            Ok(missing) if missing.is_empty() => Ok(()),
+            Ok(missing) => Err(format!(
+                "{} migrations not applied; run `oxcart migrate`",
+                missing.len()
+            )),
+            Err(error) => Err(format!(
+                "migrations not applied ({error}); run `oxcart migrate`"
+            )),
+        }
     }
 }

@@ -5,7 +5,6 @@
 //! - [`http`]: the layers around every route (request id, span, metrics, timeout, body
 //!   limit), problem-aware extractors, and the server loop with graceful drain.
 //! - [`auth`]: Ed25519 JWTs, the signing key's life cycle, the `Caller` extractor.
-//! - [`db`]: the SQL handle stores are written against, with separate write and read pools.
 //! - [`health`], [`metrics`], [`docs`]: the operational endpoints every process serves.
 //! - [`money`]: ISO 4217 currencies and minor-unit amounts.
 //! - [`tls`]: the CAs outside connections trust, and telling a refused certificate apart.
@@ -13,7 +12,6 @@
 //!   and owned background tasks.
 
 pub mod auth;
-pub mod db;
 pub mod docs;
 pub mod health;
 pub mod http;

@@ -40,6 +40,16 @@ pub enum ProblemKind {
 }
 
 impl ProblemKind {
+    /// How a storage failure should reach a client: an overloaded or unreachable database
+    /// ([`oxcart_db::is_unreachable`]) is a 503 worth retrying; anything else is a 500.
+    pub fn of_storage(error: &sqlx::Error) -> Self {
+        if oxcart_db::is_unreachable(error) {
+            Self::Unavailable
+        } else {
+            Self::Internal
+        }
+    }
+
     pub const ALL: [ProblemKind; 14] = [
         Self::MalformedRequest,
         Self::Validation,

@@ -12,7 +12,6 @@
 //! connection and the cause; a peer that does not answer yet is only logged, since
 //! peers start in any order. [`failure`] tells the two apart.
 
-use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -78,26 +77,9 @@ impl TrustedCas {
     }
 }
 
-/// Why a TLS handshake failed, when `error` (or anything in its chain) is one: rustls'
-/// own words (`invalid peer certificate: UnknownIssuer`, `… NotValidForName`).
-pub fn failure(error: &(dyn StdError + 'static)) -> Option<String> {
-    let mut at = Some(error);
-    while let Some(error) = at {
-        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
-        }
-        // An I/O error hides its inner error from `source()`: look inside it too.
-        if let Some(inner) = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-            && let Some(found) = failure(inner)
-        {
-            return Some(found);
-        }
-        at = error.source();
-    }
-    None
-}
+/// Why a TLS handshake failed, when `error` (or anything in its chain) is one. It lives in
+/// `oxcart-db`, whose PostgreSQL adapter needs it without the rest of this crate.
+pub use oxcart_db::tls_failure as failure;
 
 #[cfg(test)]
 mod tests {

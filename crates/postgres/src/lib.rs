@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use oxcart_platform::db::{self, Db};
+use oxcart_db::{self as db, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::Connection;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -169,7 +169,7 @@ pub async fn connect(url: &str, replica_urls: &[String], config: &PgConfig) -> R
         let pool = pool(replica, config, true).await?;
         match pool.acquire().await {
             Ok(_) => {}
-            Err(source) if oxcart_platform::tls::failure(&source).is_some() => {
+            Err(source) if db::tls_failure(&source).is_some() => {
                 return Err(Error::Connect {
                     url: redact(replica),
                     source,

@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
+use oxcart_db::{self as db, Db};
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::Checkpoints;
 use oxcart_events::consumer::{DeadLetter, DeadLetters};
 use oxcart_events::store::BoxError;
-use oxcart_platform::db::{self, Db};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;

@@ -1,14 +1,13 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use oxcart_db::{self as db, Backend, Db};
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::{BoxError, check_stream};
 use oxcart_events::trace;
 use oxcart_events::{
     Appended, Error, EventStore, Metadata, NewEvent, Position, RecordedEvent, StreamAppend,
 };
-use oxcart_platform::db::{self, Backend, Db};
-use oxcart_platform::problem::ProblemKind;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use tokio::sync::watch;
@@ -105,9 +104,10 @@ async fn stream_version(
 }
 
 fn backend(error: sqlx::Error) -> Error {
-    match db::problem_kind(&error) {
-        ProblemKind::Unavailable => Error::Unavailable(error.into()),
-        _ => Error::Backend(error.into()),
+    if db::is_unreachable(&error) {
+        Error::Unavailable(error.into())
+    } else {
+        Error::Backend(error.into())
     }
 }
 

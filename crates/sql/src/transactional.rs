@@ -12,11 +12,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use oxcart_db::{self as db, Db, Tx};
 use oxcart_events::consumer::Handler;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
 use oxcart_events::{Position, RecordedEvent, trace};
-use oxcart_platform::db::{self, Db, Tx};
 use tracing::Instrument as _;
 
 /// A consumer group's effects, as statements on the caller's transaction.

@@ -37,7 +37,7 @@ async fn a_connection_cut_while_idle_is_replaced_before_a_read_gets_it() {
     let (db, database) = TestDatabase::migrated().await;
     let read = || async {
         let mut conn = db.read().await?;
-        oxcart_platform::db::query_scalar::<i64>("SELECT COUNT(*) FROM events")
+        oxcart_db::query_scalar::<i64>("SELECT COUNT(*) FROM events")
             .fetch_one(&mut *conn)
             .await
     };
@@ -165,7 +165,7 @@ async fn the_log_is_read_in_commit_order_without_serialising_appends() {
     // appends only after the younger one has committed lower positions.
     let (late, early) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     let mut tx = db.begin().await.unwrap();
-    oxcart_platform::db::query(
+    oxcart_db::query(
         "INSERT INTO projection_checkpoints (name, position) VALUES ('other work', 0)",
     )
     .execute(&mut *tx)

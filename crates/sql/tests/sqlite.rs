@@ -5,8 +5,8 @@ mod common;
 
 use std::sync::Arc;
 
+use oxcart_db::Db;
 use oxcart_events::EventStore;
-use oxcart_platform::db::Db;
 use oxcart_sql::SqlEventStore;
 use oxcart_sqlite::{MIGRATOR, SqliteConfig, connect};
 use tempfile::TempDir;

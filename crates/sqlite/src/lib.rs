@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use oxcart_platform::db::{self, Db};
+use oxcart_db::{self as db, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;

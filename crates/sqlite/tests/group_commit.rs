@@ -4,7 +4,7 @@
 //! which case none of them is acknowledged.
 #![allow(clippy::unwrap_used)]
 
-use oxcart_platform::db::{self, Db};
+use oxcart_db::{self as db, Db};
 use oxcart_sqlite::{SqliteConfig, connect};
 use tempfile::TempDir;
 

@@ -58,7 +58,7 @@ impl TestDatabase {
 
     /// A fresh database with oxcart's schema, and the handle the application would open
     /// on it (through PgBouncer when the suite runs behind one).
-    pub async fn migrated() -> (oxcart_platform::db::Db, Self) {
+    pub async fn migrated() -> (oxcart_db::Db, Self) {
         let database = Self::create().await;
         oxcart_postgres::migrate(&database.direct_url)
             .await

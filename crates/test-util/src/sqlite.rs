@@ -1,6 +1,6 @@
 //! A fresh SQLite database per test, migrated, in a directory of its own.
 
-use oxcart_platform::db::Db;
+use oxcart_db::Db;
 
 /// The database, and the guard of its directory: the files go when the guard is dropped.
 pub async fn migrated() -> (Db, tempfile::TempDir) {

@@ -19,8 +19,8 @@ use std::time::Duration;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use oxcart_db::{self as db, Db};
 use oxcart_platform::auth::{IssuedToken, KeyError, Role, SigningKey, TokenIssuer};
-use oxcart_platform::db::{self, Db};
 use oxcart_platform::{FieldError, ProblemKind, ServiceError};
 use uuid::Uuid;
 
@@ -68,7 +68,7 @@ impl ServiceError for Error {
             Self::EmailTaken => ProblemKind::Conflict,
             Self::InvalidCredentials => ProblemKind::Unauthorized,
             Self::NotFound => ProblemKind::NotFound,
-            Self::Storage(e) => db::problem_kind(e),
+            Self::Storage(e) => ProblemKind::of_storage(e),
             Self::Hashing(_) | Self::Token(_) | Self::Corrupt(_) => ProblemKind::Internal,
         }
     }

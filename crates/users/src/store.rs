@@ -1,7 +1,7 @@
 //! The `users` table.
 
+use oxcart_db::{self as db, Db};
 use oxcart_platform::auth::Role;
-use oxcart_platform::db::{self, Db};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use oxcart::config::Config;
-use oxcart_platform::db::{self, Db};
+use oxcart_db::{self as db, Db};
 use oxcart_test_util::api::Api;
 use oxcart_test_util::cleanup::Cleanup;
 use oxcart_test_util::kafka::Cluster as Kafka;

@@ -18,7 +18,7 @@ pub struct TestApp {
     _dir: TempDir,
     /// Holds the PostgreSQL database, when the suite runs on one, until the test ends.
     _postgres: Option<TestDatabase>,
-    pub db: oxcart_platform::db::Db,
+    pub db: oxcart_db::Db,
     shutdown: CancellationToken,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -37,7 +37,7 @@ pub async fn on_postgres(config: &mut Config) -> Option<TestDatabase> {
 
 /// Creates an admin in `db` the way `oxcart users create-admin` does, and signs it in
 /// through `api`.
-pub async fn create_admin(config: &Config, db: &oxcart_platform::db::Db, api: &Api) -> String {
+pub async fn create_admin(config: &Config, db: &oxcart_db::Db, api: &Api) -> String {
     let email = format!("admin-{}@example.com", Uuid::new_v4().simple());
     let key = oxcart::signing_key(config).unwrap();
     let users = Users::new(db.clone(), key, &config.users());

@@ -6,7 +6,7 @@
 //! These need servers and tools from outside Rust, so they are `#[ignore]`d in a plain
 //! `cargo test`; `.ci/run` starts the servers and runs them with `-- --ignored`.
 
-use oxcart_platform::db;
+use oxcart_db as db;
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;

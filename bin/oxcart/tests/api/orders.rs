@@ -1,4 +1,4 @@
-use oxcart_platform::db;
+use oxcart_db as db;
 use std::time::Duration;
 
 use oxcart_test_util::api::order_body;
@@ -432,7 +432,7 @@ async fn reads_of_versions_that_will_never_exist_are_answered_at_once() {
 }
 
 /// Rows of both read-model tables, in a stable order.
-async fn read_model_rows(db: &oxcart_platform::db::Db) -> Vec<Vec<Option<String>>> {
+async fn read_model_rows(db: &oxcart_db::Db) -> Vec<Vec<Option<String>>> {
     use sqlx::Row;
     let mut rows = Vec::new();
     for sql in [

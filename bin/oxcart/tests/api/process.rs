@@ -1,6 +1,6 @@
 //! The real binary as a child process: crash recovery, graceful shutdown, the CLI.
 
-use oxcart_platform::db;
+use oxcart_db as db;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use oxcart_platform::db::{self, Db};
+use oxcart_db::{self as db, Db};
 use oxcart_test_util::api::{Api, order_body};
 use serde_json::{Value, json};
 use sqlx::Row;

@@ -350,7 +350,7 @@ async fn otlp_over_tls_reaches_jaeger() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL and Apache Kafka with TLS (.ci/services), and --features kafka"]
 async fn kafka_over_sasl_ssl() {
-    use oxcart_platform::db;
+    use oxcart_db as db;
     use oxcart_test_util::kafka::Tls;
 
     let tls = Tls::from_env();

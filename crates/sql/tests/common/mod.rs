@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use oxcart_db::{self as db, Db};
 use oxcart_events::EventStore;
 use oxcart_events::bus::LogBus;
-use oxcart_platform::db::{self, Db};
 use oxcart_sql::{DbCheckpoints, DbDeadLetters, SqlEventStore};
 use oxcart_test_util::bus::Fixture;
 

@@ -1,4 +1,6 @@
-//! The SQL database handle shared by every service's store.
+//! The SQL database handle shared by every service's store, with the inbox and checkpoint
+//! helpers the consumer groups use. A crate of its own so that the storage adapters
+//! (`oxcart-sql`, `oxcart-sqlite`, `oxcart-postgres`) need nothing of HTTP or auth.
 //!
 //! Stores are written once, in the SQL common to SQLite and PostgreSQL, against sqlx's
 //! `Any` driver; the backend-specific parts (connection set-up, schema, event-store
@@ -39,9 +41,6 @@ use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::query::{Query, QueryAs, QueryScalar};
 use sqlx::{Any, AnyConnection, AnyPool, FromRow, Row as _, Transaction};
-
-use crate::health::Check;
-use crate::problem::ProblemKind;
 
 /// Whether [`query`] and its kin mark statements persistent (prepared once, cached per
 /// connection): [`CACHE_UNDECIDED`] until a database opens, then [`CACHE_ON`] for SQLite,
@@ -487,24 +486,14 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
         .is_some_and(sqlx::error::DatabaseError::is_unique_violation)
 }
 
-/// How a storage failure should reach a client: an overloaded or unreachable database is
-/// a 503 worth retrying; anything else is a 500.
+/// Whether a failed statement says the database is out of reach for now, worth retrying
+/// (a client gets 503), rather than that the statement was wrong.
 ///
 /// PostgreSQL says "unreachable" in several ways: a session cut by a restart or a
 /// failover (SQLSTATE 57P01–57P03), a connection lost or refused (class 08, which is
 /// also how PgBouncer reports a server connection that died under it), too many
 /// connections (53300); and a connection that breaks mid-conversation surfaces as an I/O,
 /// TLS or protocol error.
-pub fn problem_kind(error: &sqlx::Error) -> ProblemKind {
-    if is_unreachable(error) {
-        ProblemKind::Unavailable
-    } else {
-        ProblemKind::Internal
-    }
-}
-
-/// Whether a failed statement says the database is out of reach for now (see
-/// [`problem_kind`]), rather than that the statement was wrong.
 pub fn is_unreachable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut
@@ -531,6 +520,29 @@ pub fn is_outage(error: &(dyn std::error::Error + 'static)) -> bool {
         .is_some_and(is_unreachable)
 }
 
+/// Why a TLS handshake failed, when `error` (or anything in its chain) is one: rustls'
+/// own words (`invalid peer certificate: UnknownIssuer`, `… NotValidForName`). A refused
+/// certificate is a mistake in configuration that no retry mends, where a peer that is
+/// down is not: the PostgreSQL adapter fails the start on the first only.
+pub fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut at = Some(error);
+    while let Some(error) = at {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        // An I/O error hides its inner error from `source()`: look inside it too.
+        if let Some(inner) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && let Some(found) = tls_failure(inner)
+        {
+            return Some(found);
+        }
+        at = error.source();
+    }
+    None
+}
+
 /// Timestamps are stored as RFC 3339 text in UTC with microseconds, which sorts
 /// chronologically as text on both backends.
 pub fn timestamp(at: DateTime<Utc>) -> String {
@@ -546,47 +558,6 @@ pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> 
 pub fn now() -> DateTime<Utc> {
     let now = Utc::now();
     parse_timestamp(&timestamp(now)).unwrap_or(now)
-}
-
-/// Readiness: the database answers.
-pub struct Reachable(pub Db);
-
-#[async_trait::async_trait]
-impl Check for Reachable {
-    fn name(&self) -> &'static str {
-        "database"
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        query("SELECT 1")
-            .execute(&mut *self.0.read().await.map_err(|e| e.to_string())?)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// Readiness: every migration this build knows of has been applied.
-pub struct Migrated(pub Db, pub &'static Migrator);
-
-#[async_trait::async_trait]
-impl Check for Migrated {
-    fn name(&self) -> &'static str {
-        "migrations"
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        match self.0.unapplied_migrations(self.1).await {
-            Ok(missing) if missing.is_empty() => Ok(()),
-            Ok(missing) => Err(format!(
-                "{} migrations not applied; run `oxcart migrate`",
-                missing.len()
-            )),
-            Err(error) => Err(format!(
-                "migrations not applied ({error}); run `oxcart migrate`"
-            )),
-        }
-    }
 }
 
 /// A pool size that suits the machine: enough readers to use every core.
