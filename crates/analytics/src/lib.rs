@@ -20,6 +20,7 @@ use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
 use oxcart_events::store::BoxError;
 use oxcart_events::trace;
+use oxcart_events::types::payment;
 use oxcart_orders::domain::{OrderCreated, OrderEvent, OrderStatus};
 use oxcart_platform::{ProblemKind, ServiceError};
 use oxcart_sql::{Apply, InTransaction};
@@ -58,8 +59,8 @@ impl Change {
     fn of(event: &RecordedEvent) -> Result<Option<Self>, BoxError> {
         let kind = event.event.event_type.as_str();
         Ok(Some(match kind {
-            "payment.succeeded" => Self::Payment("succeeded"),
-            "payment.failed" => Self::Payment("failed"),
+            payment::SUCCEEDED => Self::Payment("succeeded"),
+            payment::FAILED => Self::Payment("failed"),
             _ => match OrderEvent::decode(kind, &event.event.data)? {
                 None => return Ok(None),
                 Some(OrderEvent::Created(created)) => Self::Placed(created),
@@ -81,7 +82,7 @@ impl Apply for Sales {
 
     fn wants(&self, event: &RecordedEvent) -> bool {
         let kind = event.event.event_type.as_str();
-        kind.starts_with("order.") || matches!(kind, "payment.succeeded" | "payment.failed")
+        kind.starts_with("order.") || matches!(kind, payment::SUCCEEDED | payment::FAILED)
     }
 
     async fn apply(

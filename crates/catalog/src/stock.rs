@@ -14,6 +14,7 @@ use oxcart_db::{self as db, Backend, Db, Tx};
 use oxcart_events::bus::topics;
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
+use oxcart_events::types::{order, stock};
 use oxcart_events::{NewEvent, Position, RecordedEvent, StreamAppend, trace};
 use oxcart_sql::{Apply, InTransaction, apply_each};
 use serde::{Deserialize, Serialize};
@@ -150,10 +151,10 @@ impl Stock {
                     *taken.entry(line.product_id).or_default() += line.quantity;
                 }
                 let data = json!({ "orderId": order_id, "items": items });
-                ("reserved", "stock.reserved", data)
+                ("reserved", stock::RESERVED, data)
             } else {
                 let data = json!({ "orderId": order_id, "reason": "out of stock", "shortages": shortages });
-                ("rejected", "stock.rejected", data)
+                ("rejected", stock::REJECTED, data)
             };
             tracing::info!(order_id = %order_id, outcome = status, "stock reservation");
             reservations.push((order_id, status, serde_json::to_string(items)?));
@@ -226,7 +227,7 @@ impl Stock {
         .await?;
         let id = reservation_id(order_id);
         let data = json!({ "orderId": order_id, "items": items, "reason": cause.event.event_type });
-        let event = NewEvent::caused_by(cause, "stock.released", AGGREGATE, id, data);
+        let event = NewEvent::caused_by(cause, stock::RELEASED, AGGREGATE, id, data);
         let appended = self.outbox.append_in(tx, id, 1, vec![event]).await?;
         tracing::info!(order_id = %order_id, "stock released");
         Ok(Some(appended.position))
@@ -255,7 +256,7 @@ async fn take_all(tx: &mut Tx, taken: &[(Uuid, i64)], now: &str) -> Result<(), B
 }
 
 fn is_placed(event: &RecordedEvent) -> bool {
-    event.event.event_type == "order.created"
+    event.event.event_type == order::CREATED
 }
 
 /// Adds `delta` to a product's stock (negative to take), bumping its version so that
@@ -289,7 +290,7 @@ impl Apply for Stock {
     fn wants(&self, event: &RecordedEvent) -> bool {
         matches!(
             event.event.event_type.as_str(),
-            "order.created" | "order.payment_failed" | "order.cancelled"
+            order::CREATED | order::PAYMENT_FAILED | order::CANCELLED
         )
     }
 
@@ -299,7 +300,7 @@ impl Apply for Stock {
         event: &RecordedEvent,
     ) -> Result<Option<Position>, BoxError> {
         match event.event.event_type.as_str() {
-            "order.created" => self.reserve_all(tx, &[event], false).await,
+            order::CREATED => self.reserve_all(tx, &[event], false).await,
             _ => self.release(tx, event).await,
         }
     }

@@ -4,7 +4,7 @@
 //! commits the group's position only once every event of a batch is finished with, so a
 //! crash at any point means redelivery, never loss. Redelivery is harmless because each
 //! handler records the event ids it has applied in the same transaction as its effects
-//! (`platform::db::begin_claimed`), and skips an event it finds there.
+//! (`oxcart_db::begin_claimed`), and skips an event it finds there.
 //!
 //! An event whose handler fails is retried with exponential backoff and jitter. After
 //! [`RetryPolicy::max_attempts`] it is parked in the dead-letter store with its last

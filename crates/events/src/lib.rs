@@ -12,6 +12,7 @@
 //! - [`consumer`]: the runner every consumer group shares: retries, dead letters, metrics.
 //! - [`backoff`]: exponential backoff with jitter for anything that retries.
 //! - [`trace`]: producer and consumer spans, and the trace context events carry.
+//! - [`types`]: the name of every event type, grouped by the service that produces it.
 
 pub mod backoff;
 pub mod bus;
@@ -22,6 +23,7 @@ pub mod outbox;
 pub mod projection;
 pub mod store;
 pub mod trace;
+pub mod types;
 
 pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
 pub use store::{Appended, Error, EventStore, StreamAppend};

@@ -24,6 +24,7 @@ use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
+use oxcart_events::types::{order, payment};
 use oxcart_orders::OrderSource;
 use oxcart_orders::domain::Order;
 use oxcart_platform::auth::Caller;
@@ -232,8 +233,8 @@ impl InvoiceHandler {
 /// for a refund.
 fn document_for(event: &RecordedEvent) -> Result<Option<(Uuid, Kind)>, BoxError> {
     Ok(match event.event.event_type.as_str() {
-        "order.paid" => Some((event.event.aggregate_id, Kind::Invoice)),
-        "payment.refunded" => {
+        order::PAID => Some((event.event.aggregate_id, Kind::Invoice)),
+        payment::REFUNDED => {
             let order_id = event.event.data["orderId"]
                 .as_str()
                 .and_then(|id| id.parse().ok())

@@ -1,5 +1,6 @@
 //! The e-mails a customer gets, as plain text and HTML, rendered from the order.
 
+use oxcart_events::types::order;
 use oxcart_orders::domain::Order;
 use oxcart_platform::money::format_amount;
 
@@ -19,10 +20,10 @@ pub enum Template {
 impl Template {
     pub fn for_event(event_type: &str) -> Option<Self> {
         match event_type {
-            "order.paid" => Some(Self::Confirmation),
-            "order.payment_failed" => Some(Self::PaymentFailed),
-            "order.shipped" => Some(Self::Shipped),
-            "order.cancelled" => Some(Self::Cancelled),
+            order::PAID => Some(Self::Confirmation),
+            order::PAYMENT_FAILED => Some(Self::PaymentFailed),
+            order::SHIPPED => Some(Self::Shipped),
+            order::CANCELLED => Some(Self::Cancelled),
             _ => None,
         }
     }

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use oxcart_events::RecordedEvent;
+use oxcart_events::types::order;
 use oxcart_platform::{FieldError, Validator};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -440,12 +441,12 @@ impl OrderEvent {
 
     pub fn event_type(&self) -> &'static str {
         match self {
-            Self::Created(_) => "order.created",
-            Self::Paid(_) => "order.paid",
-            Self::PaymentFailed(_) => "order.payment_failed",
-            Self::Cancelled(_) => "order.cancelled",
-            Self::Shipped(_) => "order.shipped",
-            Self::Delivered(_) => "order.delivered",
+            Self::Created(_) => order::CREATED,
+            Self::Paid(_) => order::PAID,
+            Self::PaymentFailed(_) => order::PAYMENT_FAILED,
+            Self::Cancelled(_) => order::CANCELLED,
+            Self::Shipped(_) => order::SHIPPED,
+            Self::Delivered(_) => order::DELIVERED,
         }
     }
 
@@ -473,12 +474,12 @@ impl OrderEvent {
             })
         }
         Ok(Some(match event_type {
-            "order.created" => Self::Created(Box::new(de(event_type, data)?)),
-            "order.paid" => Self::Paid(de(event_type, data)?),
-            "order.payment_failed" => Self::PaymentFailed(de(event_type, data)?),
-            "order.cancelled" => Self::Cancelled(de(event_type, data)?),
-            "order.shipped" => Self::Shipped(de(event_type, data)?),
-            "order.delivered" => Self::Delivered(de(event_type, data)?),
+            order::CREATED => Self::Created(Box::new(de(event_type, data)?)),
+            order::PAID => Self::Paid(de(event_type, data)?),
+            order::PAYMENT_FAILED => Self::PaymentFailed(de(event_type, data)?),
+            order::CANCELLED => Self::Cancelled(de(event_type, data)?),
+            order::SHIPPED => Self::Shipped(de(event_type, data)?),
+            order::DELIVERED => Self::Delivered(de(event_type, data)?),
             _ => return Ok(None),
         }))
     }

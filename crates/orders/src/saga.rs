@@ -12,6 +12,7 @@ use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
+use oxcart_events::types::{payment, stock};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -80,18 +81,15 @@ impl Handler for OrderSaga {
 /// What a reply means for its order; `None` for the events the saga passes over.
 fn reaction(event: &RecordedEvent) -> Result<Option<Reaction<'_>>, BoxError> {
     let kind = event.event.event_type.as_str();
-    if !matches!(
-        kind,
-        "stock.rejected" | "payment.succeeded" | "payment.failed"
-    ) {
+    if !matches!(kind, stock::REJECTED | payment::SUCCEEDED | payment::FAILED) {
         return Ok(None);
     }
     let reply: Reply = serde_json::from_value(event.event.data.clone())?;
     let reason = reply.reason.clone().unwrap_or_else(|| kind.to_owned());
     let order_id = reply.order_id;
     let decide = move |order: &Order| match kind {
-        "stock.rejected" => order.cancel(SYSTEM, Some(reason.clone())),
-        "payment.succeeded" => order.decide(OrderEvent::Paid(OrderPaid {
+        stock::REJECTED => order.cancel(SYSTEM, Some(reason.clone())),
+        payment::SUCCEEDED => order.decide(OrderEvent::Paid(OrderPaid {
             payment_id: reply.payment_id.clone().unwrap_or_default(),
             amount: reply.amount.unwrap_or(order.total_amount),
         })),

@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
+use oxcart_events::types::order;
 use oxcart_events::{EventStore, RecordedEvent};
 
 use crate::payment_id;
@@ -77,7 +78,7 @@ impl Handler for EventSourcedPayments {
 
     async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
         match event.event.event_type.as_str() {
-            "order.created" => self.charge(event).await,
+            order::CREATED => self.charge(event).await,
             _ => Ok(()),
         }
     }

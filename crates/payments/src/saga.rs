@@ -29,6 +29,7 @@ use oxcart_events::bus::topics;
 use oxcart_events::consumer::{Handler, Unfinished};
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
+use oxcart_events::types::{order, payment, stock};
 use oxcart_events::{EventStore, NewEvent, Position, RecordedEvent, StreamAppend, trace};
 use serde::Deserialize;
 use serde_json::json;
@@ -125,7 +126,7 @@ pub(crate) async fn charge_order(
             let detail = ("providerReference", reference.clone());
             Charged {
                 status: PaymentStatus::Succeeded,
-                event: payment_event(cause, "payment.succeeded", order_id, payment, detail),
+                event: payment_event(cause, payment::SUCCEEDED, order_id, payment, detail),
                 reference: Some(reference),
                 reason: None,
             }
@@ -134,7 +135,7 @@ pub(crate) async fn charge_order(
             let detail = ("reason", code.clone());
             Charged {
                 status: PaymentStatus::Failed,
-                event: payment_event(cause, "payment.failed", order_id, payment, detail),
+                event: payment_event(cause, payment::FAILED, order_id, payment, detail),
                 reference: None,
                 reason: Some(code),
             }
@@ -299,7 +300,7 @@ impl PaymentSaga {
         payment: &mut Option<Row>,
     ) -> Result<Option<Step>, BoxError> {
         match event.event.event_type.as_str() {
-            "order.created" => {
+            order::CREATED => {
                 if payment.is_some() {
                     return Ok(None);
                 }
@@ -307,7 +308,7 @@ impl PaymentSaga {
                 *payment = Some(Row::pending(&order));
                 Ok(Some(Step::Intend { order_id, order }))
             }
-            "stock.reserved" => {
+            stock::RESERVED => {
                 let intent = match payment {
                     Some(_) => None,
                     None => {
@@ -335,14 +336,12 @@ impl PaymentSaga {
                     span,
                 }))
             }
-            kind @ ("stock.rejected" | "order.cancelled") => match payment {
+            kind @ (stock::REJECTED | order::CANCELLED) => match payment {
                 Some(row) if row.status == PaymentStatus::Pending => {
                     row.status = PaymentStatus::Cancelled;
                     Ok(Some(Step::Cancel { order_id }))
                 }
-                Some(row)
-                    if row.status == PaymentStatus::Succeeded && kind == "order.cancelled" =>
-                {
+                Some(row) if row.status == PaymentStatus::Succeeded && kind == order::CANCELLED => {
                     let step = self.refund(event, order_id, row).await?;
                     row.status = PaymentStatus::Refunded;
                     Ok(Some(step))
@@ -366,7 +365,7 @@ impl PaymentSaga {
             .read_stream(order_id)
             .await?
             .into_iter()
-            .find(|e| e.event.event_type == "order.created")
+            .find(|e| e.event.event_type == order::CREATED)
             .ok_or_else(|| format!("order {order_id} has no order.created in the log"))?;
         Ok((
             created.event.event_id,
@@ -414,7 +413,7 @@ impl PaymentSaga {
             .await?;
         let event = payment_event(
             cause,
-            "payment.refunded",
+            payment::REFUNDED,
             order_id,
             payment,
             ("refundReference", reference.clone()),
@@ -618,8 +617,8 @@ fn reply(span: &Span, order_id: Uuid, expected_version: u64, event: &NewEvent) -
 /// The order an event concerns, if payments acts on its type.
 fn about_order(event: &RecordedEvent) -> Result<Option<Uuid>, BoxError> {
     Ok(match event.event.event_type.as_str() {
-        "order.created" | "order.cancelled" => Some(event.event.aggregate_id),
-        "stock.reserved" | "stock.rejected" => {
+        order::CREATED | order::CANCELLED => Some(event.event.aggregate_id),
+        stock::RESERVED | stock::REJECTED => {
             Some(serde_json::from_value::<AboutOrder>(event.event.data.clone())?.order_id)
         }
         _ => None,

@@ -2,7 +2,7 @@
 //!
 //! [`connect`] opens a pool on the primary and one on each read replica, and [`migrate`]
 //! applies [`MIGRATOR`], which keeps each service's tables in a schema of its own. The
-//! stores are the same as on SQLite (see `platform::db` for how they stay safe behind
+//! stores are the same as on SQLite (see `oxcart-db` for how they stay safe behind
 //! PgBouncer in transaction pooling mode).
 //!
 //! Migrations need a session of their own: sqlx's migrator holds a session-level advisory
