@@ -311,11 +311,50 @@ impl Default for Config {
     }
 }
 
+/// Fails on a key of the file that no setting has, naming it and the setting it was
+/// probably meant to be: a misspelt key (`listne = …`) would otherwise be ignored in
+/// silence, and the setting it meant keep its default. Only the file is checked: the
+/// environment holds `OXCART_*` variables of other tools too. A file that does not read
+/// as the settings at all is left to the full load, whose error names the setting.
+fn refuse_unknown_keys(file: &Path) -> Result<(), Box<figment::Error>> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Ok(());
+    };
+    let mut unknown = Vec::new();
+    let read: Result<Config, _> =
+        serde_ignored::deserialize(toml::Deserializer::new(&text), |path| {
+            unknown.push(path.to_string());
+        });
+    match (read, unknown.first()) {
+        (Ok(_), Some(key)) => {
+            let hint = closest_setting(key)
+                .map(|setting| format!(" (did you mean `{setting}`?)"))
+                .unwrap_or_default();
+            Err(Box::new(figment::Error::from(format!(
+                "{}: `{key}` is not a setting{hint}",
+                file.display()
+            ))))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The setting whose name is nearest `key`, if one is near enough to be a slip.
+fn closest_setting(key: &str) -> Option<&'static str> {
+    serde_aux::serde_introspection::serde_introspect::<Config>()
+        .iter()
+        .map(|setting| (strsim::jaro_winkler(key, setting), *setting))
+        .filter(|(similarity, _)| *similarity >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, setting)| setting)
+}
+
 impl Config {
     /// Loads every layer; `flags` holds only the settings given on the command line.
     pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
+            refuse_unknown_keys(file)?;
             figment = figment.merge(Toml::file_exact(file));
         }
         figment
@@ -335,6 +374,51 @@ impl Config {
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(Box::new)
+    }
+
+    /// The settings in effect as TOML, for `oxcart config check`: a password in a database
+    /// URL, the secrets (`jwt_private_key`, `smtp_url`) and secret librdkafka properties
+    /// shown as `***`. (The file's `[kafka]` table; `OXCART_KAFKA__*` variables are merged
+    /// over it when Kafka starts.)
+    pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut shown = self.clone();
+        let redact_all = |urls: &str| {
+            urls.split(',')
+                .map(|url| oxcart_postgres::redact(url.trim()))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        for url in [
+            &mut shown.database_url,
+            &mut shown.database_read_url,
+            &mut shown.database_migration_url,
+        ] {
+            *url = url.as_deref().map(redact_all);
+        }
+        let mut table = toml::Table::try_from(&shown)?;
+        for (name, set) in [
+            ("jwt_private_key", self.jwt_private_key.is_some()),
+            ("smtp_url", self.smtp_url.is_some()),
+        ] {
+            if set {
+                table.insert(name.to_owned(), "***".into());
+            }
+        }
+        if !self.kafka.is_empty() {
+            let properties = self
+                .kafka
+                .iter()
+                .map(|(name, value)| {
+                    let secret = ["password", "secret", "key.pem", "oauthbearer.config"]
+                        .iter()
+                        .any(|part| name.contains(part));
+                    let value = if secret { "***" } else { value.as_str() };
+                    (name.clone(), toml::Value::from(value))
+                })
+                .collect();
+            table.insert("kafka".to_owned(), toml::Value::Table(properties));
+        }
+        toml::to_string(&table)
     }
 
     /// The database this process uses.
@@ -510,6 +594,37 @@ mod tests {
             let config = Config::load(None, serde_json::json!({})).map_err(|e| *e)?;
             let error = config.kafka().unwrap_err().to_string();
             assert!(error.contains("`group.id`"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_misspelt_key_in_the_file_is_refused_with_the_setting_it_meant() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "oxcart.toml",
+                "listne = \"127.0.0.1:9000\"\n[kafka]\n\"security.protocol\" = \"SSL\"",
+            )?;
+            let error = Config::load(Some(Path::new("oxcart.toml")), serde_json::json!({}))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("`listne` is not a setting (did you mean `listen`?)"),
+                "{error}"
+            );
+            jail.create_file("far.toml", "colour = \"blue\"")?;
+            let error = Config::load(Some(Path::new("far.toml")), serde_json::json!({}))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("`colour` is not a setting"), "{error}");
+            assert!(!error.contains("did you mean"), "{error}");
+            // Every real key, the librdkafka table's included, still loads.
+            jail.create_file(
+                "good.toml",
+                "listen = \"127.0.0.1:9000\"\nsmtp_url = \"smtp://relay:25\"\n\
+                 [kafka]\n\"security.protocol\" = \"SSL\"",
+            )?;
+            Config::load(Some(Path::new("good.toml")), serde_json::json!({})).map_err(|e| *e)?;
             Ok(())
         });
     }

@@ -59,6 +59,9 @@ enum Command {
     /// Inspect and replay dead letters: events a consumer gave up on.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print the OpenAPI document.
     Openapi {
         /// Describe only these services.
@@ -84,6 +87,14 @@ enum UsersCommand {
         #[arg(long, conflicts_with = "password")]
         password_stdin: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load the settings as `serve` would (the defaults, the file, the environment, these
+    /// flags), fail on anything wrong with the setting named, and print the settings in
+    /// effect as TOML, secrets shown as `***`.
+    Check(ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -348,6 +359,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "replayed {} ({} for {}): resolved",
                 letter.id, letter.event.event.event_type, letter.group
             );
+            Ok(())
+        }
+        Some(Command::Config(ConfigCommand::Check(args))) => {
+            let config = Config::load(args.common.config.as_deref(), &args)
+                .context("invalid configuration")?;
+            print!("{}", config.to_redacted_toml()?);
             Ok(())
         }
         Some(Command::Openapi { services }) => {

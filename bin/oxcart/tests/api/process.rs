@@ -339,6 +339,59 @@ async fn admin_commands_work_on_the_data_directory() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown service `billing`"));
 }
 
+/// `oxcart config check` prints the settings in effect, secrets hidden; a misspelt key in
+/// the file stops it and `serve` alike, naming the key and the setting it meant.
+#[tokio::test]
+async fn config_check_shows_the_settings_and_a_misspelt_key_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oxcart.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9123\"\n\
+         database_url = \"postgres://shop:hunter2@db:5432/shop\"\n\
+         smtp_url = \"smtps://mailer:s3cret@relay:465\"\n\
+         [kafka]\n\"sasl.password\" = \"kafka-pw\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let checked = process::run(Path::new(BIN), &["config", "check", "--config", file], None).await;
+    let shown = String::from_utf8_lossy(&checked.stdout).into_owned();
+    process::succeeded(checked);
+    for line in [
+        "listen = \"127.0.0.1:9123\"",
+        "database_url = \"postgres://shop:***@db:5432/shop\"",
+        "smtp_url = \"***\"",
+        "\"sasl.password\" = \"***\"",
+        "token_ttl = \"1h\"",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "no `{line}` in:\n{shown}");
+    }
+    for secret in ["hunter2", "s3cret", "kafka-pw"] {
+        assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+    }
+
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        "listne = \"127.0.0.1:9123\"\n",
+    )
+    .unwrap();
+    let typo = dir.path().join("typo.toml");
+    let typo = typo.to_str().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for args in [
+        vec!["config", "check", "--config", typo],
+        vec!["--config", typo, "--data-dir", data],
+    ] {
+        let refused = process::run(Path::new(BIN), &args, None).await;
+        assert!(!refused.status.success(), "{args:?} started");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("`listne` is not a setting (did you mean `listen`?)"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn log_lines_are_json_carrying_the_request_id_and_route() {
     let dir = tempfile::tempdir().unwrap();
