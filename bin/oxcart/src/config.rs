@@ -301,7 +301,7 @@ impl Default for Config {
             consumer_max_attempts: RetryPolicy::default().max_attempts,
             consumer_retry_base: RetryPolicy::default().base_delay,
             consumer_retry_max: RetryPolicy::default().max_delay,
-            payment_slow_delay: Duration::from_secs(3),
+            payment_slow_delay: oxcart_payments::provider::SimulatedProvider::DEFAULT_SLOW_DELAY,
             smtp_url: None,
             mail_dir: None,
             mail_from: "oxcart <orders@oxcart.localhost>".to_owned(),
@@ -516,6 +516,7 @@ impl Config {
     pub fn orders(&self) -> OrdersConfig {
         OrdersConfig {
             read_wait: self.read_wait,
+            ..OrdersConfig::default()
         }
     }
 }
@@ -627,6 +628,23 @@ mod tests {
             Config::load(Some(Path::new("good.toml")), serde_json::json!({})).map_err(|e| *e)?;
             Ok(())
         });
+    }
+
+    /// The server's settings start from each service's own defaults, as the Lambda
+    /// functions do (`oxcart-lambda`'s `the_defaults_are_the_services_own`).
+    #[test]
+    fn the_defaults_are_the_services_own() {
+        let config = Config::default();
+        assert_eq!(config.orders(), OrdersConfig::default());
+        assert_eq!(config.users(), UsersConfig::default());
+        assert_eq!(config.http(), HttpConfig::default());
+        assert_eq!(config.sqlite(), SqliteConfig::default());
+        assert_eq!(config.postgres(), PgConfig::default());
+        assert_eq!(config.retry(), RetryPolicy::default());
+        assert_eq!(
+            config.payment_slow_delay,
+            oxcart_payments::provider::SimulatedProvider::DEFAULT_SLOW_DELAY
+        );
     }
 
     #[test]

@@ -60,10 +60,6 @@ use crate::transport::{Background, Transport};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// How long one call to another service may take: well inside the caller's own request
-/// timeout, so a slow dependency is reported as such (503) rather than as our timeout.
-pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Samples what no event updates: how far the projections lag, how many dead letters
 /// wait per group, and how far the log has grown.
 struct Sampler {

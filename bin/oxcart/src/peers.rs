@@ -14,7 +14,6 @@ use oxcart_platform::http::client::ServiceClient;
 use oxcart_platform::tls::TrustedCas;
 use secrecy::ExposeSecret;
 
-use crate::CALL_TIMEOUT;
 use crate::config::{Config, Service};
 
 pub struct Peers {
@@ -40,7 +39,8 @@ impl Peers {
         };
         let catalog = match &config.catalog_url {
             Some(url) => {
-                let client = ServiceClient::new(url, CALL_TIMEOUT, &cas).context("catalog_url")?;
+                let client = ServiceClient::new(url, config.orders().catalog_timeout, &cas)
+                    .context("catalog_url")?;
                 client.check().await.context("catalog_url")?;
                 Some(client)
             }

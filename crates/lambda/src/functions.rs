@@ -25,7 +25,7 @@ use oxcart_orders::domain::ProductSnapshot;
 use oxcart_orders::http::OrderMetrics;
 use oxcart_orders::remote::RemoteCatalog;
 use oxcart_orders::saga::OrderSaga;
-use oxcart_orders::{Orders, ProductCatalog};
+use oxcart_orders::{Orders, OrdersConfig, ProductCatalog};
 use oxcart_payments::event_sourced::EventSourcedPayments;
 use oxcart_payments::provider::SimulatedProvider;
 use oxcart_platform::auth::TokenVerifier;
@@ -61,11 +61,12 @@ pub struct Env {
     pub catalog_ca_file: Option<std::path::PathBuf>,
     /// `OXCART_JWT_PUBLIC_KEY`: the `x` of the token issuer's JSON Web Key.
     pub jwt_public_key: Option<String>,
-    /// `READ_WAIT_MS`: how long a read with `minVersion` waits for the view (default 2 s).
+    /// `READ_WAIT_MS`: how long a read with `minVersion` waits for the view (default: the
+    /// server's, 2 s).
     pub read_wait: Duration,
     /// `REQUEST_TIMEOUT_MS`: a request's budget, inside the function's timeout (default 9 s).
     pub request_timeout: Duration,
-    /// `PAYMENT_SLOW_DELAY_MS`: how long `tok_slow` takes (default 3 s).
+    /// `PAYMENT_SLOW_DELAY_MS`: how long `tok_slow` takes (default: the server's, 3 s).
     pub payment_slow_delay: Duration,
 }
 
@@ -94,9 +95,9 @@ impl Env {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, BoxError> {
         let required = |name: &str| get(name).ok_or_else(|| format!("{name} is not set"));
-        let millis = |name: &str, default: u64| -> Result<Duration, BoxError> {
+        let millis = |name: &str, default: Duration| -> Result<Duration, BoxError> {
             match get(name) {
-                None => Ok(Duration::from_millis(default)),
+                None => Ok(default),
                 Some(text) => text.parse().map(Duration::from_millis).map_err(|_| {
                     format!("{name} must be a whole number of milliseconds, not `{text}`").into()
                 }),
@@ -110,15 +111,15 @@ impl Env {
             catalog_url: get("CATALOG_URL"),
             catalog_ca_file: get("CATALOG_CA_FILE").map(Into::into),
             jwt_public_key: get("OXCART_JWT_PUBLIC_KEY"),
-            read_wait: millis("READ_WAIT_MS", 2_000)?,
-            request_timeout: millis("REQUEST_TIMEOUT_MS", 9_000)?,
-            payment_slow_delay: millis("PAYMENT_SLOW_DELAY_MS", 3_000)?,
+            read_wait: millis("READ_WAIT_MS", OrdersConfig::default().read_wait)?,
+            request_timeout: millis("REQUEST_TIMEOUT_MS", Duration::from_secs(9))?,
+            payment_slow_delay: millis(
+                "PAYMENT_SLOW_DELAY_MS",
+                SimulatedProvider::DEFAULT_SLOW_DELAY,
+            )?,
         })
     }
 }
-
-/// How long one call to the catalog may take: well inside the request's budget.
-const CATALOG_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The clients and settings every function is built from.
 #[derive(Clone)]
@@ -197,7 +198,7 @@ impl Functions {
             .ok_or("CATALOG_URL is not set")?;
         let cas = TrustedCas::from_optional(self.env.catalog_ca_file.as_deref())
             .map_err(|e| format!("CATALOG_CA_FILE: {e}"))?;
-        let client = ServiceClient::new(url, CATALOG_TIMEOUT, &cas)
+        let client = ServiceClient::new(url, OrdersConfig::default().catalog_timeout, &cas)
             .map_err(|e| format!("CATALOG_URL: {e}"))?;
         client
             .check()
@@ -301,9 +302,20 @@ mod tests {
         let error = env(&TABLES[1..]).unwrap_err();
         assert_eq!(error.to_string(), "EVENTS_TABLE is not set");
         let env = env(&TABLES).unwrap();
-        assert_eq!(env.read_wait, Duration::from_secs(2));
         assert_eq!(env.request_timeout, Duration::from_secs(9));
         assert_eq!(env.queue_url, None);
+    }
+
+    /// The functions start from the defaults the server starts from, stated once by each
+    /// service (they had drifted: the catalog's call timeout was 3 s here and 5 s there).
+    #[test]
+    fn the_defaults_are_the_services_own() {
+        let env = env(&TABLES).unwrap();
+        assert_eq!(env.read_wait, OrdersConfig::default().read_wait);
+        assert_eq!(
+            env.payment_slow_delay,
+            SimulatedProvider::DEFAULT_SLOW_DELAY
+        );
     }
 
     #[test]

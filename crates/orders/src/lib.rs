@@ -32,12 +32,20 @@ pub use service::{OrderSource, Orders, Placed, ProductCatalog, Reaction};
 pub struct OrdersConfig {
     /// How long a read with `min_version` waits for the read model to catch up.
     pub read_wait: Duration,
+    /// How long one call to the catalog service may take (`RemoteCatalog`, when orders
+    /// price from a catalog elsewhere): well inside a request's budget, the Lambda's 9 s
+    /// included, so that a slow catalog is reported as such (503), not as the request's
+    /// own timeout.
+    pub catalog_timeout: Duration,
 }
 
 impl Default for OrdersConfig {
+    /// The one statement of these defaults: the server's configuration and the Lambda
+    /// functions both start from it.
     fn default() -> Self {
         Self {
             read_wait: Duration::from_secs(2),
+            catalog_timeout: Duration::from_secs(5),
         }
     }
 }
