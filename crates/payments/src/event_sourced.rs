@@ -23,9 +23,10 @@ use oxcart_events::store::BoxError;
 use oxcart_events::types::order;
 use oxcart_events::{EventStore, RecordedEvent};
 
+use crate::domain::{Charged, OrderCreated, Row, charge_order};
 use crate::payment_id;
 use crate::provider::PaymentProvider;
-use crate::saga::{Charged, GROUP, OrderCreated, Row, charge_order};
+use crate::saga::GROUP;
 
 pub struct EventSourcedPayments {
     store: Arc<dyn EventStore>,

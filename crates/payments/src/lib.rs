@@ -6,6 +6,8 @@
 //! - [`saga`]: the consumer (`payment-service`) that records an intent for each new order,
 //!   charges it once the catalog has reserved its stock, and refunds it if the order is
 //!   cancelled after payment.
+//! - `domain`: what both payment flows stand on: what payments reads of an order, the
+//!   payment a flow acts on, and a charge from the provider's answer to the event.
 //! - [`http`]: `GET /api/payments?orderId=` for the order's owner or an admin.
 //! - [`event_sourced`]: the serverless mode's payment step: charges each new order and
 //!   records the outcome in the payment's event stream alone, with no table.
@@ -13,6 +15,7 @@
 //! A payment's id is derived from its order's, so everything about one order's money,
 //! whichever event it comes from, lands on one row and one event stream.
 
+mod domain;
 pub mod event_sourced;
 pub mod http;
 pub mod provider;

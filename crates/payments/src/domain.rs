@@ -1,0 +1,109 @@
+//! What both payment flows stand on: the server's saga (`saga`, on SQL) and the Lambda
+//! variant's event-sourced one (`event_sourced`, on DynamoDB). What payments reads of an
+//! order, the payment a flow acts on, and a charge from the provider's answer to the
+//! event that tells the order.
+
+use oxcart_events::store::BoxError;
+use oxcart_events::types::payment;
+use oxcart_events::{NewEvent, RecordedEvent};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::provider::{Charge, ChargeOutcome, PaymentProvider};
+use crate::{AGGREGATE, PaymentStatus, payment_id};
+
+/// What payments reads of `order.created` (a tolerant reader).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OrderCreated {
+    pub customer_id: Uuid,
+    pub total_amount: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub payment_token: Option<String>,
+}
+
+/// The columns of a payment the saga acts on.
+pub(crate) struct Row {
+    pub status: PaymentStatus,
+    pub amount: i64,
+    pub currency: String,
+    pub token: Option<String>,
+    pub provider_reference: Option<String>,
+}
+
+impl Row {
+    /// The payment an order's `order.created` asks for, not charged yet.
+    pub(crate) fn pending(order: &OrderCreated) -> Self {
+        Self {
+            status: PaymentStatus::Pending,
+            amount: order.total_amount,
+            currency: order.currency.clone(),
+            token: order.payment_token.clone(),
+            provider_reference: None,
+        }
+    }
+}
+
+/// An event about an order's payment: which order and payment, how much, and the one
+/// field (`detail`) that sets this event apart.
+pub(crate) fn payment_event(
+    cause: &RecordedEvent,
+    event_type: &str,
+    order_id: Uuid,
+    payment: &Row,
+    (field, value): (&str, String),
+) -> NewEvent {
+    let id = payment_id(order_id);
+    let mut data = json!({ "orderId": order_id, "paymentId": id, "amount": payment.amount,
+                           "currency": payment.currency });
+    data[field] = json!(value);
+    NewEvent::caused_by(cause, event_type, AGGREGATE, id, data)
+}
+
+/// What a charge came to: the payment's new status, the provider's reference or the
+/// decline reason, and the event that tells the order.
+pub(crate) struct Charged {
+    pub status: PaymentStatus,
+    pub reference: Option<String>,
+    pub reason: Option<String>,
+    pub event: NewEvent,
+}
+
+/// Charges `payment` for its order, with the order id as idempotency key.
+pub(crate) async fn charge_order(
+    provider: &dyn PaymentProvider,
+    cause: &RecordedEvent,
+    order_id: Uuid,
+    payment: &Row,
+) -> Result<Charged, BoxError> {
+    let outcome = provider
+        .charge(&Charge {
+            idempotency_key: order_id.to_string(),
+            amount: payment.amount,
+            currency: payment.currency.clone(),
+            token: payment.token.clone(),
+        })
+        .await?;
+    Ok(match outcome {
+        ChargeOutcome::Approved { reference } => {
+            let detail = ("providerReference", reference.clone());
+            Charged {
+                status: PaymentStatus::Succeeded,
+                event: payment_event(cause, payment::SUCCEEDED, order_id, payment, detail),
+                reference: Some(reference),
+                reason: None,
+            }
+        }
+        ChargeOutcome::Declined { code } => {
+            let detail = ("reason", code.clone());
+            Charged {
+                status: PaymentStatus::Failed,
+                event: payment_event(cause, payment::FAILED, order_id, payment, detail),
+                reference: None,
+                reason: Some(code),
+            }
+        }
+    })
+}
