@@ -33,8 +33,7 @@ use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use oxcart_events::envelope::{NewEvent, Position, RecordedEvent};
-use oxcart_events::store::{Appended, Error, EventStore, check_stream};
-use oxcart_events::trace;
+use oxcart_events::store::{Appended, Error, EventStore, StreamAppend, prepare_append};
 use serde_json::Value;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -224,16 +223,20 @@ impl EventStore for DynamoEventStore {
         &self,
         aggregate_id: Uuid,
         expected_version: u64,
-        mut events: Vec<NewEvent>,
+        events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
-        check_stream(aggregate_id, &events)?;
         if events.len() > MAX_EVENTS {
             return Err(Error::Backend(
                 format!("one append takes at most {MAX_EVENTS} events").into(),
             ));
         }
-        let span = trace::append_span(&events);
-        trace::stamp(&span, &mut events);
+        let mut one = [StreamAppend {
+            aggregate_id,
+            expected_version,
+            events,
+        }];
+        let span = prepare_append(&mut one)?;
+        let [StreamAppend { events, .. }] = one;
         let _entered = span.enter();
         let mut backoff = oxcart_events::backoff::Backoff::new(
             Duration::from_millis(5),

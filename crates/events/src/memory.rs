@@ -14,8 +14,7 @@ use chrono::Utc;
 use crate::bus::Checkpoints;
 use crate::consumer::{DeadLetter, DeadLetters, count_by_group};
 use crate::envelope::{NewEvent, Position, RecordedEvent};
-use crate::store::{Appended, BoxError, Error, EventStore, StreamAppend, check_stream};
-use crate::trace;
+use crate::store::{Appended, BoxError, Error, EventStore, StreamAppend, prepare_append};
 
 #[derive(Debug)]
 pub struct MemoryEventStore {
@@ -67,13 +66,8 @@ impl EventStore for MemoryEventStore {
 
     /// All or none: every stream's version is checked before any event goes in.
     async fn append_many(&self, mut appends: Vec<StreamAppend>) -> Result<Vec<Appended>, Error> {
-        let mut spans = Vec::with_capacity(appends.len());
-        for each in &mut appends {
-            check_stream(each.aggregate_id, &each.events)?;
-            let span = trace::append_span(&each.events);
-            trace::stamp(&span, &mut each.events);
-            spans.push(span);
-        }
+        let span = prepare_append(&mut appends)?;
+        let _entered = span.enter();
         let appended = {
             let mut inner = self.lock();
             let mut versions: HashMap<Uuid, u64> = HashMap::new();
@@ -92,8 +86,7 @@ impl EventStore for MemoryEventStore {
                 versions.insert(id, actual + each.events.len() as u64);
             }
             let mut appended = Vec::with_capacity(appends.len());
-            for (each, span) in appends.into_iter().zip(&spans) {
-                let _entered = span.enter();
+            for each in appends {
                 let mut version = each.expected_version;
                 let mut position = inner.log.len() as Position;
                 for event in each.events {

@@ -102,3 +102,24 @@ pub fn check_stream(aggregate_id: Uuid, events: &[NewEvent]) -> Result<(), Error
         Err(Error::WrongStream(aggregate_id))
     }
 }
+
+/// What every store does before it writes an append: checks each stream's events are its
+/// own, and stamps them with the producer span of their append (their consumers' parent)
+/// unless the caller stamped them with a span of its own already. Returns the span the
+/// write runs in: the one stream's append span, or, for several streams (or events the
+/// caller stamped), a span of its own, named apart so that no stream's append shows twice.
+pub fn prepare_append(appends: &mut [StreamAppend]) -> Result<tracing::Span, Error> {
+    let mut stamped_here = None;
+    for each in appends.iter_mut() {
+        check_stream(each.aggregate_id, &each.events)?;
+        if each.events.iter().any(|e| e.metadata.traceparent.is_none()) {
+            let span = crate::trace::append_span(&each.events);
+            crate::trace::stamp(&span, &mut each.events);
+            stamped_here = Some(span);
+        }
+    }
+    Ok(match stamped_here {
+        Some(span) if appends.len() == 1 => span,
+        _ => tracing::info_span!("append streams", streams = appends.len()),
+    })
+}

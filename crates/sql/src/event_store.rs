@@ -3,8 +3,7 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use oxcart_db::{self as db, Backend, Db};
 use oxcart_events::outbox::Outbox;
-use oxcart_events::store::{BoxError, check_stream};
-use oxcart_events::trace;
+use oxcart_events::store::{BoxError, prepare_append};
 use oxcart_events::{
     Appended, Error, EventStore, Metadata, NewEvent, Position, RecordedEvent, StreamAppend,
 };
@@ -171,24 +170,7 @@ impl Outbox for SqlEventStore {
         conn: &mut AnyConnection,
         mut appends: Vec<StreamAppend>,
     ) -> Result<Vec<Appended>, Error> {
-        // Each stream's events are stamped with a span of its own, their consumers'
-        // parent, unless the caller stamped them with one of its own already. One
-        // stream's span also holds the insert, as an append's always did; several
-        // streams' insert (or one the caller stamped) is in a span of its own, named
-        // apart so that no stream's append shows twice.
-        let mut stamped_here = None;
-        for each in &mut appends {
-            check_stream(each.aggregate_id, &each.events)?;
-            if each.events.iter().any(|e| e.metadata.traceparent.is_none()) {
-                let span = trace::append_span(&each.events);
-                trace::stamp(&span, &mut each.events);
-                stamped_here = Some(span);
-            }
-        }
-        let span = match stamped_here {
-            Some(span) if appends.len() == 1 => span,
-            _ => tracing::info_span!("append streams", streams = appends.len()),
-        };
+        let span = prepare_append(&mut appends)?;
         self.insert(conn, appends).instrument(span).await
     }
 
