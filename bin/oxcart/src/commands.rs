@@ -19,9 +19,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Common, ServeArgs};
 
+/// The settings every layer gives, `common`'s file and `flags` included: the one way each
+/// command loads them, so that `config check` shows what `serve` would run with.
+fn settings(common: &Common, flags: impl Serialize) -> anyhow::Result<Config> {
+    Config::load(common.config.as_deref(), flags).context("invalid configuration")
+}
+
 /// The configuration of a short-lived command, with logging set up (and no tracing).
 fn load(common: &Common, flags: impl Serialize) -> anyhow::Result<Config> {
-    let config = Config::load(common.config.as_deref(), flags).context("invalid configuration")?;
+    let config = settings(common, flags)?;
     telemetry::init_logging(config.log_format);
     Ok(config)
 }
@@ -179,8 +185,7 @@ pub(crate) async fn replay_dead_letter(common: Common, id: uuid::Uuid) -> anyhow
 
 /// `oxcart config check`: the settings in effect, secrets hidden.
 pub(crate) fn check_config(args: ServeArgs) -> anyhow::Result<()> {
-    let config =
-        Config::load(args.common.config.as_deref(), &args).context("invalid configuration")?;
+    let config = settings(&args.common, &args)?;
     print!("{}", config.to_redacted_toml()?);
     Ok(())
 }
@@ -193,8 +198,7 @@ pub(crate) fn print_openapi(services: Services) -> anyhow::Result<()> {
 
 /// `oxcart` or `oxcart serve`: serves until a signal, then drains.
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config =
-        Config::load(args.common.config.as_deref(), &args).context("invalid configuration")?;
+    let config = settings(&args.common, &args)?;
     let telemetry = telemetry::init(&telemetry::Settings {
         service_name: config.services.service_name(),
         service_version: oxcart::VERSION.to_owned(),

@@ -409,9 +409,7 @@ impl Config {
                 .kafka
                 .iter()
                 .map(|(name, value)| {
-                    let secret = ["password", "secret", "key.pem", "oauthbearer.config"]
-                        .iter()
-                        .any(|part| name.contains(part));
+                    let secret = oxcart_platform::redact::is_secret_property(name);
                     let value = if secret { "***" } else { value.as_str() };
                     (name.clone(), toml::Value::from(value))
                 })

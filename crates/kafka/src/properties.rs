@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use oxcart_platform::redact::is_secret_property;
 use serde::{Deserialize, Serialize};
 
 /// Properties oxcart sets itself on each client because its delivery contract needs
@@ -130,18 +131,15 @@ fn property_name(variable: &str) -> String {
     name
 }
 
-/// Whether a property's value is a secret, not to be shown.
-fn secret(name: &str) -> bool {
-    ["password", "secret", "sasl.jaas.config", ".pem", "key"]
-        .iter()
-        .any(|part| name.contains(part))
-}
-
 impl fmt::Debug for Properties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
             .entries(self.0.iter().map(|(k, v)| {
-                let shown = if secret(k) { "***" } else { v.as_str() };
+                let shown = if is_secret_property(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                };
                 (k, shown)
             }))
             .finish()

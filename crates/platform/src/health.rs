@@ -13,9 +13,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use http::HeaderValue;
-use serde_json::json;
-
 use oxcart_db::Db;
+use serde_json::json;
 use sqlx::migrate::Migrator;
 
 use crate::http::Json;

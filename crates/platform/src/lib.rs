@@ -7,6 +7,7 @@
 //! - [`auth`]: Ed25519 JWTs, the signing key's life cycle, the `Caller` extractor.
 //! - [`health`], [`metrics`], [`docs`]: the operational endpoints every process serves.
 //! - [`money`]: ISO 4217 currencies and minor-unit amounts.
+//! - [`redact`]: which settings' values are secrets, never shown.
 //! - [`tls`]: the CAs outside connections trust, and telling a refused certificate apart.
 //! - [`telemetry`] (the `oxcart-telemetry` crate), [`shutdown`]: logs and traces, signals
 //!   and owned background tasks.
@@ -18,6 +19,7 @@ pub mod http;
 pub mod metrics;
 pub mod money;
 pub mod problem;
+pub mod redact;
 pub mod shutdown;
 pub mod tls;
 
