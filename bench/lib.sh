@@ -46,7 +46,7 @@ if [ "$mode" = distributed ]; then
     export DATABASE_URL="${BENCH_PGBOUNCER:-postgres://postgres@127.0.0.1:5432}/oxcart_bench"
     export DATABASE_MIGRATION_URL="$DATABASE"
     export KAFKA_BROKERS="$OXCART_TEST_KAFKA" OXCART_MIGRATE=false
-    export OXCART_KAFKA_PREFIX="bench$(date +%s)." OXCART_KAFKA_REPLICATION=3
+    export OXCART_KAFKA__PREFIX="bench$(date +%s)." OXCART_KAFKA__REPLICATION=3
     "$bin" migrate --data-dir "$work/data" >/dev/null
     serve --listen "127.0.0.1:$port" --services users,catalog,orders
     until curl -sf "$base/health/ready" >/dev/null; do sleep 0.2; done

@@ -4,13 +4,13 @@
 #
 #   bench/run.sh                      # 20 s each, 1 wrk thread, 16 connections
 #   DURATION=60s CONNECTIONS=32 bench/run.sh
-#   OXCART_SQLITE_SYNCHRONOUS=normal bench/run.sh   # fsync at checkpoints only
+#   OXCART_DATABASE__SQLITE__SYNCHRONOUS=normal bench/run.sh   # fsync at checkpoints only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${DURATION:-20s}" connections="${CONNECTIONS:-16}" threads="${THREADS:-1}"
 . bench/lib.sh
 
-echo "== POST /api/orders (synchronous=${OXCART_SQLITE_SYNCHRONOUS:-full}, $threads thread(s), $connections connections, $duration)"
+echo "== POST /api/orders (synchronous=${OXCART_DATABASE__SQLITE__SYNCHRONOUS:-full}, $threads thread(s), $connections connections, $duration)"
 MODE=place wrk -t"$threads" -c"$connections" -d"$duration" --latency -s bench/orders.lua "$base"
 
 export ORDER="$(curl -sf -X POST "$base/api/orders" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \

@@ -9,7 +9,7 @@
 #
 #   bench/saga.sh                       # 30 s at 16 connections, then 30 s at ~35 orders/s
 #   DURATION=60s CONNECTIONS=32 bench/saga.sh
-#   OXCART_SQLITE_SYNCHRONOUS=normal bench/saga.sh   # fsync at checkpoints only
+#   OXCART_DATABASE__SQLITE__SYNCHRONOUS=normal bench/saga.sh   # fsync at checkpoints only
 #   BENCH_MODE=distributed bench/saga.sh              # four processes, PostgreSQL, Kafka
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use oxcart::config::Services;
-use serde::Serialize;
+use serde_json::{Map, Value};
 
 #[derive(Parser)]
 #[command(
@@ -110,51 +110,90 @@ pub(crate) enum DlqCommand {
 
 /// Settings every command shares. Flags win over OXCART_* variables, which win over the
 /// config file.
-#[derive(Args, Serialize, Default)]
+#[derive(Args, Default)]
 pub(crate) struct Common {
     /// A TOML file with settings (keys as in the README's configuration table).
     #[arg(long, env = "OXCART_CONFIG")]
-    #[serde(skip)]
     pub(crate) config: Option<PathBuf>,
     /// Directory for the SQLite database and the token signing key [default: ./data]
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) data_dir: Option<PathBuf>,
     /// Database URL, `sqlite:<path>` or `postgres://…` [default: sqlite:<data-dir>/oxcart.db]
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) database_url: Option<String>,
     /// auto (pretty on a terminal, JSON otherwise), pretty or json
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) log_format: Option<String>,
 }
 
-#[derive(Args, Serialize, Default)]
+#[derive(Args, Default)]
 pub(crate) struct ServeArgs {
     #[command(flatten)]
-    #[serde(flatten)]
     pub(crate) common: Common,
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) listen: Option<SocketAddr>,
     /// Services to run: `all` or a list such as `users,orders` [default: all]
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) services: Option<String>,
     /// Do not apply migrations at start (a separate `oxcart migrate` owns them).
     #[arg(long)]
-    #[serde(
-        skip_serializing_if = "std::ops::Not::not",
-        rename = "migrate",
-        serialize_with = "negate"
-    )]
     pub(crate) no_migrate: bool,
 }
 
-pub(crate) fn negate<S: serde::Serializer>(value: &bool, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_bool(!value)
+/// The settings of the flags given, as nested as the file: only those given, so that an
+/// absent flag leaves the layers below it alone.
+#[derive(Default)]
+pub(crate) struct Flags(Map<String, Value>);
+
+impl Flags {
+    fn set(mut self, key: &str, value: Option<Value>) -> Self {
+        let Some(value) = value else { return self };
+        let mut table = &mut self.0;
+        let mut parts = key.split('.').peekable();
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                table.insert(part.to_owned(), value);
+                break;
+            }
+            let entry = table
+                .entry(part.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            let Value::Object(next) = entry else { break };
+            table = next;
+        }
+        self
+    }
+
+    pub(crate) fn into_value(self) -> Value {
+        Value::Object(self.0)
+    }
+}
+
+impl Common {
+    pub(crate) fn flags(&self) -> Flags {
+        let path = |p: &PathBuf| Value::from(p.display().to_string());
+        Flags::default()
+            .set("data_dir", self.data_dir.as_ref().map(path))
+            .set("database.url", self.database_url.clone().map(Value::from))
+            .set(
+                "telemetry.log_format",
+                self.log_format.clone().map(Value::from),
+            )
+    }
+}
+
+impl ServeArgs {
+    pub(crate) fn flags(&self) -> Flags {
+        self.common
+            .flags()
+            .set(
+                "http.listen",
+                self.listen.map(|a| Value::from(a.to_string())),
+            )
+            .set("services", self.services.clone().map(Value::from))
+            .set("migrate", self.no_migrate.then_some(Value::Bool(false)))
+    }
 }
 
 #[cfg(test)]
@@ -170,18 +209,25 @@ mod tests {
     #[test]
     fn only_given_flags_become_settings() {
         let cli = Cli::parse_from(["oxcart", "--listen", "0.0.0.0:9999", "--no-migrate"]);
-        let flags = serde_json::to_value(&cli.serve).unwrap();
         assert_eq!(
-            flags,
-            serde_json::json!({ "listen": "0.0.0.0:9999", "migrate": false })
+            cli.serve.flags().into_value(),
+            serde_json::json!({ "http": { "listen": "0.0.0.0:9999" }, "migrate": false })
         );
         let cli = Cli::parse_from(["oxcart", "serve", "--data-dir", "/tmp/x"]);
         let Some(Command::Serve(args)) = cli.command else {
             panic!("not serve")
         };
         assert_eq!(
-            serde_json::to_value(&args).unwrap(),
+            args.flags().into_value(),
             serde_json::json!({ "data_dir": "/tmp/x" })
+        );
+        let cli = Cli::parse_from(["oxcart", "migrate", "--database-url", "sqlite:a.db"]);
+        let Some(Command::Migrate(common)) = cli.command else {
+            panic!("not migrate")
+        };
+        assert_eq!(
+            common.flags().into_value(),
+            serde_json::json!({ "database": { "url": "sqlite:a.db" } })
         );
     }
 }

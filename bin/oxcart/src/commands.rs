@@ -14,27 +14,26 @@ use oxcart_platform::telemetry;
 use oxcart_sql::{DbDeadLetters, SqlEventStore};
 use oxcart_users::Users;
 use oxcart_users::domain::Registration;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Common, ServeArgs};
+use crate::cli::{Common, Flags, ServeArgs};
 
 /// The settings every layer gives, `common`'s file and `flags` included: the one way each
 /// command loads them, so that `config check` shows what `serve` would run with.
-fn settings(common: &Common, flags: impl Serialize) -> anyhow::Result<Config> {
-    Config::load(common.config.as_deref(), flags).context("invalid configuration")
+fn settings(common: &Common, flags: Flags) -> anyhow::Result<Config> {
+    Config::load(common.config.as_deref(), flags.into_value()).context("invalid configuration")
 }
 
 /// The configuration of a short-lived command, with logging set up (and no tracing).
-fn load(common: &Common, flags: impl Serialize) -> anyhow::Result<Config> {
-    let config = settings(common, flags)?;
-    telemetry::init_logging(config.log_format);
+fn load(common: &Common) -> anyhow::Result<Config> {
+    let config = settings(common, common.flags())?;
+    telemetry::init_logging(config.telemetry.log_format);
     Ok(config)
 }
 
 /// `oxcart migrate`: applies pending migrations.
 pub(crate) async fn migrate_database(common: Common) -> anyhow::Result<()> {
-    let config = load(&common, &common)?;
+    let config = load(&common)?;
     let db = open_database(&config).await?;
     migrate(&config, &db).await.context("applying migrations")?;
     db.close().await;
@@ -66,10 +65,10 @@ pub(crate) async fn create_admin(
             "give the password with --password-stdin, OXCART_ADMIN_PASSWORD or --password",
         )?
     };
-    let config = load(&common, &common)?;
+    let config = load(&common)?;
     let db = open_database(&config).await?;
     migrate(&config, &db).await.context("applying migrations")?;
-    let users = Users::new(db.clone(), signing_key(&config)?, &config.users());
+    let users = Users::new(db.clone(), signing_key(&config)?, &config.users);
     let registration = Registration::parse(&email, password, name).map_err(|errors| {
         let problems: Vec<String> = errors
             .iter()
@@ -94,7 +93,7 @@ pub(crate) async fn create_admin(
 
 /// `oxcart projections rebuild`: replays the log into fresh read models.
 pub(crate) async fn rebuild_projections(common: Common) -> anyhow::Result<()> {
-    let config = load(&common, &common)?;
+    let config = load(&common)?;
     let db = open_database(&config).await?;
     migrate(&config, &db).await.context("applying migrations")?;
     let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::new(db.clone()));
@@ -120,7 +119,7 @@ pub(crate) async fn list_dead_letters(
     all: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let config = load(&common, &common)?;
+    let config = load(&common)?;
     let db = open_database(&config).await?;
     let letters = DbDeadLetters(db.clone())
         .list(group.as_deref(), all)
@@ -166,7 +165,7 @@ pub(crate) async fn list_dead_letters(
 
 /// `oxcart dlq replay`: runs a dead letter's event through its consumer once more.
 pub(crate) async fn replay_dead_letter(common: Common, id: uuid::Uuid) -> anyhow::Result<()> {
-    let config = load(&common, &common)?;
+    let config = load(&common)?;
     let db = open_database(&config).await?;
     migrate(&config, &db).await.context("applying migrations")?;
     let key = signing_key(&config)?;
@@ -185,7 +184,7 @@ pub(crate) async fn replay_dead_letter(common: Common, id: uuid::Uuid) -> anyhow
 
 /// `oxcart config check`: the settings in effect, secrets hidden.
 pub(crate) fn check_config(args: ServeArgs) -> anyhow::Result<()> {
-    let config = settings(&args.common, &args)?;
+    let config = settings(&args.common, args.flags())?;
     print!("{}", config.to_redacted_toml()?);
     Ok(())
 }
@@ -198,7 +197,7 @@ pub(crate) fn print_openapi(services: Services) -> anyhow::Result<()> {
 
 /// `oxcart` or `oxcart serve`: serves until a signal, then drains.
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = settings(&args.common, &args)?;
+    let config = settings(&args.common, args.flags())?;
     let telemetry = telemetry::init(&telemetry::Settings {
         service_name: config.services.service_name(),
         service_version: oxcart::VERSION.to_owned(),
@@ -209,7 +208,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 "sqlite"
             },
         ),
-        log_format: config.log_format,
+        log_format: config.telemetry.log_format,
     })?;
     if let Some(export) = telemetry.export() {
         tracing::info!(export, "exporting traces over OTLP");

@@ -18,28 +18,20 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use axum::{Extension, Router};
-use oxcart_analytics::{Analytics, Sales};
 use oxcart_catalog::Catalog;
-use oxcart_catalog::stock::Stock;
 use oxcart_db::{self as db, Backend, Db};
-use oxcart_events::consumer::{ConsumerMetrics, ConsumerRunner, DeadLetters, Handler};
+use oxcart_events::consumer::{ConsumerMetrics, ConsumerRunner, DeadLetters};
 use oxcart_events::projection::ProjectionRunner;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, Position};
-use oxcart_invoices::{InvoiceHandler, Invoices};
-use oxcart_notifications::{EmailHandler, Recipient, Recipients};
+use oxcart_notifications::{Recipient, Recipients};
 use oxcart_orders::domain::ProductSnapshot;
-use oxcart_orders::http::OrderMetrics;
-use oxcart_orders::read_model::{OrderProjection, OrderReadModel};
 use oxcart_orders::remote::{PRODUCT_ROUTE, RemoteCatalog};
-use oxcart_orders::saga::OrderSaga;
-use oxcart_orders::{Orders, ProductCatalog};
-use oxcart_payments::Payments;
-use oxcart_payments::provider::{SimulatedProvider, SqlLedger};
-use oxcart_payments::saga::PaymentSaga;
+use oxcart_orders::{OrderSource, OrdersService, ProductCatalog, ReadSide};
 use oxcart_platform::auth::SigningKey;
 use oxcart_platform::health::{self, Health};
 use oxcart_platform::metrics::Metrics;
+use oxcart_platform::service::Parts;
 use oxcart_platform::shutdown::Tasks;
 use oxcart_platform::{docs, http};
 use oxcart_sql::SqlEventStore;
@@ -118,7 +110,7 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
         return Ok(oxcart_postgres::connect(
             &url,
             &config.database_read_urls(),
-            &config.postgres(),
+            &config.database.postgres,
         )
         .await?);
     }
@@ -128,7 +120,7 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
             oxcart_postgres::redact(&url)
         )
     })?;
-    Ok(oxcart_sqlite::connect(&path, &config.sqlite()).await?)
+    Ok(oxcart_sqlite::connect(&path, &config.database.sqlite).await?)
 }
 
 /// The schema this build keeps on `db`'s engine.
@@ -159,8 +151,8 @@ pub async fn migrate(config: &Config, db: &Db) -> anyhow::Result<()> {
 
 /// The token signing key: from configuration, or kept in the data directory.
 pub fn signing_key(config: &Config) -> anyhow::Result<Arc<SigningKey>> {
-    let key = match &config.jwt_private_key {
-        Some(pem) => SigningKey::from_pem(pem.expose_secret()).context("OXCART_JWT_PRIVATE_KEY")?,
+    let key = match &config.auth.jwt_private_key {
+        Some(pem) => SigningKey::from_pem(pem.expose_secret()).context("auth.jwt_private_key")?,
         None => SigningKey::load_or_generate(&config.signing_key_path())?,
     };
     Ok(Arc::new(key))
@@ -170,42 +162,12 @@ pub fn signing_key(config: &Config) -> anyhow::Result<Arc<SigningKey>> {
 pub fn openapi(services: &Services) -> OpenApi {
     let mut api = OpenApiRouter::<()>::new().into_openapi();
     let mut tags = Vec::new();
-    for service in services.iter() {
-        let (part, description) = match service {
-            Service::Users => (
-                oxcart_users::http::routes().into_openapi(),
-                "Accounts and access tokens.",
-            ),
-            Service::Catalog => (
-                oxcart_catalog::http::routes().into_openapi(),
-                "Products, prices and stock.",
-            ),
-            Service::Orders => (
-                oxcart_orders::http::routes().into_openapi(),
-                "Orders: placed, cancelled, shipped, delivered, and read back.",
-            ),
-            Service::Payments => (
-                oxcart_payments::http::routes().into_openapi(),
-                "Charges and refunds, made by the order saga.",
-            ),
-            Service::Notifications => (
-                OpenApiRouter::<()>::new().into_openapi(),
-                "E-mails to customers; no HTTP operations of its own.",
-            ),
-            Service::Invoices => (
-                oxcart_invoices::http::routes().into_openapi(),
-                "Invoices and credit notes as PDF.",
-            ),
-            Service::Analytics => (
-                oxcart_analytics::http::routes().into_openapi(),
-                "Sales and payment figures for admins.",
-            ),
-        };
-        api.merge(part);
+    for about in services.iter().map(Service::about) {
+        api.merge((about.openapi)());
         tags.push(
             TagBuilder::new()
-                .name(service.name())
-                .description(Some(description))
+                .name(about.name)
+                .description(Some(about.description))
                 .build(),
         );
     }
@@ -285,17 +247,10 @@ impl Recipients for LocalUsers {
     }
 }
 
-/// The services of one process, wired to storage and to each other: their routes, the
-/// consumers that feed them and the projections that keep their read models.
-pub struct Assembly {
-    pub routes: OpenApiRouter,
-    pub handlers: Vec<Arc<dyn Handler>>,
-    pub projections: Vec<ProjectionRunner>,
-}
-
 /// Builds what `config.services` needs on `db`, appending to `store` (one per process,
-/// so that its doorbell wakes every consumer), calling out through `peers`. `metrics`
-/// receives the services' own collectors.
+/// so that its doorbell wakes every consumer), calling out through `peers`. Each service
+/// builds itself from its ports and its config section; this only chooses which run and
+/// connects their ports. `metrics` receives the services' own collectors.
 pub fn assemble(
     config: &Config,
     db: &Db,
@@ -303,93 +258,55 @@ pub fn assemble(
     key: &Arc<SigningKey>,
     metrics: &Metrics,
     peers: &Peers,
-) -> anyhow::Result<Assembly> {
-    let users = Users::new(db.clone(), Arc::clone(key), &config.users());
-    let order_metrics = OrderMetrics::new(metrics.exemplars().clone());
-    metrics.register(order_metrics.collector());
-    let projection =
-        ProjectionRunner::new(store.clone(), Arc::new(OrderProjection::new(db.clone())));
+) -> anyhow::Result<Parts> {
     let catalog: Arc<dyn ProductCatalog> = match &peers.catalog {
         Some(client) => Arc::new(RemoteCatalog::new(client.clone())),
         None => Arc::new(LocalCatalog(Catalog::new(db.clone()))),
     };
-    let orders = Orders::new(
-        store.clone(),
-        catalog,
-        Arc::new(OrderReadModel::new(db.clone())),
-        config.read_wait,
-    )
-    .with_progress(projection.progress());
-    let mut projection = Some(projection);
-
-    let mut assembly = Assembly {
-        routes: OpenApiRouter::new(),
-        handlers: Vec::new(),
-        projections: Vec::new(),
-    };
-    let mut routes = OpenApiRouter::new();
+    // Built whether or not this process runs orders: notifications and invoices read
+    // orders through it.
+    let orders = oxcart_orders::build(
+        oxcart_orders::Ports {
+            store: store.clone(),
+            catalog,
+            read_side: ReadSide::Sql(db.clone()),
+        },
+        &config.orders,
+        metrics,
+    );
+    let order_source: Arc<dyn OrderSource> = Arc::new(orders.orders().clone());
+    let mut orders = Some(orders);
+    let mut parts = Parts::default();
     for service in config.services.iter() {
-        match service {
-            Service::Users => routes = routes.merge(oxcart_users::http::router(users.clone())),
-            Service::Catalog => {
-                routes = routes.merge(oxcart_catalog::http::router(Catalog::new(db.clone())));
-                assembly
-                    .handlers
-                    .push(Arc::new(Stock::handler(db.clone(), store.clone())));
-            }
-            Service::Orders => {
-                routes = routes.merge(oxcart_orders::http::router(
-                    orders.clone(),
-                    order_metrics.clone(),
-                ));
-                assembly
-                    .handlers
-                    .push(Arc::new(OrderSaga::new(orders.clone())));
-                assembly.projections.extend(projection.take());
-            }
+        parts = parts.merge(match service {
+            Service::Users => oxcart_users::build(db.clone(), Arc::clone(key), &config.users),
+            Service::Catalog => oxcart_catalog::build(db.clone(), store.clone()),
+            Service::Orders => orders.take().map(OrdersService::parts).unwrap_or_default(),
             Service::Payments => {
-                routes = routes.merge(oxcart_payments::http::router(Payments::new(db.clone())));
-                let provider = SimulatedProvider::new(
-                    Arc::new(SqlLedger::new(db.clone())),
-                    config.payment_slow_delay,
-                );
-                assembly.handlers.push(Arc::new(PaymentSaga::new(
-                    db.clone(),
-                    store.clone(),
-                    Arc::new(provider),
-                )));
+                oxcart_payments::build(db.clone(), store.clone(), &config.payments)
             }
-            Service::Notifications => {
-                let mailer = peers
-                    .mailer
-                    .clone()
-                    .context("notifications run without a mailer")?;
-                tracing::info!(mail = %mailer.describe(), "e-mail delivery");
-                let handler = EmailHandler::new(
-                    db.clone(),
-                    Arc::new(orders.clone()),
-                    Arc::new(LocalUsers(users.clone())),
-                    mailer,
-                    &config.mail_from,
-                )
-                .context("mail_from")?;
-                assembly.handlers.push(Arc::new(handler));
-            }
-            Service::Invoices => {
-                routes = routes.merge(oxcart_invoices::http::router(Invoices::new(db.clone())));
-                assembly.handlers.push(Arc::new(InvoiceHandler::new(
-                    db.clone(),
-                    Arc::new(orders.clone()),
-                )));
-            }
-            Service::Analytics => {
-                routes = routes.merge(oxcart_analytics::http::router(Analytics::new(db.clone())));
-                assembly.handlers.push(Arc::new(Sales::handler(db.clone())));
-            }
-        }
+            Service::Notifications => oxcart_notifications::build(
+                oxcart_notifications::Ports {
+                    db: db.clone(),
+                    orders: Arc::clone(&order_source),
+                    recipients: Arc::new(LocalUsers(Users::new(
+                        db.clone(),
+                        Arc::clone(key),
+                        &config.users,
+                    ))),
+                    mailer: peers
+                        .mailer
+                        .clone()
+                        .context("notifications run without a mailer")?,
+                },
+                &config.mail,
+            )
+            .context("mail.from")?,
+            Service::Invoices => oxcart_invoices::build(db.clone(), Arc::clone(&order_source)),
+            Service::Analytics => oxcart_analytics::build(db.clone()),
+        });
     }
-    assembly.routes = routes;
-    Ok(assembly)
+    Ok(parts)
 }
 
 /// A built process: bound to its port, ready to run.
@@ -422,11 +339,11 @@ impl App {
             .with(health::DatabaseMigrated(db.clone(), migrator(&db)));
         let sql_store = Arc::new(SqlEventStore::new(db.clone()));
         let peers = Peers::connect(&config).await?;
-        let assembly = assemble(&config, &db, &sql_store, &key, &metrics, &peers)?;
+        let parts = assemble(&config, &db, &sql_store, &key, &metrics, &peers)?;
         let store: Arc<dyn EventStore> = sql_store;
         let (transport, health) = Transport::open(&config, &db, &store, &metrics, health).await?;
         let (bus, dead_letters) = (transport.bus, transport.dead_letters);
-        let consumers = assembly
+        let consumers = parts
             .handlers
             .into_iter()
             .map(|handler| {
@@ -447,7 +364,7 @@ impl App {
             dead_letters,
             metrics: consumer_metrics,
             appended,
-            projections: assembly
+            projections: parts
                 .projections
                 .iter()
                 .map(|p| (p.name(), p.progress()))
@@ -455,22 +372,22 @@ impl App {
         };
         // The served document comes from `openapi()`, not from this router, so that it is
         // exactly the one `oxcart openapi` prints and the contract snapshot checks.
-        let (routes, _) = assembly.routes.split_for_parts();
+        let (routes, _) = parts.routes.split_for_parts();
         let router = routes
             .merge(health.router())
             .merge(metrics.router())
             .merge(docs::router(&openapi(&config.services)))
             .layer(Extension(key.verifier()));
-        let router = http::finish(router, &config.http(), &metrics);
-        let listener = TcpListener::bind(config.listen)
+        let router = http::finish(router, &config.http, &metrics);
+        let listener = TcpListener::bind(config.http.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+            .with_context(|| format!("cannot listen on {}", config.http.listen))?;
         Ok(Self {
             config,
             db,
             router,
             listener,
-            projections: assembly.projections,
+            projections: parts.projections,
             consumers,
             relay: transport.relay,
             sampler,
@@ -478,7 +395,9 @@ impl App {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.config.listen)
+        self.listener
+            .local_addr()
+            .unwrap_or(self.config.http.listen)
     }
 
     pub fn db(&self) -> &Db {
@@ -510,7 +429,7 @@ impl App {
             self.listener,
             self.router,
             shutdown,
-            self.config.shutdown_grace,
+            self.config.http.shutdown_grace,
         )
         .await?;
         tasks.shutdown(Duration::from_secs(10)).await;
@@ -539,7 +458,7 @@ impl App {
             version = VERSION,
             "listening"
         );
-        if !self.config.log_format.is_json() {
+        if !self.config.telemetry.log_format.is_json() {
             let data = std::path::absolute(&self.config.data_dir)
                 .unwrap_or_else(|_| self.config.data_dir.clone());
             eprintln!(

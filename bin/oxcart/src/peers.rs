@@ -9,10 +9,9 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use oxcart_notifications::{FileMailer, Mailer, SmtpMailer};
+use oxcart_notifications::Mailer;
 use oxcart_platform::http::client::ServiceClient;
 use oxcart_platform::tls::TrustedCas;
-use secrecy::ExposeSecret;
 
 use crate::config::{Config, Service};
 
@@ -27,21 +26,23 @@ impl Peers {
     /// The clients `config` asks for, each reached once.
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         let cas =
-            TrustedCas::from_optional(config.tls_ca_file.as_deref()).context("tls_ca_file")?;
-        let mailer: Option<Arc<dyn Mailer>> = match &config.smtp_url {
-            _ if !config.services.contains(Service::Notifications) => None,
-            Some(url) => {
-                let smtp = SmtpMailer::new(url.expose_secret(), &cas).context("SMTP_URL")?;
-                smtp.check().await.context("SMTP_URL")?;
-                Some(Arc::new(smtp))
-            }
-            None => Some(Arc::new(FileMailer::new(config.mail_dir()))),
+            TrustedCas::from_optional(config.tls.ca_file.as_deref()).context("tls.ca_file")?;
+        let mailer = if config.services.contains(Service::Notifications) {
+            let mailer = config.mail.mailer(&config.default_mail_dir(), &cas).await;
+            Some(
+                mailer
+                    .map_err(|e| anyhow::anyhow!(e))
+                    .context("mail.smtp_url (SMTP_URL)")?,
+            )
+        } else {
+            None
         };
-        let catalog = match &config.catalog_url {
+        let orders = &config.orders;
+        let catalog = match &orders.catalog_url {
             Some(url) => {
-                let client = ServiceClient::new(url, config.orders().catalog_timeout, &cas)
-                    .context("catalog_url")?;
-                client.check().await.context("catalog_url")?;
+                let client = ServiceClient::new(url, orders.catalog_timeout, &cas)
+                    .context("orders.catalog_url")?;
+                client.check().await.context("orders.catalog_url")?;
                 Some(client)
             }
             None => None,

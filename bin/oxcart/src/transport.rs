@@ -37,7 +37,7 @@ impl Transport {
         health: Health,
     ) -> anyhow::Result<(Self, Health)> {
         let letters: Arc<dyn DeadLetters> = Arc::new(DbDeadLetters(db.clone()));
-        if config.kafka_brokers.is_none() {
+        if config.kafka.brokers.is_none() {
             let bus = LogBus::new(Arc::clone(store), Arc::new(DbCheckpoints(db.clone())));
             let transport = Self {
                 bus: Arc::new(bus),

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use oxcart::App;
 use oxcart::config::{Config, Service, Services};
 use oxcart_events::bus::topics;
+use oxcart_platform::http::HttpConfig;
 use oxcart_test_util::api::Api;
 use serde::Deserialize as _;
 use serde_yaml::Value;
@@ -32,7 +33,10 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             data_dir: dir.path().to_owned(),
-            listen: "127.0.0.1:0".parse().unwrap(),
+            http: HttpConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..HttpConfig::default()
+            },
             ..Config::default()
         };
         let app = App::build(config).await.unwrap();
@@ -229,10 +233,10 @@ async fn unserved(manifests: &Manifests, app: &TestApp) -> Vec<String> {
     let mut problems = Vec::new();
     let container = manifests.container();
     let port = container["ports"][0]["containerPort"].as_u64().unwrap();
-    let listen = &manifests.config["OXCART_LISTEN"];
+    let listen = &manifests.config["OXCART_HTTP__LISTEN"];
     if !listen.ends_with(&format!(":{port}")) {
         problems.push(format!(
-            "containerPort {port}, but OXCART_LISTEN is {listen}"
+            "containerPort {port}, but OXCART_HTTP__LISTEN is {listen}"
         ));
     }
     let annotations = &manifests.template["spec"]["template"]["metadata"]["annotations"];
@@ -314,18 +318,20 @@ async fn a_manifest_that_disagrees_is_caught() {
         place: "fixture".to_owned(),
     };
     let problems = unread(&[
-        var("OXCART_LISTN", "0.0.0.0:8080"),
-        var("OXCART_REQUEST_TIMEOUT", "soon"),
-        var("OXCART_LISTEN", "0.0.0.0:8080"),
+        var("OXCART_HTTP__LISTN", "0.0.0.0:8080"),
+        var("OXCART_HTTP__REQUEST_TIMEOUT", "soon"),
+        var("OXCART_HTTP__LISTEN", "0.0.0.0:8080"),
         var("OTEL_SERVICE_NAME", "user-service"),
     ]);
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(
-        problems[0].contains("OXCART_LISTN is not a setting"),
+        problems[0].contains(
+            "`OXCART_HTTP__LISTN` is not a setting (did you mean `OXCART_HTTP__LISTEN`?)"
+        ),
         "{problems:?}"
     );
     assert!(
-        problems[1].contains("OXCART_REQUEST_TIMEOUT=soon: refused"),
+        problems[1].contains("OXCART_HTTP__REQUEST_TIMEOUT=soon: refused"),
         "{problems:?}"
     );
 

@@ -5,6 +5,7 @@
 //!   and per line, current with every order and payment event.
 //! - [`Analytics::summary`]: the aggregates over a date range.
 //! - [`http`]: `GET /api/analytics/summary?from=&to=` for admins.
+//! - [`build`]: the service on its database.
 //!
 //! Revenue is the value of orders that were paid and not cancelled (PAID, SHIPPED,
 //! DELIVERED), per currency: amounts in different currencies are never added up.
@@ -22,6 +23,7 @@ use oxcart_events::store::BoxError;
 use oxcart_events::trace;
 use oxcart_events::types::payment;
 use oxcart_orders::domain::{OrderCreated, OrderEvent, OrderStatus};
+use oxcart_platform::service::{About, Parts};
 use oxcart_platform::{ProblemKind, ServiceError};
 use oxcart_sql::{Apply, InTransaction};
 use serde::Serialize;
@@ -30,6 +32,18 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub const GROUP: &str = "analytics-service";
+
+pub const ABOUT: About = About {
+    name: "analytics",
+    description: "Sales and payment figures for admins.",
+    openapi: || http::routes().into_openapi(),
+};
+
+/// Analytics on `db`: the summary route and the consumer that keeps its tables.
+pub fn build(db: Db) -> Parts {
+    Parts::routes(http::router(Analytics::new(db.clone())))
+        .with_handler(std::sync::Arc::new(Sales::handler(db)))
+}
 
 /// The statuses whose orders count as revenue.
 const EARNING: &str = "('PAID', 'SHIPPED', 'DELIVERED')";

@@ -5,6 +5,7 @@
 //! - [`store`]: the `products` table, with cursor pagination by name.
 //! - [`http`]: admin writes (`POST`, `PATCH` with `If-Match`), public reads.
 //! - [`stock`]: the saga step that reserves stock for orders and releases it.
+//! - [`build`]: the service on its database and the log it answers orders on.
 //!
 //! Prices are integers in the currency's minor unit. Orders never trust a client's
 //! price: they read it from here when the order is placed.
@@ -14,12 +15,29 @@ pub mod http;
 pub mod stock;
 pub mod store;
 
+use std::sync::Arc;
+
 use oxcart_db::{self as db, Db};
+use oxcart_events::outbox::Outbox;
+use oxcart_platform::service::{About, Parts};
 use oxcart_platform::{FieldError, ProblemKind, ServiceError};
 use uuid::Uuid;
 
 use crate::domain::{Changes, NewProduct, Product};
 use crate::store::{After, ProductStore};
+
+pub const ABOUT: About = About {
+    name: "catalog",
+    description: "Products, prices and stock.",
+    openapi: || http::routes().into_openapi(),
+};
+
+/// The catalog on `db`: its routes, and the stock step of the order saga, which answers
+/// on `outbox` in the same transaction as the reservation.
+pub fn build(db: Db, outbox: Arc<dyn Outbox>) -> Parts {
+    Parts::routes(http::router(Catalog::new(db.clone())))
+        .with_handler(Arc::new(stock::Stock::handler(db, outbox)))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

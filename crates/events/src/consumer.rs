@@ -105,13 +105,17 @@ enum Whole<'a> {
     NotApplied,
 }
 
-/// How hard the runner tries before parking an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How hard the runner tries before parking an event: the `[consumers]` section of the
+/// configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts per event, the first included, before it is dead-lettered.
     pub max_attempts: u32,
-    /// The first retry's delay; each later one doubles, up to `max_delay`.
+    /// The first retry's delay; each later one doubles (with jitter), up to `max_delay`.
+    #[serde(with = "humantime_serde")]
     pub base_delay: Duration,
+    #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
 }
 

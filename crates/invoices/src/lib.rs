@@ -4,6 +4,7 @@
 //! - [`InvoiceHandler`]: the consumer (`invoice-service`) that issues documents.
 //! - [`pdf`]: renders a document as a PDF.
 //! - [`http`]: `GET /api/invoices/{orderId}` and `/credit-note`, as `application/pdf`.
+//! - [`build`]: the service on its database and the orders it reads.
 //!
 //! Numbers are gap-free per series and year (`INV-2026-000001`, `CN-2026-000001`), as
 //! tax law in many countries asks: the counter moves in the same transaction that
@@ -29,6 +30,7 @@ use oxcart_orders::OrderSource;
 use oxcart_orders::domain::Order;
 use oxcart_platform::auth::Caller;
 use oxcart_platform::money::format_amount;
+use oxcart_platform::service::{About, Parts};
 use oxcart_platform::{ProblemKind, ServiceError};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
@@ -36,6 +38,19 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 pub const GROUP: &str = "invoice-service";
+
+pub const ABOUT: About = About {
+    name: "invoices",
+    description: "Invoices and credit notes as PDF.",
+    openapi: || http::routes().into_openapi(),
+};
+
+/// Invoices on `db`, issued from the orders `orders` reads: the document routes and the
+/// consumer that issues them.
+pub fn build(db: Db, orders: Arc<dyn OrderSource>) -> Parts {
+    Parts::routes(http::router(Invoices::new(db.clone())))
+        .with_handler(Arc::new(InvoiceHandler::new(db, orders)))
+}
 
 /// How many orders a batch fetches at once.
 const ORDER_FETCHES: usize = 16;

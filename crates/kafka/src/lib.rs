@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub use bus::KafkaBus;
 pub use dead_letters::KafkaDeadLetters;
-pub use properties::{Properties, PropertyError};
+pub use properties::{ENV_PREFIX, Properties, PropertyError};
 pub use relay::{CHECKPOINT as RELAY_CHECKPOINT, LEASE, Relay, RelayMetrics};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

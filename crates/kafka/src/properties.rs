@@ -2,11 +2,12 @@
 //!
 //! A managed cluster asks for settings oxcart has no name for: `security.protocol`,
 //! `sasl.mechanisms`, `sasl.username`, `ssl.ca.location`, `client.rack`, … Any of them may
-//! be given, as librdkafka spells it, in the `[kafka]` table of the configuration file or
-//! as an `OXCART_KAFKA__<NAME>` variable, and reaches every client oxcart makes.
+//! be given, as librdkafka spells it, in the `[kafka.properties]` table of the
+//! configuration file or as an `OXCART_LIBRDKAFKA_<NAME>` variable, and reaches every
+//! client oxcart makes.
 //!
 //! The variable's name becomes the property's as Confluent's images do it: lower-cased,
-//! `_` for `.`, `__` for `_` and `___` for `-` (`OXCART_KAFKA__SASL_MECHANISMS` is
+//! `_` for `.`, `__` for `_` and `___` for `-` (`OXCART_LIBRDKAFKA_SASL_MECHANISMS` is
 //! `sasl.mechanisms`).
 //!
 //! What oxcart's delivery guarantees rest on is not open to configuration:
@@ -34,7 +35,7 @@ pub const MANAGED: &[&str] = &[
 ];
 
 /// The prefix of the variables that set a property.
-pub const ENV_PREFIX: &str = "OXCART_KAFKA__";
+pub const ENV_PREFIX: &str = "OXCART_LIBRDKAFKA_";
 
 /// librdkafka properties by name. Values of properties that hold secrets are never shown.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +64,7 @@ impl Properties {
         Ok(Self(properties))
     }
 
-    /// The properties set by `OXCART_KAFKA__*` variables among `vars`.
+    /// The properties set by `OXCART_LIBRDKAFKA_*` variables among `vars`.
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, PropertyError> {
@@ -160,14 +161,14 @@ mod tests {
     #[test]
     fn variables_name_properties_as_confluent_images_do() {
         let properties = Properties::from_vars(vars(&[
-            ("OXCART_KAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
-            ("OXCART_KAFKA__SASL_MECHANISMS", "SCRAM-SHA-512"),
+            ("OXCART_LIBRDKAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("OXCART_LIBRDKAFKA_SASL_MECHANISMS", "SCRAM-SHA-512"),
             (
-                "OXCART_KAFKA__SSL_ENDPOINT_IDENTIFICATION_ALGORITHM",
+                "OXCART_LIBRDKAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM",
                 "https",
             ),
-            ("OXCART_KAFKA__SSL_ENGINE__ID", "x"),
-            ("OXCART_KAFKA__CLIENT___DNS___LOOKUP", "y"),
+            ("OXCART_LIBRDKAFKA_SSL_ENGINE__ID", "x"),
+            ("OXCART_LIBRDKAFKA_CLIENT___DNS___LOOKUP", "y"),
             ("OXCART_KAFKA_BROKERS", "not a property"),
             ("PATH", "/bin"),
         ]))
@@ -188,8 +189,9 @@ mod tests {
 
     #[test]
     fn what_the_delivery_contract_rests_on_is_refused() {
-        let error = Properties::from_vars(vars(&[("OXCART_KAFKA__ENABLE_AUTO_COMMIT", "true")]))
-            .unwrap_err();
+        let error =
+            Properties::from_vars(vars(&[("OXCART_LIBRDKAFKA_ENABLE_AUTO_COMMIT", "true")]))
+                .unwrap_err();
         assert_eq!(
             error.to_string(),
             "kafka property `enable.auto.commit` is set by oxcart itself (its delivery \

@@ -37,7 +37,7 @@ fn start(binary: &str, function: &str) -> Duration {
                 "ORDER_QUEUE_URL",
                 "https://sqs.eu-west-1.amazonaws.com/123456789012/oxcart-process-order.fifo",
             ),
-            ("CATALOG_URL", "http://127.0.0.1:9"),
+            ("OXCART_ORDERS__CATALOG_URL", "http://127.0.0.1:9"),
             (
                 "OXCART_JWT_PUBLIC_KEY",
                 "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",

@@ -17,23 +17,23 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::{Extension, Router};
+use figment::Figment;
+use figment::providers::Serialized;
 use oxcart_dynamodb::{DynamoCheckpoints, DynamoEventStore, SdkConfig};
 use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
 use oxcart_orders::domain::ProductSnapshot;
-use oxcart_orders::http::OrderMetrics;
 use oxcart_orders::remote::RemoteCatalog;
-use oxcart_orders::saga::OrderSaga;
-use oxcart_orders::{Orders, OrdersConfig, ProductCatalog};
-use oxcart_payments::event_sourced::EventSourcedPayments;
-use oxcart_payments::provider::SimulatedProvider;
+use oxcart_orders::{OrdersConfig, OrdersService, ProductCatalog, ReadSide};
+use oxcart_payments::PaymentsConfig;
 use oxcart_platform::auth::TokenVerifier;
 use oxcart_platform::http::client::ServiceClient;
 use oxcart_platform::http::{self, HttpConfig};
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::tls::TrustedCas;
 use oxcart_sqs::{Queue, SqsRelay};
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
@@ -43,7 +43,10 @@ use crate::views::{DynamoOrderViews, OrderViewProjection};
 /// The relay's name for the one queue every worker handler reads.
 pub const QUEUE_GROUP: &str = "process-order";
 
-/// The functions' settings, from the variables Terraform sets.
+/// The functions' settings, from the variables Terraform sets: the tables and queue it
+/// made, and the sections of the server's own configuration the functions use, by the
+/// server's names (`OXCART_ORDERS__READ_WAIT=2s`) and from the same structs, so the
+/// defaults are the services' own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Env {
     /// `EVENTS_TABLE`: the event store.
@@ -54,20 +57,41 @@ pub struct Env {
     pub orders_table: String,
     /// `ORDER_QUEUE_URL`: the FIFO queue the relay feeds and `process-order` drains.
     pub queue_url: Option<String>,
-    /// `CATALOG_URL`: the catalog service `create-order` prices orders with.
-    pub catalog_url: Option<String>,
     /// `CATALOG_CA_FILE`: a PEM file of CAs the catalog's `https://` certificate is
     /// verified against, besides the public roots.
     pub catalog_ca_file: Option<std::path::PathBuf>,
     /// `OXCART_JWT_PUBLIC_KEY`: the `x` of the token issuer's JSON Web Key.
     pub jwt_public_key: Option<String>,
-    /// `READ_WAIT_MS`: how long a read with `minVersion` waits for the view (default: the
-    /// server's, 2 s).
-    pub read_wait: Duration,
-    /// `REQUEST_TIMEOUT_MS`: a request's budget, inside the function's timeout (default 9 s).
-    pub request_timeout: Duration,
-    /// `PAYMENT_SLOW_DELAY_MS`: how long `tok_slow` takes (default: the server's, 3 s).
-    pub payment_slow_delay: Duration,
+    /// `OXCART_HTTP__REQUEST_TIMEOUT`: a request's budget, inside the function's timeout
+    /// (default 9 s: a function's 10 s, less a second).
+    pub http: HttpConfig,
+    /// `OXCART_ORDERS__*`: the catalog `create-order` prices with (`CATALOG_URL`), how long
+    /// a call to it and a read with `minVersion` may wait.
+    pub orders: OrdersConfig,
+    /// `OXCART_PAYMENTS__SLOW_DELAY`: how long `tok_slow` takes.
+    pub payments: PaymentsConfig,
+}
+
+/// The server's sections, as far as the functions read them.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default)]
+struct Sections {
+    http: HttpConfig,
+    orders: OrdersConfig,
+    payments: PaymentsConfig,
+}
+
+impl Default for Sections {
+    fn default() -> Self {
+        Self {
+            http: HttpConfig {
+                request_timeout: Duration::from_secs(9),
+                ..HttpConfig::default()
+            },
+            orders: OrdersConfig::default(),
+            payments: PaymentsConfig::default(),
+        }
+    }
 }
 
 /// Every variable [`Env`] reads: Terraform may set these and no others.
@@ -76,18 +100,19 @@ pub const VARIABLES: &[&str] = &[
     "STATE_TABLE",
     "ORDERS_TABLE",
     "ORDER_QUEUE_URL",
-    "CATALOG_URL",
     "CATALOG_CA_FILE",
     "OXCART_JWT_PUBLIC_KEY",
-    "READ_WAIT_MS",
-    "REQUEST_TIMEOUT_MS",
-    "PAYMENT_SLOW_DELAY_MS",
+    "OXCART_HTTP__REQUEST_TIMEOUT",
+    "OXCART_ORDERS__CATALOG_URL",
+    "OXCART_ORDERS__CATALOG_TIMEOUT",
+    "OXCART_ORDERS__READ_WAIT",
+    "OXCART_PAYMENTS__SLOW_DELAY",
     // Read by the logger, not by `Env`.
     "RUST_LOG",
 ];
 
 impl Env {
-    /// Reads the variables; a missing table name or a malformed number is an error that
+    /// Reads the variables; a missing table name or a malformed value is an error that
     /// names the variable.
     pub fn from_env() -> Result<Self, BoxError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -95,28 +120,32 @@ impl Env {
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, BoxError> {
         let required = |name: &str| get(name).ok_or_else(|| format!("{name} is not set"));
-        let millis = |name: &str, default: Duration| -> Result<Duration, BoxError> {
-            match get(name) {
-                None => Ok(default),
-                Some(text) => text.parse().map(Duration::from_millis).map_err(|_| {
-                    format!("{name} must be a whole number of milliseconds, not `{text}`").into()
-                }),
+        let mut sections = Figment::from(Serialized::defaults(Sections::default()));
+        for name in VARIABLES.iter().filter(|name| name.contains("__")) {
+            let Some(text) = get(name) else { continue };
+            let key = name["OXCART_".len()..]
+                .replace("__", ".")
+                .to_ascii_lowercase();
+            let value: figment::value::Value = text.parse().unwrap_or_else(|never| match never {});
+            // One variable at a time, so that a bad value is reported with its name.
+            let one = Figment::from(Serialized::defaults(Sections::default()))
+                .merge(Serialized::default(&key, value.clone()));
+            if let Err(error) = one.extract::<Sections>() {
+                return Err(format!("{name}: {}", error.kind).into());
             }
-        };
+            sections = sections.merge(Serialized::default(&key, value));
+        }
+        let sections: Sections = sections.extract().map_err(|e| e.to_string())?;
         Ok(Self {
             events_table: required("EVENTS_TABLE")?,
             state_table: required("STATE_TABLE")?,
             orders_table: required("ORDERS_TABLE")?,
             queue_url: get("ORDER_QUEUE_URL"),
-            catalog_url: get("CATALOG_URL"),
             catalog_ca_file: get("CATALOG_CA_FILE").map(Into::into),
             jwt_public_key: get("OXCART_JWT_PUBLIC_KEY"),
-            read_wait: millis("READ_WAIT_MS", OrdersConfig::default().read_wait)?,
-            request_timeout: millis("REQUEST_TIMEOUT_MS", Duration::from_secs(9))?,
-            payment_slow_delay: millis(
-                "PAYMENT_SLOW_DELAY_MS",
-                SimulatedProvider::DEFAULT_SLOW_DELAY,
-            )?,
+            http: sections.http,
+            orders: sections.orders,
+            payments: sections.payments,
         })
     }
 }
@@ -155,12 +184,17 @@ impl Functions {
         DynamoOrderViews::new(self.dynamodb.clone(), &self.env.orders_table)
     }
 
-    fn orders(&self, catalog: Arc<dyn ProductCatalog>) -> Orders {
-        Orders::new(
-            self.store(),
-            catalog,
-            Arc::new(self.views()),
-            self.env.read_wait,
+    /// The orders service on DynamoDB: its view is kept by the worker's projection
+    /// handler, not by a runner of its own.
+    fn orders(&self, catalog: Arc<dyn ProductCatalog>, metrics: &Metrics) -> OrdersService {
+        oxcart_orders::build(
+            oxcart_orders::Ports {
+                store: self.store(),
+                catalog,
+                read_side: ReadSide::Views(Arc::new(self.views())),
+            },
+            &self.env.orders,
+            metrics,
         )
     }
 
@@ -177,46 +211,38 @@ impl Functions {
         let verifier =
             TokenVerifier::from_jwk_x(x).map_err(|e| format!("OXCART_JWT_PUBLIC_KEY: {e}"))?;
         let (router, _) = routes.split_for_parts();
-        let config = HttpConfig {
-            request_timeout: self.env.request_timeout,
-            ..HttpConfig::default()
-        };
         Ok(http::finish(
             router.layer(Extension(verifier)),
-            &config,
+            &self.env.http,
             metrics,
         ))
     }
 
-    /// `create-order`: `POST /api/orders`, priced by the catalog at `CATALOG_URL`, which
-    /// is reached once here: a certificate refused fails the function's init.
+    /// `create-order`: `POST /api/orders`, priced by the catalog at
+    /// `OXCART_ORDERS__CATALOG_URL`, which is reached once here: a certificate refused
+    /// fails the function's init.
     pub async fn create_order(&self) -> Result<Router, BoxError> {
-        let url = self
-            .env
+        const URL: &str = "OXCART_ORDERS__CATALOG_URL";
+        let config = &self.env.orders;
+        let url = config
             .catalog_url
             .as_deref()
-            .ok_or("CATALOG_URL is not set")?;
+            .ok_or_else(|| format!("{URL} is not set"))?;
         let cas = TrustedCas::from_optional(self.env.catalog_ca_file.as_deref())
             .map_err(|e| format!("CATALOG_CA_FILE: {e}"))?;
-        let client = ServiceClient::new(url, OrdersConfig::default().catalog_timeout, &cas)
-            .map_err(|e| format!("CATALOG_URL: {e}"))?;
-        client
-            .check()
-            .await
-            .map_err(|e| format!("CATALOG_URL: {e}"))?;
-        let orders = self.orders(Arc::new(RemoteCatalog::new(client)));
+        let client = ServiceClient::new(url, config.catalog_timeout, &cas)
+            .map_err(|e| format!("{URL}: {e}"))?;
+        client.check().await.map_err(|e| format!("{URL}: {e}"))?;
         let metrics = Metrics::new();
-        let order_metrics = OrderMetrics::new(metrics.exemplars().clone());
-        self.api(
-            oxcart_orders::http::create_router(orders, order_metrics),
-            &metrics,
-        )
+        let orders = self.orders(Arc::new(RemoteCatalog::new(client)), &metrics);
+        self.api(orders.create_routes(), &metrics)
     }
 
     /// `get-order`: `GET /api/orders/{id}`, from the orders table.
     pub fn get_order(&self) -> Result<Router, BoxError> {
-        let orders = self.orders(Arc::new(NoCatalog));
-        self.api(oxcart_orders::http::get_router(orders), &Metrics::new())
+        let metrics = Metrics::new();
+        let orders = self.orders(Arc::new(NoCatalog), &metrics);
+        self.api(orders.get_routes(), &metrics)
     }
 
     /// `relay`: the log to the queue, from the state table's checkpoint.
@@ -246,18 +272,18 @@ impl Functions {
     /// applies an event at most once in effect, which makes that harmless.
     pub fn process_order(&self) -> Vec<Arc<dyn Handler>> {
         let store = self.store();
-        let provider = SimulatedProvider::new(
-            Arc::new(DynamoLedger::new(
-                self.dynamodb.clone(),
-                &self.env.state_table,
-            )),
-            self.env.payment_slow_delay,
+        let ledger = DynamoLedger::new(self.dynamodb.clone(), &self.env.state_table);
+        let payments = oxcart_payments::build_event_sourced(
+            store.clone(),
+            Arc::new(ledger),
+            &self.env.payments,
         );
-        vec![
-            Arc::new(OrderViewProjection::new(store.clone(), self.views())),
-            Arc::new(EventSourcedPayments::new(store, Arc::new(provider))),
-            Arc::new(OrderSaga::new(self.orders(Arc::new(NoCatalog)))),
-        ]
+        let orders = self.orders(Arc::new(NoCatalog), &Metrics::new());
+        let mut handlers: Vec<Arc<dyn Handler>> =
+            vec![Arc::new(OrderViewProjection::new(store, self.views()))];
+        handlers.extend(payments.handlers);
+        handlers.push(orders.saga());
+        handlers
     }
 }
 
@@ -302,7 +328,7 @@ mod tests {
         let error = env(&TABLES[1..]).unwrap_err();
         assert_eq!(error.to_string(), "EVENTS_TABLE is not set");
         let env = env(&TABLES).unwrap();
-        assert_eq!(env.request_timeout, Duration::from_secs(9));
+        assert_eq!(env.http.request_timeout, Duration::from_secs(9));
         assert_eq!(env.queue_url, None);
     }
 
@@ -311,21 +337,41 @@ mod tests {
     #[test]
     fn the_defaults_are_the_services_own() {
         let env = env(&TABLES).unwrap();
-        assert_eq!(env.read_wait, OrdersConfig::default().read_wait);
+        assert_eq!(env.orders, OrdersConfig::default());
+        assert_eq!(env.payments, PaymentsConfig::default());
+    }
+
+    #[test]
+    fn the_sections_read_the_servers_variables() {
+        let mut pairs = TABLES.to_vec();
+        pairs.extend([
+            ("OXCART_ORDERS__READ_WAIT", "500ms"),
+            ("OXCART_ORDERS__CATALOG_URL", "https://catalog.example"),
+            ("OXCART_PAYMENTS__SLOW_DELAY", "50ms"),
+            ("OXCART_HTTP__REQUEST_TIMEOUT", "4s"),
+        ]);
+        let env = env(&pairs).unwrap();
+        assert_eq!(env.orders.read_wait, Duration::from_millis(500));
         assert_eq!(
-            env.payment_slow_delay,
-            SimulatedProvider::DEFAULT_SLOW_DELAY
+            env.orders.catalog_url.as_deref(),
+            Some("https://catalog.example")
         );
+        assert_eq!(
+            env.orders.catalog_timeout,
+            OrdersConfig::default().catalog_timeout
+        );
+        assert_eq!(env.payments.slow_delay, Duration::from_millis(50));
+        assert_eq!(env.http.request_timeout, Duration::from_secs(4));
     }
 
     #[test]
     fn a_malformed_duration_names_its_variable() {
         let mut pairs = TABLES.to_vec();
-        pairs.push(("READ_WAIT_MS", "2s"));
-        let error = env(&pairs).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "READ_WAIT_MS must be a whole number of milliseconds, not `2s`"
+        pairs.push(("OXCART_ORDERS__READ_WAIT", "two seconds"));
+        let error = env(&pairs).unwrap_err().to_string();
+        assert!(
+            error.starts_with("OXCART_ORDERS__READ_WAIT: invalid value"),
+            "{error}"
         );
     }
 }

@@ -136,13 +136,13 @@ async fn world() -> World {
         ("STATE_TABLE", "oxcart-state".to_owned()),
         ("ORDERS_TABLE", "oxcart-orders".to_owned()),
         ("ORDER_QUEUE_URL", queue.clone()),
-        ("CATALOG_URL", catalog_url),
+        ("OXCART_ORDERS__CATALOG_URL", catalog_url),
         ("CATALOG_CA_FILE", ca().display().to_string()),
         (
             "OXCART_JWT_PUBLIC_KEY",
             key.jwk()["x"].as_str().unwrap().to_owned(),
         ),
-        ("PAYMENT_SLOW_DELAY_MS", "50".to_owned()),
+        ("OXCART_PAYMENTS__SLOW_DELAY", "50ms".to_owned()),
     ]);
     let env = Env::from_lookup(|name| variables.get(name).cloned()).unwrap();
     let functions = Functions::new(&config, env);
@@ -558,7 +558,7 @@ async fn the_api_functions_answer_as_the_server_does() {
     let id = order_id(&placed);
 
     // Not yet projected: a plain read finds nothing; a read of the version just written
-    // waits for it (READ_WAIT_MS), then says so.
+    // waits for it (OXCART_ORDERS__READ_WAIT), then says so.
     assert_eq!(w.get(customer, &id, "").await.status, 404);
     let early = w.get(customer, &id, "?min_version=1").await;
     assert_eq!(early.status, 503, "{}", early.body);
@@ -736,7 +736,7 @@ async fn a_catalog_certificate_from_another_ca_fails_the_init() {
         ("EVENTS_TABLE", "oxcart-events".to_owned()),
         ("STATE_TABLE", "oxcart-state".to_owned()),
         ("ORDERS_TABLE", "oxcart-orders".to_owned()),
-        ("CATALOG_URL", url.clone()),
+        ("OXCART_ORDERS__CATALOG_URL", url.clone()),
         ("CATALOG_CA_FILE", other_ca().display().to_string()),
     ]);
     let env = Env::from_lookup(|name| variables.get(name).cloned()).unwrap();
@@ -746,7 +746,7 @@ async fn a_catalog_certificate_from_another_ca_fails_the_init() {
     };
     let error = error.to_string();
     assert!(
-        error.starts_with("CATALOG_URL: ")
+        error.starts_with("OXCART_ORDERS__CATALOG_URL: ")
             && error.contains(&url)
             && error.contains("UnknownIssuer"),
         "{error}"

@@ -4,6 +4,7 @@
 //! - [`templates`]: order confirmation, payment failed, shipped, cancelled (and refunded),
 //!   each as text and HTML.
 //! - [`mailer`]: the mailer port; SMTP (`SMTP_URL`) and `.eml` files (the default).
+//! - [`build`]: the service from its ports and its `[mail]` section ([`MailConfig`]).
 //! - [`EmailHandler`]: the consumer (`email-service`) that sends one e-mail per event and
 //!   recipient, even under redelivery.
 //!
@@ -17,6 +18,7 @@
 pub mod mailer;
 pub mod templates;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -30,6 +32,10 @@ use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
 use oxcart_orders::OrderSource;
+use oxcart_platform::service::{About, Parts};
+use oxcart_platform::tls::TrustedCas;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -37,6 +43,80 @@ pub use mailer::{CheckError, FileMailer, Mailer, SmtpMailer};
 use templates::{Details, Template};
 
 pub const GROUP: &str = "email-service";
+
+pub const ABOUT: About = About {
+    name: "notifications",
+    description: "E-mails to customers; no HTTP operations of its own.",
+    openapi: About::no_operations,
+};
+
+/// The `[mail]` section of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// `smtp://host:port` (or `smtps://user:pass@host`): send e-mail over SMTP. When
+    /// unset, e-mails are written as `.eml` files to `dir`. `SMTP_URL` sets it too.
+    #[serde(skip_serializing)]
+    pub smtp_url: Option<SecretString>,
+    /// Where e-mails go without SMTP; defaults to `<data_dir>/mail`.
+    pub dir: Option<PathBuf>,
+    /// The sender of every e-mail.
+    pub from: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            dir: None,
+            from: "oxcart <orders@oxcart.localhost>".to_owned(),
+        }
+    }
+}
+
+impl MailConfig {
+    /// The mailer these settings name: SMTP, reached once here so that a certificate or
+    /// login the relay refuses stops the start with the cause; else `.eml` files in
+    /// `dir`, or `default_dir`.
+    pub async fn mailer(
+        &self,
+        default_dir: &Path,
+        cas: &TrustedCas,
+    ) -> Result<Arc<dyn Mailer>, BoxError> {
+        match &self.smtp_url {
+            Some(url) => {
+                let smtp = SmtpMailer::new(url.expose_secret(), cas)?;
+                smtp.check().await?;
+                Ok(Arc::new(smtp))
+            }
+            None => Ok(Arc::new(FileMailer::new(
+                self.dir.clone().unwrap_or_else(|| default_dir.to_owned()),
+            ))),
+        }
+    }
+}
+
+/// What notifications stand on: where they keep their claims, read orders and
+/// customers' addresses, and send mail.
+pub struct Ports {
+    pub db: Db,
+    pub orders: Arc<dyn OrderSource>,
+    pub recipients: Arc<dyn Recipients>,
+    pub mailer: Arc<dyn Mailer>,
+}
+
+/// The notifications service: its one consumer. A `from` that is not an address is an error here, at start, not in a customer's mail.
+pub fn build(ports: Ports, config: &MailConfig) -> Result<Parts, lettre::address::AddressError> {
+    tracing::info!(mail = %ports.mailer.describe(), "e-mail delivery");
+    let handler = EmailHandler::new(
+        ports.db,
+        ports.orders,
+        ports.recipients,
+        ports.mailer,
+        config,
+    )?;
+    Ok(Parts::default().with_handler(Arc::new(handler)))
+}
 
 /// Who an e-mail goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,14 +146,14 @@ impl EmailHandler {
         orders: Arc<dyn OrderSource>,
         recipients: Arc<dyn Recipients>,
         mailer: Arc<dyn Mailer>,
-        from: &str,
+        config: &MailConfig,
     ) -> Result<Self, lettre::address::AddressError> {
         Ok(Self {
             db,
             orders,
             recipients,
             mailer,
-            from: from.parse()?,
+            from: config.from.parse()?,
         })
     }
 }

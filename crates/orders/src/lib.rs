@@ -10,12 +10,15 @@
 //! - [`remote`]: the catalog port over HTTP, for when the catalog is another service.
 //! - [`http`]: `POST /api/orders` (with `Idempotency-Key`), reads, cancel, ship, deliver,
 //!   history.
+//! - [`parts`]: [`build`], the service from its ports and its `[orders]` section
+//!   ([`OrdersConfig`]).
 //!
 //! The write side never reads the read model and the read model is never written but by
 //! its projection: the event store is the one source of truth.
 
 pub mod domain;
 pub mod http;
+pub mod parts;
 pub mod read_model;
 pub mod remote;
 pub mod saga;
@@ -25,18 +28,28 @@ use std::time::Duration;
 
 use oxcart_events::store::BoxError;
 use oxcart_platform::{FieldError, ProblemKind, ServiceError};
+use serde::{Deserialize, Serialize};
 
+pub use parts::{ABOUT, OrdersService, Ports, ReadSide, build};
 pub use service::{OrderSource, Orders, Placed, ProductCatalog, Reaction};
 
-#[derive(Debug, Clone, PartialEq)]
+/// The `[orders]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct OrdersConfig {
     /// How long a read with `min_version` waits for the read model to catch up.
+    #[serde(with = "humantime_serde")]
     pub read_wait: Duration,
     /// How long one call to the catalog service may take (`RemoteCatalog`, when orders
     /// price from a catalog elsewhere): well inside a request's budget, the Lambda's 9 s
     /// included, so that a slow catalog is reported as such (503), not as the request's
     /// own timeout.
+    #[serde(with = "humantime_serde")]
     pub catalog_timeout: Duration,
+    /// `http://catalog:8080`: price orders through the catalog service over HTTP instead
+    /// of from its tables. For a split where orders and catalog do not share a database
+    /// schema.
+    pub catalog_url: Option<String>,
 }
 
 impl Default for OrdersConfig {
@@ -46,6 +59,7 @@ impl Default for OrdersConfig {
         Self {
             read_wait: Duration::from_secs(2),
             catalog_timeout: Duration::from_secs(5),
+            catalog_url: None,
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - [`http`]: `GET /api/payments?orderId=` for the order's owner or an admin.
 //! - [`event_sourced`]: the serverless mode's payment step: charges each new order and
 //!   records the outcome in the payment's event stream alone, with no table.
+//! - [`build`] and [`build_event_sourced`]: the service in either flow, from its ports and
+//!   its `[payments]` section ([`PaymentsConfig`]).
 //!
 //! A payment's id is derived from its order's, so everything about one order's money,
 //! whichever event it comes from, lands on one row and one event stream.
@@ -21,17 +23,74 @@ pub mod http;
 pub mod provider;
 pub mod saga;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use oxcart_db::{self as db, Db};
+use oxcart_events::EventStore;
+use oxcart_events::outbox::Outbox;
 use oxcart_platform::auth::Caller;
+use oxcart_platform::service::{About, Parts};
 use oxcart_platform::{ProblemKind, ServiceError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::provider::{Ledger, SimulatedProvider, SqlLedger};
+
 pub const AGGREGATE: &str = "payment";
+
+pub const ABOUT: About = About {
+    name: "payments",
+    description: "Charges and refunds, made by the order saga.",
+    openapi: || http::routes().into_openapi(),
+};
+
+/// The `[payments]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// How long the simulated provider takes to answer for `tok_slow`: longer than a
+    /// caller would wait for a charge, shorter than a consumer's retry budget.
+    #[serde(with = "humantime_serde")]
+    pub slow_delay: Duration,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            slow_delay: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Payments on `db`, appending to `store` (the log it also reads an order's
+/// `order.created` from): the payments route, and the saga step that charges and refunds
+/// through the simulated provider, whose books are a table of `db`.
+pub fn build<S: Outbox + EventStore>(db: Db, store: Arc<S>, config: &PaymentsConfig) -> Parts {
+    let provider = SimulatedProvider::new(Arc::new(SqlLedger::new(db.clone())), config.slow_delay);
+    Parts::routes(http::router(Payments::new(db.clone()))).with_handler(Arc::new(
+        saga::PaymentSaga::new(db, store, Arc::new(provider)),
+    ))
+}
+
+/// Payments with no table of their own (the serverless mode): each outcome is an event
+/// of the payment's stream in `store`, and the simulated provider keeps its books in
+/// `ledger`. No routes: a payment is read back through its order.
+pub fn build_event_sourced(
+    store: Arc<dyn EventStore>,
+    ledger: Arc<dyn Ledger>,
+    config: &PaymentsConfig,
+) -> Parts {
+    let provider = SimulatedProvider::new(ledger, config.slow_delay);
+    Parts::default().with_handler(Arc::new(event_sourced::EventSourcedPayments::new(
+        store,
+        Arc::new(provider),
+    )))
+}
 
 /// Namespace of payment ids, derived from order ids.
 const PAYMENTS: Uuid = Uuid::from_u128(0x6f78_6361_7274_5061_796d_656e_7473_0001);

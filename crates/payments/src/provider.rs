@@ -281,11 +281,6 @@ pub struct SimulatedProvider {
 }
 
 impl SimulatedProvider {
-    /// How long `tok_slow` takes by default: longer than a caller would wait for a charge,
-    /// shorter than a consumer's retry budget. The server's configuration and the Lambda
-    /// functions both start from it.
-    pub const DEFAULT_SLOW_DELAY: Duration = Duration::from_secs(3);
-
     pub fn new(ledger: Arc<dyn Ledger>, slow_delay: Duration) -> Self {
         Self { ledger, slow_delay }
     }

@@ -8,6 +8,8 @@
 //! - [`health`], [`metrics`], [`docs`]: the operational endpoints every process serves.
 //! - [`money`]: ISO 4217 currencies and minor-unit amounts.
 //! - [`redact`]: which settings' values are secrets, never shown.
+//! - [`service`]: what a service crate's builder hands a composition root: its routes,
+//!   consumers and projections ([`service::Parts`]), and its name and API ([`service::About`]).
 //! - [`tls`]: the CAs outside connections trust, and telling a refused certificate apart.
 //! - [`telemetry`] (the `oxcart-telemetry` crate), [`shutdown`]: logs and traces, signals
 //!   and owned background tasks.
@@ -20,6 +22,7 @@ pub mod metrics;
 pub mod money;
 pub mod problem;
 pub mod redact;
+pub mod service;
 pub mod shutdown;
 pub mod tls;
 

@@ -37,7 +37,9 @@ pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 pub const SEARCH_PATH: &str =
     "users, catalog, orders, payments, notifications, invoices, analytics, eventlog, public";
 
+/// The `[database.postgres]` section of the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PgConfig {
     /// Connections each pool (the primary's, and each replica's) may open. A
     /// `pool_size=` parameter in a URL, as in the spec's `DATABASE_URL`, overrides it for

@@ -27,7 +27,9 @@ pub enum Synchronous {
     Normal,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// The `[database.sqlite]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SqliteConfig {
     pub synchronous: Synchronous,
     /// Size of the read-only connection pool.

@@ -21,15 +21,20 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use oxcart_db::{self as db, Db};
 use oxcart_platform::auth::{IssuedToken, KeyError, Role, SigningKey, TokenIssuer};
+use oxcart_platform::service::{About, Parts};
 use oxcart_platform::{FieldError, ProblemKind, ServiceError};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{Email, Registration, User};
 use crate::store::UserStore;
 
-#[derive(Debug, Clone, PartialEq)]
+/// The `[users]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct UsersConfig {
     /// Lifetime of an access token.
+    #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
 }
 
@@ -83,6 +88,17 @@ impl ServiceError for Error {
 }
 
 /// The users service; cheap to clone.
+pub const ABOUT: About = About {
+    name: "users",
+    description: "Accounts and access tokens.",
+    openapi: || http::routes().into_openapi(),
+};
+
+/// The users service on `db`, issuing tokens signed with `key`: its routes.
+pub fn build(db: Db, key: Arc<SigningKey>, config: &UsersConfig) -> Parts {
+    Parts::routes(http::router(Users::new(db, key, config)))
+}
+
 #[derive(Clone)]
 pub struct Users {
     store: UserStore,

@@ -1,6 +1,6 @@
 # The four functions, one binary each from crates/lambda (cargo lambda, arm64), on the
 # OS-only runtime. Timeouts: an API function answers inside API Gateway's 30 s and its own
-# request budget (REQUEST_TIMEOUT_MS, a second less); the worker's bounds the queue's
+# request budget (OXCART_HTTP__REQUEST_TIMEOUT, a second less); the worker's bounds the queue's
 # visibility timeout (six times it).
 locals {
   functions = {
@@ -18,8 +18,8 @@ locals {
   }
   environment = {
     "create-order" = merge(local.tables, {
-      CATALOG_URL           = var.catalog_url
-      OXCART_JWT_PUBLIC_KEY = var.jwt_public_key
+      OXCART_ORDERS__CATALOG_URL = var.catalog_url
+      OXCART_JWT_PUBLIC_KEY      = var.jwt_public_key
       }, var.catalog_ca_file == null ? {} : {
       CATALOG_CA_FILE = var.catalog_ca_file
     })
@@ -30,7 +30,7 @@ locals {
       ORDER_QUEUE_URL = aws_sqs_queue.orders.url
     })
     "process-order" = merge(local.tables, {
-      PAYMENT_SLOW_DELAY_MS = tostring(var.payment_slow_delay_ms)
+      OXCART_PAYMENTS__SLOW_DELAY = "${var.payment_slow_delay_ms}ms"
     })
   }
 }
@@ -67,8 +67,8 @@ resource "aws_lambda_function" "function" {
   kms_key_arn = aws_kms_key.oxcart.arn
   environment {
     variables = merge(local.environment[each.key], {
-      REQUEST_TIMEOUT_MS = tostring((each.value.timeout - 1) * 1000)
-      RUST_LOG           = "info"
+      OXCART_HTTP__REQUEST_TIMEOUT = "${each.value.timeout - 1}s"
+      RUST_LOG                     = "info"
     })
   }
   tracing_config {

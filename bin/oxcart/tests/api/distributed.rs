@@ -155,8 +155,8 @@ impl Run {
                 ("DATABASE_URL", database.url.as_str()),
                 ("DATABASE_MIGRATION_URL", database.direct_url.as_str()),
                 ("KAFKA_BROKERS", &kafka.brokers()),
-                ("OXCART_KAFKA_PREFIX", &prefix),
-                ("OXCART_KAFKA_REPLICATION", "3"),
+                ("OXCART_KAFKA__PREFIX", &prefix),
+                ("OXCART_KAFKA__REPLICATION", "3"),
                 ("OXCART_KAFKA_RELAY_INTERVAL", "50ms"),
                 ("OXCART_MIGRATE", "false"),
             ]

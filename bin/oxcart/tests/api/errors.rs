@@ -142,7 +142,7 @@ async fn malformed_bodies_are_400_and_wrong_media_types_415() {
 
 #[tokio::test]
 async fn oversized_bodies_are_refused() {
-    let app = TestApp::spawn_with(|c| c.max_body_bytes = 4096).await;
+    let app = TestApp::spawn_with(|c| c.http.max_body_bytes = 4096).await;
     let (customer, _) = app.api.customer().await;
     let mut body = order_body(&[(Uuid::now_v7(), 1)]);
     body["shippingAddress"]["line2"] = json!("x".repeat(10_000));
@@ -194,7 +194,7 @@ async fn routing_errors_are_problems_too() {
 #[tokio::test]
 async fn slow_requests_time_out_with_a_problem() {
     // Hashing a password takes longer than a millisecond, so registration outlasts this.
-    let app = TestApp::spawn_with(|c| c.request_timeout = Duration::from_millis(1)).await;
+    let app = TestApp::spawn_with(|c| c.http.request_timeout = Duration::from_millis(1)).await;
     let reply = app
         .api
         .register("slow@example.com", oxcart_test_util::api::PASSWORD)

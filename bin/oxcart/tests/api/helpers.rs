@@ -30,8 +30,8 @@ pub async fn on_postgres(config: &mut Config) -> Option<TestDatabase> {
         return None;
     }
     let database = TestDatabase::create().await;
-    config.database_url = Some(database.url.clone());
-    config.database_migration_url = Some(database.direct_url.clone());
+    config.database.url = Some(database.url.clone());
+    config.database.migration_url = Some(database.direct_url.clone());
     Some(database)
 }
 
@@ -40,7 +40,7 @@ pub async fn on_postgres(config: &mut Config) -> Option<TestDatabase> {
 pub async fn create_admin(config: &Config, db: &oxcart_db::Db, api: &Api) -> String {
     let email = format!("admin-{}@example.com", Uuid::new_v4().simple());
     let key = oxcart::signing_key(config).unwrap();
-    let users = Users::new(db.clone(), key, &config.users());
+    let users = Users::new(db.clone(), key, &config.users);
     let registration = Registration::parse(&email, PASSWORD.to_owned(), None).unwrap();
     users.create_admin(registration).await.unwrap();
     api.token(&email, PASSWORD).await
@@ -70,7 +70,7 @@ impl TestApp {
             data_dir: dir.path().to_owned(),
             ..Config::default()
         };
-        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.http.listen = "127.0.0.1:0".parse().unwrap();
         let postgres = on_postgres(&mut config).await;
         configure(&mut config);
         let app = App::build(config.clone()).await.expect("app builds");

@@ -26,8 +26,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_oxcart");
 /// Sends e-mail to `mailpit`, trusting the test CA.
 pub fn sending_to(mailpit: &Mailpit) -> impl FnOnce(&mut Config) + '_ {
     move |c: &mut Config| {
-        c.smtp_url = Some(SecretString::from(mailpit.smtp_url.clone()));
-        c.tls_ca_file = Some(mailpit.ca());
+        c.mail.smtp_url = Some(SecretString::from(mailpit.smtp_url.clone()));
+        c.tls.ca_file = Some(mailpit.ca());
     }
 }
 
@@ -233,10 +233,10 @@ async fn a_mail_outage_is_dead_lettered_and_replayed_once_the_server_is_back() {
     // Nothing listens here: every send fails.
     let port = free_port();
     let app = TestApp::spawn_with(|c| {
-        c.smtp_url = Some(SecretString::from(format!("smtp://127.0.0.1:{port}")));
-        c.consumer_max_attempts = 2;
-        c.consumer_retry_base = Duration::from_millis(10);
-        c.consumer_retry_max = Duration::from_millis(20);
+        c.mail.smtp_url = Some(SecretString::from(format!("smtp://127.0.0.1:{port}")));
+        c.consumers.max_attempts = 2;
+        c.consumers.base_delay = Duration::from_millis(10);
+        c.consumers.max_delay = Duration::from_millis(20);
     })
     .await;
     let (order_id, email) = paid_order(&app).await;
@@ -297,7 +297,7 @@ async fn a_mail_outage_is_dead_lettered_and_replayed_once_the_server_is_back() {
     std::fs::write(
         &config,
         format!(
-            "smtp_url = \"{}\"\ntls_ca_file = \"{}\"\n",
+            "[mail]\nsmtp_url = \"{}\"\n[tls]\nca_file = \"{}\"\n",
             mailpit.smtp_url,
             mailpit.ca().display()
         ),

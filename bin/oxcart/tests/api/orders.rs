@@ -401,7 +401,7 @@ async fn lists_page_newest_first_and_filter_by_status() {
 
 #[tokio::test]
 async fn reads_of_versions_that_will_never_exist_are_answered_at_once() {
-    let s = shop_with(|c| c.read_wait = Duration::from_secs(30)).await;
+    let s = shop_with(|c| c.orders.read_wait = Duration::from_secs(30)).await;
     let order = s.app.api.place_order(&s.customer, &[(s.mug, 1)]).await;
     let id = id_of(order.ok(201));
     let started = std::time::Instant::now();

@@ -73,9 +73,9 @@ async fn query_endpoints_read_from_the_replica_and_min_version_from_the_primary(
     let database = TestDatabase::create().await;
     let replica_db = database.on(&replica);
     let app = TestApp::spawn_with(|c| {
-        c.database_url = Some(database.url.clone());
-        c.database_migration_url = Some(database.direct_url.clone());
-        c.database_read_url = Some(replica_db.clone());
+        c.database.url = Some(database.url.clone());
+        c.database.migration_url = Some(database.direct_url.clone());
+        c.database.read_url = Some(replica_db.clone());
     })
     .await;
     let api = &app.api;

@@ -39,9 +39,9 @@ pub fn token(n: usize) -> &'static str {
 
 /// The settings that keep a saga test quick: fast retries, a short slow card.
 pub const FAST: [(&str, &str); 3] = [
-    ("OXCART_CONSUMER_RETRY_BASE", "20ms"),
-    ("OXCART_CONSUMER_RETRY_MAX", "200ms"),
-    ("OXCART_PAYMENT_SLOW_DELAY", "200ms"),
+    ("OXCART_CONSUMERS__BASE_DELAY", "20ms"),
+    ("OXCART_CONSUMERS__MAX_DELAY", "200ms"),
+    ("OXCART_PAYMENTS__SLOW_DELAY", "200ms"),
 ];
 
 /// Waits until the saga is done with every order in `ids` (none is still CREATED) and
@@ -406,9 +406,9 @@ impl Scenario {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_orders_reach_a_terminal_state_with_every_effect_once() {
     let app = TestApp::spawn_with(|c| {
-        c.consumer_retry_base = Duration::from_millis(20);
-        c.consumer_retry_max = Duration::from_millis(200);
-        c.payment_slow_delay = Duration::from_millis(200);
+        c.consumers.base_delay = Duration::from_millis(20);
+        c.consumers.max_delay = Duration::from_millis(200);
+        c.payments.slow_delay = Duration::from_millis(200);
     })
     .await;
     let api = &app.api;

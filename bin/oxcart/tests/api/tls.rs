@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use oxcart::App;
 use oxcart::config::Config;
+use oxcart_platform::http::HttpConfig;
 use oxcart_test_util::api::Api;
 use oxcart_test_util::postgres::TestDatabase;
 use oxcart_test_util::process::{self, Process};
@@ -31,7 +32,10 @@ fn fresh() -> (Config, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         data_dir: dir.path().to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
+        http: HttpConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..HttpConfig::default()
+        },
         ..Config::default()
     };
     (config, dir)
@@ -90,7 +94,7 @@ async fn postgres_over_tls_is_verified_and_used() {
         // Encrypted without checking whose certificate it is: what `require` promises.
         format!("{}?sslmode=require", database.direct_url),
     ] {
-        let app = TestApp::spawn_with(|c| c.database_url = Some(url.clone())).await;
+        let app = TestApp::spawn_with(|c| c.database.url = Some(url.clone())).await;
         let admin = app.admin().await;
         app.api.product(&admin, "Mug", 990, "EUR", 5).await;
         let (encrypted, plain) = sessions(server, &name_of(&database)).await;
@@ -107,9 +111,9 @@ async fn the_replica_and_pgbouncer_over_tls() {
     let replica = database.on(&var("OXCART_TEST_REPLICA"));
     let bouncer = database.on(&var("OXCART_TEST_PGBOUNCER_URL"));
     let app = TestApp::spawn_with(|c| {
-        c.database_url = Some(verified(&bouncer, &ca()));
-        c.database_migration_url = Some(database.direct_url.clone());
-        c.database_read_url = Some(verified(&replica, &ca()));
+        c.database.url = Some(verified(&bouncer, &ca()));
+        c.database.migration_url = Some(database.direct_url.clone());
+        c.database.read_url = Some(verified(&replica, &ca()));
     })
     .await;
     let admin = app.admin().await;
@@ -162,8 +166,8 @@ async fn a_wrong_postgres_ca_stops_the_start_with_one_line() {
 
     // A replica, and PgBouncer.
     let (mut config, _dir) = fresh();
-    config.database_url = Some(database.direct_url.clone());
-    config.database_read_url = Some(verified(
+    config.database.url = Some(database.direct_url.clone());
+    config.database.read_url = Some(verified(
         &database.on(&var("OXCART_TEST_REPLICA")),
         &other_ca(),
     ));
@@ -174,11 +178,11 @@ async fn a_wrong_postgres_ca_stops_the_start_with_one_line() {
     );
 
     let (mut config, _dir) = fresh();
-    config.database_url = Some(verified(
+    config.database.url = Some(verified(
         &database.on(&var("OXCART_TEST_PGBOUNCER_URL")),
         &other_ca(),
     ));
-    config.database_migration_url = Some(database.direct_url.clone());
+    config.database.migration_url = Some(database.direct_url.clone());
     let error = refused(config, Duration::from_secs(30)).await;
     assert!(
         error.contains("127.0.0.1:6439") && error.contains("UnknownIssuer"),
@@ -201,9 +205,9 @@ async fn calls_between_services_over_https() {
     let proxy = TlsProxy::start(([127, 0, 0, 1], port).into()).await;
     // The process prices its orders through its own catalog, behind the proxy.
     let app = TestApp::spawn_with(|c| {
-        c.listen = ([127, 0, 0, 1], port).into();
-        c.catalog_url = Some(proxy.url());
-        c.tls_ca_file = Some(ca());
+        c.http.listen = ([127, 0, 0, 1], port).into();
+        c.orders.catalog_url = Some(proxy.url());
+        c.tls.ca_file = Some(ca());
     })
     .await;
     let admin = app.admin().await;
@@ -214,11 +218,11 @@ async fn calls_between_services_over_https() {
     app.stop().await;
 
     let (mut config, _dir) = fresh();
-    config.catalog_url = Some(proxy.url());
-    config.tls_ca_file = Some(other_ca());
+    config.orders.catalog_url = Some(proxy.url());
+    config.tls.ca_file = Some(other_ca());
     let error = refused(config, Duration::from_secs(15)).await;
     assert!(
-        error.starts_with("catalog_url: ")
+        error.starts_with("orders.catalog_url: ")
             && error.contains(&proxy.url())
             && error.contains("UnknownIssuer"),
         "{error}"
@@ -228,8 +232,8 @@ async fn calls_between_services_over_https() {
     // 127.0.0.1).
     let elsewhere = TlsProxy::start_on([127, 0, 0, 2].into(), ([127, 0, 0, 1], port).into()).await;
     let (mut config, _dir) = fresh();
-    config.catalog_url = Some(elsewhere.url());
-    config.tls_ca_file = Some(ca());
+    config.orders.catalog_url = Some(elsewhere.url());
+    config.tls.ca_file = Some(ca());
     let error = refused(config, Duration::from_secs(15)).await;
     assert!(
         error.contains("https://127.0.0.2:") && error.contains("not valid for name \"127.0.0.2\""),
@@ -255,10 +259,10 @@ async fn smtp_over_implicit_tls_with_a_login() {
     for mailpit in [Mailpit::smtps(), Mailpit::starttls()] {
         let (mut config, _dir) = fresh();
         crate::mail::sending_to(&mailpit)(&mut config);
-        config.tls_ca_file = Some(other_ca());
+        config.tls.ca_file = Some(other_ca());
         let error = refused(config, Duration::from_secs(15)).await;
         assert!(
-            error.starts_with("SMTP_URL: ") && error.contains("UnknownIssuer"),
+            error.starts_with("mail.smtp_url (SMTP_URL): ") && error.contains("UnknownIssuer"),
             "{error}"
         );
         assert!(
@@ -273,10 +277,10 @@ async fn smtp_over_implicit_tls_with_a_login() {
     let wrong = mailpit
         .smtp_url
         .replace(&var("OXCART_TEST_SMTPS_PASSWORD"), "guessed");
-    config.smtp_url = Some(wrong.into());
+    config.mail.smtp_url = Some(wrong.into());
     let error = refused(config, Duration::from_secs(15)).await;
     assert!(
-        error.starts_with("SMTP_URL: ") && error.contains("535"),
+        error.starts_with("mail.smtp_url (SMTP_URL): ") && error.contains("535"),
         "{error}"
     );
     assert!(!error.contains("guessed"), "{error}");
@@ -356,12 +360,12 @@ async fn kafka_over_sasl_ssl() {
     let tls = Tls::from_env();
     let database = TestDatabase::create().await;
     let kafka = |config: &mut Config, ca: &Path| {
-        config.database_url = Some(database.url.clone());
-        config.database_migration_url = Some(database.direct_url.clone());
-        config.kafka_brokers = Some(tls.brokers.clone());
-        config.kafka_prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
-        config.kafka_replication = 3;
-        config.kafka = tls.properties(ca).into_iter().collect();
+        config.database.url = Some(database.url.clone());
+        config.database.migration_url = Some(database.direct_url.clone());
+        config.kafka.brokers = Some(tls.brokers.clone());
+        config.kafka.prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+        config.kafka.replication = 3;
+        config.kafka.properties = tls.properties(ca).into_iter().collect();
     };
     let mut used = Config::default();
     let app = TestApp::spawn_with(|c| {
@@ -400,6 +404,7 @@ async fn kafka_over_sasl_ssl() {
     kafka(&mut config, &ca());
     config
         .kafka
+        .properties
         .insert("sasl.password".to_owned(), "guessed".to_owned());
     let error = refused(config, Duration::from_secs(30)).await;
     assert!(

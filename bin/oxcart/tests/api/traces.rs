@@ -352,7 +352,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Orders priced by the catalog over HTTP (`OXCART_CATALOG_URL`, here the process's own
+/// Orders priced by the catalog over HTTP (`OXCART_ORDERS__CATALOG_URL`, here the process's own
 /// catalog): the call is a client span under the request, and the catalog's server span
 /// continues it from the `traceparent` the client sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -362,7 +362,7 @@ async fn a_call_to_another_service_carries_the_trace() {
     let listen = format!("127.0.0.1:{port}");
     let catalog = format!("http://127.0.0.1:{port}");
     let mut env = exporting_to(&receiver.http_endpoint());
-    env.push(("OXCART_CATALOG_URL", catalog));
+    env.push(("OXCART_ORDERS__CATALOG_URL", catalog));
     let shop = Shop::open(&["--listen", &listen], &env).await;
     let api = &shop.api;
 
@@ -397,7 +397,7 @@ async fn a_call_to_another_service_carries_the_trace() {
 async fn an_unreachable_catalog_makes_placing_an_order_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = format!("http://127.0.0.1:{}", free_port());
-    let env = [("OXCART_CATALOG_URL", catalog.as_str())];
+    let env = [("OXCART_ORDERS__CATALOG_URL", catalog.as_str())];
     let server = Process::start_with_env(Path::new(BIN), dir.path(), &[], &env).await;
     let api = Api::new(server.addr);
     let (customer, _) = api.customer().await;

@@ -169,7 +169,7 @@ async fn tokens_verify_against_the_published_key() {
 async fn a_configured_signing_key_is_used_instead_of_a_generated_one() {
     let key = SigningKey::generate().unwrap();
     let pem = key.to_pem();
-    let app = TestApp::spawn_with(|c| c.jwt_private_key = Some(pem.into())).await;
+    let app = TestApp::spawn_with(|c| c.auth.jwt_private_key = Some(pem.into())).await;
     assert!(
         !app.config.signing_key_path().exists(),
         "no key should be generated"

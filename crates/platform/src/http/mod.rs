@@ -23,16 +23,19 @@ use crate::problem::{ApiError, ProblemKind};
 
 pub use extract::{Json, Path, Query, RequestContext};
 
-/// Settings of the HTTP server.
-#[derive(Debug, Clone, PartialEq)]
+/// Settings of the HTTP server: the `[http]` section of the configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
     /// A request that takes longer is answered with a 503 `timeout` problem.
+    #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// How long in-flight requests may run after a shutdown signal.
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }
 
