@@ -62,6 +62,9 @@ pub struct MailConfig {
     pub dir: Option<PathBuf>,
     /// The sender of every e-mail.
     pub from: String,
+    /// Where a customer's reply goes (`Reply-To`), when not to `from`: a support desk's
+    /// address while `from` is a no-reply one.
+    pub reply_to: Option<String>,
 }
 
 impl Default for MailConfig {
@@ -70,6 +73,7 @@ impl Default for MailConfig {
             smtp_url: None,
             dir: None,
             from: "oxcart <orders@oxcart.localhost>".to_owned(),
+            reply_to: None,
         }
     }
 }
@@ -105,7 +109,8 @@ pub struct Ports {
     pub mailer: Arc<dyn Mailer>,
 }
 
-/// The notifications service: its one consumer. A `from` that is not an address is an error here, at start, not in a customer's mail.
+/// The notifications service: its one consumer. A `from` or `reply_to` that is not an
+/// address is an error here, at start, not in a customer's mail.
 pub fn build(ports: Ports, config: &MailConfig) -> Result<Parts, lettre::address::AddressError> {
     tracing::info!(mail = %ports.mailer.describe(), "e-mail delivery");
     let handler = EmailHandler::new(
@@ -138,6 +143,7 @@ pub struct EmailHandler {
     recipients: Arc<dyn Recipients>,
     mailer: Arc<dyn Mailer>,
     from: Mailbox,
+    reply_to: Option<Mailbox>,
 }
 
 impl EmailHandler {
@@ -154,6 +160,7 @@ impl EmailHandler {
             recipients,
             mailer,
             from: config.from.parse()?,
+            reply_to: config.reply_to.as_deref().map(str::parse).transpose()?,
         })
     }
 }
@@ -212,9 +219,13 @@ impl Handler for EmailHandler {
             + Duration::from_micros(
                 u64::try_from(event.event.timestamp.timestamp_micros()).unwrap_or(0),
             );
-        let message = Message::builder()
+        let mut message = Message::builder()
             .message_id(Some(format!("<{id}>")))
-            .from(self.from.clone())
+            .from(self.from.clone());
+        if let Some(reply_to) = &self.reply_to {
+            message = message.reply_to(reply_to.clone());
+        }
+        let message = message
             .to(to)
             .subject(&mail.subject)
             .date(at)

@@ -56,7 +56,11 @@ pub async fn paid_order(app: &TestApp) -> (String, String) {
 #[ignore = "needs mailpit (.ci/services)"]
 async fn the_confirmation_goes_out_over_smtp() {
     let mailpit = Mailpit::starttls();
-    let app = TestApp::spawn_with(sending_to(&mailpit)).await;
+    let app = TestApp::spawn_with(|c| {
+        sending_to(&mailpit)(c);
+        c.mail.reply_to = Some("Shop support <support@example.com>".to_owned());
+    })
+    .await;
     let (order_id, email) = paid_order(&app).await;
 
     mailpit.wait_for(&email, 1, Duration::from_secs(30)).await;
@@ -71,6 +75,11 @@ async fn the_confirmation_goes_out_over_smtp() {
     assert!(mail.subject.contains("is confirmed"), "{}", mail.subject);
     assert_eq!(mail.header("X-Oxcart-Order-Id"), order_id);
     assert_eq!(mail.header("X-Oxcart-Template"), "order-confirmation");
+    // `mail.reply_to`: replies go to the support desk, not to the sender.
+    assert_eq!(
+        mail.header("Reply-To"),
+        "\"Shop support\" <support@example.com>"
+    );
     assert!(
         mail.header("Content-Type")
             .starts_with("multipart/alternative"),
