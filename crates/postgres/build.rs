@@ -1,5 +1,12 @@
 // `sqlx::migrate!` embeds the migrations at compile time, but cargo cannot see a file
-// added to the directory; this makes a new or changed migration rebuild the crate.
+// added to a directory; this makes a new or changed migration of any owner (every crate
+// with a `migrations/postgres` directory) rebuild the crate.
 fn main() {
-    println!("cargo:rerun-if-changed=migrations");
+    let crates = std::path::Path::new("..");
+    for entry in std::fs::read_dir(crates).into_iter().flatten().flatten() {
+        let migrations = entry.path().join("migrations").join("postgres");
+        if migrations.is_dir() {
+            println!("cargo:rerun-if-changed={}", migrations.display());
+        }
+    }
 }

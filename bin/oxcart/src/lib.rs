@@ -135,7 +135,7 @@ pub fn migrator(db: &Db) -> &'static Migrator {
 /// connection to `database_migration_url`.
 pub async fn migrate(config: &Config, db: &Db) -> anyhow::Result<()> {
     match db.backend() {
-        Backend::Sqlite => db.migrate(&oxcart_sqlite::MIGRATOR).await?,
+        Backend::Sqlite => oxcart_sqlite::migrate(db).await?,
         // Only when something is pending: the migrator's session-level lock and named
         // statements must not go through a transaction-pooling PgBouncer, and a process
         // pointed at one with nothing to apply then never touches them.
@@ -187,8 +187,10 @@ pub fn openapi(services: &Services) -> OpenApi {
     api
 }
 
-/// Orders read prices through this port; in one process it is the catalog itself.
-struct LocalCatalog(Catalog);
+/// Orders read prices through this port; in one process it is the catalog itself. (Over
+/// HTTP it is `oxcart_orders::remote::RemoteCatalog`; both pass one contract,
+/// `oxcart_test_util::catalog`.)
+pub struct LocalCatalog(pub Catalog);
 
 #[async_trait]
 impl ProductCatalog for LocalCatalog {

@@ -18,7 +18,6 @@ use oxcart_events::types::{order, stock};
 use oxcart_events::{NewEvent, Position, RecordedEvent, StreamAppend, trace};
 use oxcart_sql::{Apply, InTransaction, apply_each};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::{AnyConnection, Row as _};
 use uuid::Uuid;
 
@@ -49,10 +48,35 @@ struct OrderCreated {
 /// A product that could not cover its line.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Shortage {
-    product_id: Uuid,
-    requested: i64,
-    available: i64,
+pub struct Shortage {
+    pub product_id: Uuid,
+    pub requested: i64,
+    pub available: i64,
+}
+
+/// The payloads of the catalog's events, each built in one place, which the fixtures in
+/// `fixtures/events` hold to their contracts (`oxcart_events::evolution`).
+pub mod payload {
+    use serde_json::{Value, json};
+    use uuid::Uuid;
+
+    use super::{Line, Shortage};
+
+    /// `stock.reserved`: the order's lines are set aside.
+    pub fn reserved(order_id: Uuid, items: &[Line]) -> Value {
+        json!({ "orderId": order_id, "items": items })
+    }
+
+    /// `stock.rejected`: the lines that could not be covered.
+    pub fn rejected(order_id: Uuid, shortages: &[Shortage]) -> Value {
+        json!({ "orderId": order_id, "reason": "out of stock", "shortages": shortages })
+    }
+
+    /// `stock.released`: what was set aside is back on sale, because of `reason` (the
+    /// event that called for it).
+    pub fn released(order_id: Uuid, items: &[Line], reason: &str) -> Value {
+        json!({ "orderId": order_id, "items": items, "reason": reason })
+    }
 }
 
 /// The consumer group `catalog-service`.
@@ -150,10 +174,10 @@ impl Stock {
                     *available.entry(line.product_id).or_default() -= line.quantity;
                     *taken.entry(line.product_id).or_default() += line.quantity;
                 }
-                let data = json!({ "orderId": order_id, "items": items });
+                let data = payload::reserved(order_id, items);
                 ("reserved", stock::RESERVED, data)
             } else {
-                let data = json!({ "orderId": order_id, "reason": "out of stock", "shortages": shortages });
+                let data = payload::rejected(order_id, &shortages);
                 ("rejected", stock::REJECTED, data)
             };
             tracing::info!(order_id = %order_id, outcome = status, "stock reservation");
@@ -226,7 +250,7 @@ impl Stock {
         .execute(&mut **tx)
         .await?;
         let id = reservation_id(order_id);
-        let data = json!({ "orderId": order_id, "items": items, "reason": cause.event.event_type });
+        let data = payload::released(order_id, &items, &cause.event.event_type);
         let event = NewEvent::caused_by(cause, stock::RELEASED, AGGREGATE, id, data);
         let appended = self.outbox.append_in(tx, id, 1, vec![event]).await?;
         tracing::info!(order_id = %order_id, "stock released");
@@ -323,5 +347,46 @@ impl Apply for Stock {
             appended = position.or(appended);
         }
         Ok(appended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every stock payload the catalog ever stored reads as today's shape; what it writes
+    /// today is its current version's (see `oxcart_events::evolution`).
+    #[test]
+    fn stored_payloads_of_every_version_read_as_today() {
+        let (order, product) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let lines = [Line {
+            product_id: product,
+            quantity: 2,
+        }];
+        let shortages = [Shortage {
+            product_id: product,
+            requested: 2,
+            available: 1,
+        }];
+        oxcart_test_util::evolution::check_fixtures(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events"),
+            "stock.",
+            &[
+                (stock::RESERVED, payload::reserved(order, &lines)),
+                (stock::REJECTED, payload::rejected(order, &shortages)),
+                (
+                    stock::RELEASED,
+                    payload::released(order, &lines, "order.cancelled"),
+                ),
+            ],
+            |_, data| {
+                // What the order saga reads of every stock event.
+                data["orderId"]
+                    .as_str()
+                    .and_then(|id| id.parse::<Uuid>().ok())
+                    .map(|_| ())
+                    .ok_or_else(|| "no orderId".to_owned())
+            },
+        );
     }
 }

@@ -29,6 +29,7 @@
 //!   ends with the transaction instead of lingering in a session.
 
 mod group;
+pub mod schema;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -298,6 +299,20 @@ impl Db {
         migrator.run(&self.writer).await
     }
 
+    /// Rewrites the migration history of a database numbered the way this engine's
+    /// migrations were before they moved to their owners (`old`), as
+    /// [`schema::adopt`] describes; a no-op on any other.
+    pub async fn adopt_history(
+        &self,
+        old: std::ops::RangeInclusive<i64>,
+        migrator: &Migrator,
+    ) -> Result<bool, sqlx::migrate::MigrateError> {
+        if let Some(group) = &self.group {
+            group.hand_back().await;
+        }
+        schema::adopt(&self.writer, old, migrator).await
+    }
+
     /// Versions of `migrator` that the database has not applied.
     pub async fn unapplied_migrations(&self, migrator: &Migrator) -> sqlx::Result<Vec<i64>> {
         let applied: Vec<i64> = query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
@@ -392,6 +407,24 @@ pub async fn claim(
     Ok(claim_all(conn, consumer, &[event_id])
         .await?
         .contains(&event_id))
+}
+
+/// Claims for consumer group `consumer` the events `items` stand for (`event_id` of
+/// each), in one statement, and returns the items claimed now, in their order: those
+/// left out were applied before, and are redeliveries to skip. What a handler that writes
+/// a polled batch in one transaction does first (`InTransaction`, the invoices).
+pub async fn claim_fresh<T>(
+    conn: &mut sqlx::AnyConnection,
+    consumer: &str,
+    items: Vec<T>,
+    event_id: impl Fn(&T) -> uuid::Uuid,
+) -> sqlx::Result<Vec<T>> {
+    let ids: Vec<uuid::Uuid> = items.iter().map(&event_id).collect();
+    let claimed = claim_all(conn, consumer, &ids).await?;
+    Ok(items
+        .into_iter()
+        .filter(|item| claimed.contains(&event_id(item)))
+        .collect())
 }
 
 /// Claims a batch of events for consumer group `consumer` in one statement, as [`claim`]

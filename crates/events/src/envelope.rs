@@ -64,7 +64,7 @@ impl NewEvent {
         Self {
             event_id: Uuid::now_v7(),
             event_type: event_type.to_owned(),
-            schema_version: 1,
+            schema_version: crate::types::version(event_type),
             aggregate_type: aggregate_type.to_owned(),
             aggregate_id,
             user_id: cause.event.user_id,
@@ -143,9 +143,11 @@ impl RecordedEvent {
         Value::Object(object)
     }
 
+    /// The envelope from JSON, its payload brought to its type's current shape
+    /// ([`crate::types::to_current`]).
     pub fn from_json(value: Value) -> Result<Self, serde_json::Error> {
         let wire: Wire = serde_json::from_value(value)?;
-        Ok(Self {
+        let mut event = Self {
             position: wire.position,
             version: wire.version,
             event: NewEvent {
@@ -159,7 +161,9 @@ impl RecordedEvent {
                 data: wire.data,
                 metadata: wire.metadata,
             },
-        })
+        };
+        crate::types::to_current(&mut event.event).map_err(serde::de::Error::custom)?;
+        Ok(event)
     }
 }
 

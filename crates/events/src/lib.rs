@@ -12,12 +12,15 @@
 //! - [`consumer`]: the runner every consumer group shares: retries, dead letters, metrics.
 //! - [`backoff`]: exponential backoff with jitter for anything that retries.
 //! - [`trace`]: producer and consumer spans, and the trace context events carry.
-//! - [`types`]: the name of every event type, grouped by the service that produces it.
+//! - [`types`]: the name of every event type, grouped by the service that produces it,
+//!   and its contract: the version of its payload and the steps from older ones.
+//! - [`evolution`]: bringing a stored payload of an older version to the current shape.
 
 pub mod backoff;
 pub mod bus;
 pub mod consumer;
 pub mod envelope;
+pub mod evolution;
 pub mod memory;
 pub mod outbox;
 pub mod projection;

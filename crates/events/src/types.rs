@@ -1,4 +1,6 @@
-//! Every event type oxcart publishes, named once, grouped by the service that produces it.
+//! Every event type oxcart publishes, named once, grouped by the service that produces it,
+//! and its contract ([`CONTRACTS`]): the schema version producers write, and the steps
+//! that bring an older stored payload up to it (see [`crate::evolution`]).
 //!
 //! Services never depend on one another for their contracts (they talk only through
 //! events), so the names live here, beside the [topics](crate::bus::topics) they travel
@@ -28,4 +30,39 @@ pub mod payment {
     pub const SUCCEEDED: &str = "payment.succeeded";
     pub const FAILED: &str = "payment.failed";
     pub const REFUNDED: &str = "payment.refunded";
+}
+
+use crate::NewEvent;
+use crate::evolution::{Contract, MissingStep};
+
+/// Every event type's contract. To change a payload in a way readers would notice, raise
+/// its type's `version` here, add the step from the old version to `upcasters`, and a
+/// fixture of the new version in the producer's `fixtures/events/<type>/`.
+pub const CONTRACTS: &[Contract] = &[
+    Contract::first(order::CREATED),
+    Contract::first(order::PAID),
+    Contract::first(order::PAYMENT_FAILED),
+    Contract::first(order::CANCELLED),
+    Contract::first(order::SHIPPED),
+    Contract::first(order::DELIVERED),
+    Contract::first(stock::RESERVED),
+    Contract::first(stock::REJECTED),
+    Contract::first(stock::RELEASED),
+    Contract::first(payment::SUCCEEDED),
+    Contract::first(payment::FAILED),
+    Contract::first(payment::REFUNDED),
+];
+
+/// The schema version producers write for `event_type` (1 for a type with no contract).
+pub fn version(event_type: &str) -> u32 {
+    CONTRACTS
+        .iter()
+        .find(|c| c.event_type == event_type)
+        .map_or(1, |c| c.version)
+}
+
+/// `event` in its type's current shape: what every store and wire decoder calls on what
+/// it reads.
+pub fn to_current(event: &mut NewEvent) -> Result<(), MissingStep> {
+    crate::evolution::to_current(event, CONTRACTS)
 }

@@ -32,3 +32,16 @@ mod bus {
     use super::*;
     oxcart_test_util::bus_contract!(memory_bus());
 }
+
+mod checkpoints {
+    use std::sync::Arc;
+
+    use oxcart_events::bus::Checkpoints;
+    use oxcart_events::memory::MemoryCheckpoints;
+
+    async fn memory() -> (Arc<dyn Checkpoints>, ()) {
+        (Arc::new(MemoryCheckpoints::default()), ())
+    }
+
+    oxcart_test_util::checkpoints_contract!(memory());
+}

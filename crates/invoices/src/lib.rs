@@ -226,14 +226,13 @@ impl InvoiceHandler {
             .try_collect()
             .await?;
         let mut tx = self.db.begin().await?;
-        let ids: Vec<Uuid> = wanted.iter().map(|(e, ..)| e.event.event_id).collect();
-        let claimed = db::claim_all(&mut tx, GROUP, &ids).await?;
-        let fresh: Vec<(&RecordedEvent, Kind, &Order)> = wanted
+        let fetched: Vec<(&RecordedEvent, Kind, &Order)> = wanted
             .into_iter()
             .zip(&orders)
-            .filter(|((cause, ..), _)| claimed.contains(&cause.event.event_id))
             .map(|((cause, _, kind), order)| (cause, kind, order))
             .collect();
+        let fresh =
+            db::claim_fresh(&mut tx, GROUP, fetched, |(cause, ..)| cause.event.event_id).await?;
         let span = tracing::info_span!("issue invoices", documents = fresh.len());
         let issued = issue(&mut tx, &fresh).instrument(span).await?;
         tx.commit().await?;

@@ -16,7 +16,6 @@ use uuid::Uuid;
 use crate::Error;
 use crate::domain::{
     self, AGGREGATE, Order, OrderDelivered, OrderEvent, OrderShipped, PlaceOrder, ProductSnapshot,
-    SCHEMA_VERSION,
 };
 use crate::read_model::{After, Filter, OrderViews};
 
@@ -450,7 +449,7 @@ fn envelope(id: Uuid, customer: Uuid, event: &OrderEvent, context: &RequestConte
     NewEvent {
         event_id: Uuid::now_v7(),
         event_type: event.event_type().to_owned(),
-        schema_version: SCHEMA_VERSION,
+        schema_version: oxcart_events::types::version(event.event_type()),
         aggregate_type: AGGREGATE.to_owned(),
         aggregate_id: id,
         user_id: Some(customer),

@@ -107,3 +107,65 @@ pub(crate) async fn charge_order(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use oxcart_events::Metadata;
+
+    use super::*;
+
+    /// Every payment payload ever stored reads as today's shape; what payments write
+    /// today is their current version's (see `oxcart_events::evolution`).
+    #[test]
+    fn stored_payloads_of_every_version_read_as_today() {
+        let order_id = Uuid::from_u128(1);
+        let cause = RecordedEvent {
+            position: 1,
+            version: 1,
+            event: NewEvent {
+                event_id: Uuid::from_u128(9),
+                event_type: "order.created".into(),
+                schema_version: 1,
+                aggregate_type: "order".into(),
+                aggregate_id: order_id,
+                user_id: None,
+                timestamp: chrono::DateTime::UNIX_EPOCH,
+                data: json!({}),
+                metadata: Metadata::default(),
+            },
+        };
+        let row = Row {
+            status: PaymentStatus::Succeeded,
+            amount: 2900,
+            currency: "EUR".into(),
+            token: Some("tok_success".into()),
+            provider_reference: Some("ch_1".into()),
+        };
+        let example = |event_type, detail: (&str, &str)| {
+            let event = payment_event(
+                &cause,
+                event_type,
+                order_id,
+                &row,
+                (detail.0, detail.1.to_owned()),
+            );
+            (event_type, event.data)
+        };
+        oxcart_test_util::evolution::check_fixtures(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events"),
+            "payment.",
+            &[
+                example(payment::SUCCEEDED, ("providerReference", "ch_1")),
+                example(payment::FAILED, ("reason", "card_declined")),
+                example(payment::REFUNDED, ("refundReference", "re_1")),
+            ],
+            |_, data| {
+                // What the order saga and analytics read of every payment event.
+                match (data["orderId"].as_str(), data["amount"].as_i64()) {
+                    (Some(_), Some(_)) => Ok(()),
+                    _ => Err("no orderId or amount".to_owned()),
+                }
+            },
+        );
+    }
+}

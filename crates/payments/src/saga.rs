@@ -355,6 +355,8 @@ impl PaymentSaga {
                 std::iter::once(event.event.event_id).chain(intent)
             })
             .collect();
+        // Not `claim_fresh`: a charge claims the `order.created` that recorded its intent
+        // too, so a step stands for one or two events.
         let claimed = db::claim_all(&mut tx, GROUP, &ids).await?;
         let applied: Vec<&Step> = steps
             .iter()

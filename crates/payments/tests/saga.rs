@@ -204,3 +204,33 @@ async fn bookings_made_at_once_share_a_transaction_and_a_key_keeps_its_first_ans
         "ch_order-3"
     );
 }
+
+/// The SQL books pass the ledger contract the DynamoDB ones pass (`oxcart-lambda`).
+mod ledger_contract {
+    use std::sync::Arc;
+
+    use oxcart_payments::provider::{Ledger, SqlLedger};
+    use oxcart_test_util::postgres::TestDatabase;
+
+    async fn sqlite() -> (Arc<dyn Ledger>, tempfile::TempDir) {
+        let (db, dir) = oxcart_test_util::sqlite::migrated().await;
+        (Arc::new(SqlLedger::new(db)), dir)
+    }
+
+    async fn postgres() -> (Arc<dyn Ledger>, TestDatabase) {
+        let (db, database) = TestDatabase::migrated().await;
+        (Arc::new(SqlLedger::new(db)), database)
+    }
+
+    mod on_sqlite {
+        use super::sqlite;
+
+        oxcart_test_util::ledger_contract!(sqlite());
+    }
+
+    mod on_postgres {
+        use super::postgres;
+
+        oxcart_test_util::ledger_contract!(postgres(), #[ignore = "needs PostgreSQL (.ci/services)"]);
+    }
+}

@@ -1,7 +1,8 @@
 //! The PostgreSQL adapter: distributed mode's database.
 //!
 //! [`connect`] opens a pool on the primary and one on each read replica, and [`migrate`]
-//! applies [`MIGRATOR`], which keeps each service's tables in a schema of its own. The
+//! applies [`MIGRATOR`], composed from its owners' migrations (`oxcart_db::schema`), which
+//! keep each service's tables in a schema of its own. The
 //! stores are the same as on SQLite (see `oxcart-db` for how they stay safe behind
 //! PgBouncer in transaction pooling mode).
 //!
@@ -13,13 +14,33 @@
 
 use std::time::Duration;
 
+use std::ops::RangeInclusive;
+use std::sync::LazyLock;
+
+use oxcart_db::schema;
 use oxcart_db::{self as db, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::Connection;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// The whole PostgreSQL schema: every owner's migrations (see `oxcart_db::schema`), the
+/// event log's and consumers' bookkeeping first, then each service's.
+pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    schema::compose(&[
+        sqlx::migrate!("../sql/migrations/postgres"),
+        sqlx::migrate!("../users/migrations/postgres"),
+        sqlx::migrate!("../catalog/migrations/postgres"),
+        sqlx::migrate!("../orders/migrations/postgres"),
+        sqlx::migrate!("../payments/migrations/postgres"),
+        sqlx::migrate!("../notifications/migrations/postgres"),
+        sqlx::migrate!("../invoices/migrations/postgres"),
+        sqlx::migrate!("../analytics/migrations/postgres"),
+    ])
+});
+
+/// The numbering this engine's migrations had before they moved to their owners.
+const NUMBERED_BY_ENGINE: RangeInclusive<i64> = 1..=10;
 
 /// A pooled connection idle for longer than this is pinged before it is handed out.
 ///
@@ -198,7 +219,10 @@ pub async fn migrate(url: &str) -> Result<(), Error> {
         false,
     )
     .await?;
-    let applied = MIGRATOR.run(&pool).await;
+    let applied = match db::schema::adopt(&pool, NUMBERED_BY_ENGINE, &MIGRATOR).await {
+        Ok(_) => MIGRATOR.run(&pool).await,
+        Err(error) => Err(error),
+    };
     pool.close().await;
     Ok(applied?)
 }

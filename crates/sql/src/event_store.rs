@@ -121,7 +121,7 @@ fn decode(row: &AnyRow) -> Result<RecordedEvent, Error> {
     let user_id: Option<String> = row.try_get("user_id").map_err(|e| corrupt(e.into()))?;
     let metadata: Metadata =
         serde_json::from_str(&text("metadata")?).map_err(|e| corrupt(e.into()))?;
-    Ok(RecordedEvent {
+    let mut event = RecordedEvent {
         position,
         version: row
             .try_get::<i64, _>("version")
@@ -141,7 +141,10 @@ fn decode(row: &AnyRow) -> Result<RecordedEvent, Error> {
             data: serde_json::from_str(&text("data")?).map_err(|e| corrupt(e.into()))?,
             metadata,
         },
-    })
+    };
+    // Stored at the version it was written in; read in the current shape.
+    oxcart_events::types::to_current(&mut event.event).map_err(|e| corrupt(e.into()))?;
+    Ok(event)
 }
 
 #[async_trait]

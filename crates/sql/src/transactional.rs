@@ -108,13 +108,7 @@ impl<A: Apply> InTransaction<A> {
             return Ok(());
         }
         let mut tx = self.db.begin().await?;
-        let ids: Vec<_> = wanted.iter().map(|event| event.event.event_id).collect();
-        let claimed = db::claim_all(&mut tx, group, &ids).await?;
-        // Those not claimed now were applied before: redeliveries.
-        let fresh: Vec<&RecordedEvent> = wanted
-            .into_iter()
-            .filter(|event| claimed.contains(&event.event.event_id))
-            .collect();
+        let fresh = db::claim_fresh(&mut tx, group, wanted, |event| event.event.event_id).await?;
         // One event alone is already in the runner's span for it.
         let appended = self.apply.apply_all(&mut tx, &fresh, in_spans).await?;
         tx.commit().await?;

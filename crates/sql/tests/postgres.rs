@@ -238,3 +238,18 @@ mod bus {
     use super::*;
     oxcart_test_util::bus_contract!(postgres_bus(), #[ignore = "needs PostgreSQL (.ci/services)"]);
 }
+
+mod checkpoints {
+    use std::sync::Arc;
+
+    use oxcart_events::bus::Checkpoints;
+    use oxcart_sql::DbCheckpoints;
+    use oxcart_test_util::postgres::TestDatabase;
+
+    async fn postgres() -> (Arc<dyn Checkpoints>, TestDatabase) {
+        let (db, database) = TestDatabase::migrated().await;
+        (Arc::new(DbCheckpoints(db)), database)
+    }
+
+    oxcart_test_util::checkpoints_contract!(postgres(), #[ignore = "needs PostgreSQL (.ci/services)"]);
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use oxcart_db::Db;
 use oxcart_events::EventStore;
 use oxcart_sql::SqlEventStore;
-use oxcart_sqlite::{MIGRATOR, SqliteConfig, connect};
+use oxcart_sqlite::{SqliteConfig, connect, migrate};
 use tempfile::TempDir;
 
 async fn database() -> (Db, TempDir) {
@@ -16,7 +16,7 @@ async fn database() -> (Db, TempDir) {
     let db = connect(&dir.path().join("oxcart.db"), &SqliteConfig::default())
         .await
         .unwrap();
-    db.migrate(&MIGRATOR).await.unwrap();
+    migrate(&db).await.unwrap();
     (db, dir)
 }
 
@@ -61,4 +61,18 @@ async fn a_batch_is_applied_in_one_commit() {
         members <= 1 + 10 + 3,
         "{members} transactions ({commits} commits) for ten appends and one batch"
     );
+}
+
+mod checkpoints {
+    use std::sync::Arc;
+
+    use oxcart_events::bus::Checkpoints;
+    use oxcart_sql::DbCheckpoints;
+
+    async fn sqlite() -> (Arc<dyn Checkpoints>, tempfile::TempDir) {
+        let (db, dir) = oxcart_test_util::sqlite::migrated().await;
+        (Arc::new(DbCheckpoints(db)), dir)
+    }
+
+    oxcart_test_util::checkpoints_contract!(sqlite());
 }

@@ -1,20 +1,48 @@
 //! The SQLite adapter: the all-in-one default.
 //!
 //! [`connect`] opens the database file in WAL mode with one writer connection and a pool
-//! of read-only readers, and [`MIGRATOR`] holds the whole SQLite schema. The stores
+//! of read-only readers, and [`MIGRATOR`] holds the whole SQLite schema, composed from
+//! its owners' migrations (`oxcart_db::schema`). The stores
 //! themselves (the event store in `oxcart-sql`, the services' tables in their crates) are
 //! written once, in SQL that PostgreSQL speaks too; only what differs between the engines
 //! lives here.
 
 use std::path::{Path, PathBuf};
 
+use std::ops::RangeInclusive;
+use std::sync::LazyLock;
+
+use oxcart_db::schema;
 use oxcart_db::{self as db, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{ConnectOptions, Connection, Executor};
 
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// The whole SQLite schema: every owner's migrations (see `oxcart_db::schema`), the
+/// event log's and consumers' bookkeeping first, then each service's.
+pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    schema::compose(&[
+        sqlx::migrate!("../sql/migrations/sqlite"),
+        sqlx::migrate!("../users/migrations/sqlite"),
+        sqlx::migrate!("../catalog/migrations/sqlite"),
+        sqlx::migrate!("../orders/migrations/sqlite"),
+        sqlx::migrate!("../payments/migrations/sqlite"),
+        sqlx::migrate!("../notifications/migrations/sqlite"),
+        sqlx::migrate!("../invoices/migrations/sqlite"),
+        sqlx::migrate!("../analytics/migrations/sqlite"),
+    ])
+});
+
+/// The numbering this engine's migrations had before they moved to their owners.
+const NUMBERED_BY_ENGINE: RangeInclusive<i64> = 1..=12;
+
+/// Applies the pending migrations, after renumbering the history of a database migrated
+/// before migrations moved to their owners.
+pub async fn migrate(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
+    db.adopt_history(NUMBERED_BY_ENGINE, &MIGRATOR).await?;
+    db.migrate(&MIGRATOR).await
+}
 
 /// How hard SQLite works to keep a commit through a power cut.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

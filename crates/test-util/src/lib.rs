@@ -4,6 +4,11 @@
 //! - [`event_store`]: the contract every `EventStore` adapter must pass, and
 //!   [`event_store_contract!`] to run it against one.
 //! - [`bus`]: the contract of the bus and dead-letter ports, and [`bus_contract!`].
+//! - The contracts of the other ports with more than one adapter, each with its macro:
+//!   [`checkpoints`] (SQL, DynamoDB, memory), [`order_views`] (SQL, DynamoDB), [`ledger`]
+//!   (SQL, DynamoDB), [`mailer`] (files, SMTP), [`catalog`] (in-process, over HTTP).
+//!   [`contract`] is what their macros expand to.
+//! - [`evolution`]: holds a producer's event fixtures to its payloads and contracts.
 //! - [`api`]: a small HTTP client that speaks the oxcart API and checks problem documents.
 //! - [`cleanup`]: a guard that runs an async clean-up when the test is done.
 //! - [`process`]: runs the real `oxcart` binary as a child, for tests that kill it.
@@ -20,12 +25,19 @@
 
 pub mod api;
 pub mod bus;
+pub mod catalog;
+pub mod checkpoints;
 pub mod cleanup;
+pub mod contract;
 pub mod event_store;
+pub mod evolution;
 pub mod jaeger;
 pub mod kafka;
+pub mod ledger;
+pub mod mailer;
 pub mod mailpit;
 pub mod moto;
+pub mod order_views;
 pub mod otlp;
 pub mod postgres;
 pub mod process;

@@ -11,6 +11,6 @@ pub async fn migrated() -> (Db, tempfile::TempDir) {
     )
     .await
     .unwrap();
-    db.migrate(&oxcart_sqlite::MIGRATOR).await.unwrap();
+    oxcart_sqlite::migrate(&db).await.unwrap();
     (db, dir)
 }

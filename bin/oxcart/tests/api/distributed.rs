@@ -157,7 +157,7 @@ impl Run {
                 ("KAFKA_BROKERS", &kafka.brokers()),
                 ("OXCART_KAFKA__PREFIX", &prefix),
                 ("OXCART_KAFKA__REPLICATION", "3"),
-                ("OXCART_KAFKA_RELAY_INTERVAL", "50ms"),
+                ("OXCART_KAFKA__RELAY_INTERVAL", "50ms"),
                 ("OXCART_MIGRATE", "false"),
             ]
             .into_iter()

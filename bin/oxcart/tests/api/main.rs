@@ -12,6 +12,7 @@ mod helpers;
 mod mail;
 mod metrics;
 mod orders;
+mod ports;
 mod process;
 mod replica;
 mod saga;
