@@ -35,43 +35,41 @@ use oxcart_users::UsersConfig;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-/// The services one process can run. All run by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Service {
-    Users,
-    Catalog,
-    Orders,
-    Payments,
-    Notifications,
-    Invoices,
-    Analytics,
+/// Declares [`Service`] from one line per service: its variant and its crate, whose
+/// `ABOUT` names it and describes its API.
+macro_rules! services {
+    ($($variant:ident => $krate:ident),+ $(,)?) => {
+        /// The services one process can run. All run by default.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum Service {
+            $($variant),+
+        }
+
+        impl Service {
+            pub const ALL: [Service; [$(stringify!($variant)),+].len()] = [$(Self::$variant),+];
+
+            /// The service's name and API, as its crate states them.
+            pub fn about(self) -> &'static About {
+                match self {
+                    $(Self::$variant => &$krate::ABOUT),+
+                }
+            }
+        }
+    };
+}
+
+services! {
+    Users => oxcart_users,
+    Catalog => oxcart_catalog,
+    Orders => oxcart_orders,
+    Payments => oxcart_payments,
+    Notifications => oxcart_notifications,
+    Invoices => oxcart_invoices,
+    Analytics => oxcart_analytics,
 }
 
 impl Service {
-    pub const ALL: [Service; 7] = [
-        Self::Users,
-        Self::Catalog,
-        Self::Orders,
-        Self::Payments,
-        Self::Notifications,
-        Self::Invoices,
-        Self::Analytics,
-    ];
-
-    /// The service's name and API, as its crate states them.
-    pub fn about(self) -> &'static About {
-        match self {
-            Self::Users => &oxcart_users::ABOUT,
-            Self::Catalog => &oxcart_catalog::ABOUT,
-            Self::Orders => &oxcart_orders::ABOUT,
-            Self::Payments => &oxcart_payments::ABOUT,
-            Self::Notifications => &oxcart_notifications::ABOUT,
-            Self::Invoices => &oxcart_invoices::ABOUT,
-            Self::Analytics => &oxcart_analytics::ABOUT,
-        }
-    }
-
     pub fn name(self) -> &'static str {
         self.about().name
     }

@@ -5,9 +5,10 @@
 //! An owner's numbers are its own thousand: the event log and the consumers' bookkeeping
 //! (`oxcart-sql`) 1000, users 2000, catalog 3000, orders 4000, payments 5000,
 //! notifications 6000, invoices 7000, analytics 8000. The engine's adapter
-//! (`oxcart-sqlite`, `oxcart-postgres`) composes every owner's set into the one migrator
-//! it runs, with [`compose`]: owners apply in the order of their numbers, and a migration
-//! one owner adds later is applied wherever it falls.
+//! (`oxcart-sqlite`, `oxcart-postgres`) finds every crate with such a directory when it
+//! is built, and composes their sets into the one migrator it runs with [`compose`]:
+//! owners apply in the order of their numbers, and a migration one owner adds later is
+//! applied wherever it falls.
 //!
 //! Before migrations lived with their owners, each engine numbered the whole schema in
 //! one sequence of its own (1 to 12 on SQLite, 1 to 10 on PostgreSQL). A database

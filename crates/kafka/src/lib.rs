@@ -17,6 +17,29 @@
 //! Messages are the event envelope as JSON, keyed by order id so that one order's events
 //! share a partition and keep their order, with `event-type`, `event-id`,
 //! `correlation-id` and (when the event carries one) `traceparent` headers.
+//!
+//! # How delivery holds
+//! **The relay.** One relay publishes at a time: the one holding the lease in
+//! `relay_leases` (taken when it has lapsed, renewed every round, 5 s long). A round reads
+//! the events after the `kafka-relay` checkpoint, sends them with the idempotent producer
+//! (`acks=all`) keyed by order id and waits for every acknowledgement, holding no
+//! transaction or connection meanwhile (it once held a transaction, with an advisory lock,
+//! across the wait); then one statement moves the checkpoint from where the round found it,
+//! only while the relay still holds the lease. A relay that dies mid-round never moves the
+//! checkpoint, so the next leader starts from the last one: at least once, never lost.
+//!
+//! **The bus.** `commit(through)` stores, per partition, the offset after the last event the
+//! runner has finished, and librdkafka commits what is stored every 500 ms, on a rebalance
+//! and on close (one request per member rather than per batch; a crash redelivers at most
+//! that interval, which the inboxes skip). The lag is measured with a few requests: the
+//! group's committed offsets, and every leader's end offsets in one `ListOffsets` each. Each
+//! subscription keeps a second, never-joining client (the observer) that measures the
+//! group's lag on connections of its own, off the consumer's path: a broker answers one
+//! connection's requests in order, so a lag asked over the member's connections would wait
+//! behind its fetches.
+//!
+//! **Start-up.** [`connect`] asks for the cluster's metadata and, through an error callback,
+//! names a refused certificate or login at once rather than timing out.
 
 mod bus;
 mod dead_letters;

@@ -24,20 +24,10 @@ use sqlx::Connection;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 
-/// The whole PostgreSQL schema: every owner's migrations (see `oxcart_db::schema`), the
-/// event log's and consumers' bookkeeping first, then each service's.
-pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
-    schema::compose(&[
-        sqlx::migrate!("../sql/migrations/postgres"),
-        sqlx::migrate!("../users/migrations/postgres"),
-        sqlx::migrate!("../catalog/migrations/postgres"),
-        sqlx::migrate!("../orders/migrations/postgres"),
-        sqlx::migrate!("../payments/migrations/postgres"),
-        sqlx::migrate!("../notifications/migrations/postgres"),
-        sqlx::migrate!("../invoices/migrations/postgres"),
-        sqlx::migrate!("../analytics/migrations/postgres"),
-    ])
-});
+/// The whole PostgreSQL schema: every owner's migrations (`oxcart_db::schema`), found by
+/// `build.rs` in each crate with a `migrations/postgres` directory.
+pub static MIGRATOR: LazyLock<Migrator> =
+    LazyLock::new(|| schema::compose(&include!(concat!(env!("OUT_DIR"), "/owners.rs"))));
 
 /// The numbering this engine's migrations had before they moved to their owners.
 const NUMBERED_BY_ENGINE: RangeInclusive<i64> = 1..=10;

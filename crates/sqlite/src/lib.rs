@@ -19,20 +19,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{ConnectOptions, Connection, Executor};
 
-/// The whole SQLite schema: every owner's migrations (see `oxcart_db::schema`), the
-/// event log's and consumers' bookkeeping first, then each service's.
-pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
-    schema::compose(&[
-        sqlx::migrate!("../sql/migrations/sqlite"),
-        sqlx::migrate!("../users/migrations/sqlite"),
-        sqlx::migrate!("../catalog/migrations/sqlite"),
-        sqlx::migrate!("../orders/migrations/sqlite"),
-        sqlx::migrate!("../payments/migrations/sqlite"),
-        sqlx::migrate!("../notifications/migrations/sqlite"),
-        sqlx::migrate!("../invoices/migrations/sqlite"),
-        sqlx::migrate!("../analytics/migrations/sqlite"),
-    ])
-});
+/// The whole SQLite schema: every owner's migrations (`oxcart_db::schema`), found by
+/// `build.rs` in each crate with a `migrations/sqlite` directory.
+pub static MIGRATOR: LazyLock<Migrator> =
+    LazyLock::new(|| schema::compose(&include!(concat!(env!("OUT_DIR"), "/owners.rs"))));
 
 /// The numbering this engine's migrations had before they moved to their owners.
 const NUMBERED_BY_ENGINE: RangeInclusive<i64> = 1..=12;

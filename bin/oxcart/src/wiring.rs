@@ -1,0 +1,149 @@
+//! Which services a process runs, and how their ports are connected: each service builds
+//! itself from its ports and its config section (`oxcart_orders::build`, …); this only
+//! chooses and connects. In one process, orders price through the catalog's own tables
+//! ([`LocalCatalog`]) and notifications read addresses from the users service
+//! (`LocalUsers`); split apart, through the clients [`Peers`] made.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use oxcart_catalog::Catalog;
+use oxcart_db::Db;
+use oxcart_events::store::BoxError;
+use oxcart_notifications::{Recipient, Recipients};
+use oxcart_orders::domain::ProductSnapshot;
+use oxcart_orders::remote::{PRODUCT_ROUTE, RemoteCatalog};
+use oxcart_orders::{OrderSource, OrdersService, ProductCatalog, ReadSide};
+use oxcart_platform::auth::SigningKey;
+use oxcart_platform::metrics::Metrics;
+use oxcart_platform::service::Parts;
+use oxcart_sql::SqlEventStore;
+use oxcart_users::Users;
+
+use crate::Peers;
+use crate::config::{Config, Service};
+
+/// Orders read prices through this port; in one process it is the catalog itself. (Over
+/// HTTP it is `oxcart_orders::remote::RemoteCatalog`; both pass one contract,
+/// `oxcart_test_util::catalog`.)
+pub struct LocalCatalog(pub Catalog);
+
+#[async_trait]
+impl ProductCatalog for LocalCatalog {
+    async fn snapshots(&self, ids: &[uuid::Uuid]) -> Result<Vec<ProductSnapshot>, BoxError> {
+        let products = self.0.get_many(ids).await?;
+        Ok(products
+            .into_iter()
+            .map(|p| ProductSnapshot {
+                id: p.id,
+                sku: p.sku,
+                name: p.name,
+                price: p.price,
+                currency: p.currency.code().to_owned(),
+            })
+            .collect())
+    }
+}
+
+/// A call one service makes to another over HTTP. The list is what the deployment's
+/// authorization policies must allow between services, and a test holds them to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    pub from: Service,
+    pub to: Service,
+    pub method: &'static str,
+    /// The route template, as the callee's OpenAPI document names it.
+    pub route: &'static str,
+}
+
+/// Orders price an order through the catalog (with `catalog_url` set).
+pub const PRODUCT_LOOKUP: Call = Call {
+    from: Service::Orders,
+    to: Service::Catalog,
+    method: "GET",
+    route: PRODUCT_ROUTE,
+};
+
+/// Every call between services.
+pub const CALLS: &[Call] = &[PRODUCT_LOOKUP];
+
+/// Notifications read customers' addresses through this port; in one process it is the
+/// users service itself.
+struct LocalUsers(Users);
+
+#[async_trait]
+impl Recipients for LocalUsers {
+    async fn recipient(&self, user_id: uuid::Uuid) -> Result<Option<Recipient>, BoxError> {
+        match self.0.get(user_id).await {
+            Ok(user) => Ok(Some(Recipient {
+                email: user.email,
+                name: user.name,
+            })),
+            Err(oxcart_users::Error::NotFound) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Builds what `config.services` needs on `db`, appending to `store` (one per process,
+/// so that its doorbell wakes every consumer), calling out through `peers`. Each service
+/// builds itself from its ports and its config section; this only chooses which run and
+/// connects their ports. `metrics` receives the services' own collectors.
+pub fn assemble(
+    config: &Config,
+    db: &Db,
+    store: &Arc<SqlEventStore>,
+    key: &Arc<SigningKey>,
+    metrics: &Metrics,
+    peers: &Peers,
+) -> anyhow::Result<Parts> {
+    let catalog: Arc<dyn ProductCatalog> = match &peers.catalog {
+        Some(client) => Arc::new(RemoteCatalog::new(client.clone())),
+        None => Arc::new(LocalCatalog(Catalog::new(db.clone()))),
+    };
+    // Built whether or not this process runs orders: notifications and invoices read
+    // orders through it.
+    let orders = oxcart_orders::build(
+        oxcart_orders::Ports {
+            store: store.clone(),
+            catalog,
+            read_side: ReadSide::Sql(db.clone()),
+        },
+        &config.orders,
+        metrics,
+    );
+    let order_source: Arc<dyn OrderSource> = Arc::new(orders.orders().clone());
+    let mut orders = Some(orders);
+    let mut parts = Parts::default();
+    for service in config.services.iter() {
+        parts = parts.merge(match service {
+            Service::Users => oxcart_users::build(db.clone(), Arc::clone(key), &config.users),
+            Service::Catalog => oxcart_catalog::build(db.clone(), store.clone()),
+            Service::Orders => orders.take().map(OrdersService::parts).unwrap_or_default(),
+            Service::Payments => {
+                oxcart_payments::build(db.clone(), store.clone(), &config.payments)
+            }
+            Service::Notifications => oxcart_notifications::build(
+                oxcart_notifications::Ports {
+                    db: db.clone(),
+                    orders: Arc::clone(&order_source),
+                    recipients: Arc::new(LocalUsers(Users::new(
+                        db.clone(),
+                        Arc::clone(key),
+                        &config.users,
+                    ))),
+                    mailer: peers
+                        .mailer
+                        .clone()
+                        .context("notifications run without a mailer")?,
+                },
+                &config.mail,
+            )
+            .context("mail.from")?,
+            Service::Invoices => oxcart_invoices::build(db.clone(), Arc::clone(&order_source)),
+            Service::Analytics => oxcart_analytics::build(db.clone()),
+        });
+    }
+    Ok(parts)
+}
