@@ -146,7 +146,7 @@ impl App {
             .merge(metrics.router())
             .merge(docs::router(&openapi(&config.services)))
             .layer(Extension(key.verifier()));
-        let router = http::finish(router, &config.http, &metrics);
+        let router = http::finish(router, &config.http, &metrics).map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.http.listen))?;

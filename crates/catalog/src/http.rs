@@ -1,11 +1,11 @@
 //! The catalog HTTP API: public reads, admin writes.
 
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode, header};
 use oxcart_platform::auth::Admin;
-use oxcart_platform::http::page::{self, Page, decode_cursor};
+use oxcart_platform::http::page::{self, Linked, Page, decode_cursor};
 use oxcart_platform::http::{Json, Path, Query, etag};
 use oxcart_platform::money::currency_schema;
 use oxcart_platform::{ApiError, FieldError, ProblemKind, Validator};
@@ -209,12 +209,14 @@ async fn create_product(
     path = "/api/products",
     tag = TAG,
     params(ListQuery),
-    responses((status = 200, description = "A page of products", body = Page<ProductView>))
+    responses((status = 200, description = "A page of products", body = Page<ProductView>,
+        headers(("Link" = String, description = "`<…&cursor=…>; rel=\"next\"` when another page follows (RFC 8288)"))))
 )]
 async fn list_products(
     State(catalog): State<Catalog>,
+    OriginalUri(uri): OriginalUri,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Page<ProductView>>, ApiError> {
+) -> Result<Linked<ProductView>, ApiError> {
     let limit = page::limit(query.limit)?;
     let after: Option<After> = decode_cursor(query.cursor.as_deref())?;
     if query.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
@@ -227,7 +229,7 @@ async fn list_products(
         .list(query.q.as_deref(), after.as_ref(), limit + 1)
         .await?;
     let page = Page::from_rows(rows, limit, |(_, after)| after.clone());
-    Ok(Json(page.map(|(product, _)| product.into())))
+    Ok(Linked(page.map(|(product, _)| product.into()), uri))
 }
 
 /// A product.

@@ -250,7 +250,7 @@ impl Db {
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         Ok(Tx(match &self.group {
             Some(group) => TxKind::Member(group.begin().await?),
-            None => TxKind::Own(self.writer.begin_with(self.begin_write).await?),
+            None => TxKind::Own(begin_detached(&self.writer, self.begin_write).await?),
         }))
     }
 
@@ -285,7 +285,7 @@ impl Db {
 
     async fn read_on(&self, pool: &AnyPool) -> sqlx::Result<Conn> {
         Ok(match self.begin_read {
-            Some(begin) => Conn::Tx(pool.begin_with(begin).await?),
+            Some(begin) => Conn::Tx(begin_detached(pool, begin).await?),
             None => Conn::Pooled(pool.acquire().await?),
         })
     }
@@ -348,6 +348,24 @@ impl Db {
 }
 
 /// A statement, named and cached only on SQLite (see the module's notes on PgBouncer).
+/// Begins a transaction on `pool` with `statement` in a task of its own, so that a caller
+/// cancelled while the `BEGIN` is in flight (a request past its timeout, an aborted task)
+/// cannot leave a pooled connection inside a transaction. sqlx 0.8 queues a rollback only
+/// for a `BEGIN` it has seen finish; cancelled halfway, the server is in the transaction
+/// and the connection goes back to the pool as if idle, and its next user runs inside it
+/// (`cannot execute INSERT in a read-only transaction`, when it was a read's). The task
+/// always sees the `BEGIN` through; if no one waits for it any more, the transaction is
+/// dropped there and rolled back before the connection is pooled again.
+async fn begin_detached(
+    pool: &AnyPool,
+    statement: &'static str,
+) -> sqlx::Result<Transaction<'static, Any>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.begin_with(statement).await })
+        .await
+        .map_err(|e| sqlx::Error::Protocol(format!("beginning a transaction: {e}")))?
+}
+
 pub fn query(sql: &str) -> Query<'_, Any, AnyArguments<'_>> {
     sqlx::query(sql).persistent(persistent())
 }

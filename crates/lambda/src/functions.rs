@@ -215,7 +215,7 @@ impl Functions {
             router.layer(Extension(verifier)),
             &self.env.http,
             metrics,
-        ))
+        )?)
     }
 
     /// `create-order`: `POST /api/orders`, priced by the catalog at

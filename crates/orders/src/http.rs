@@ -1,13 +1,13 @@
 //! The orders HTTP API.
 
 use axum::Extension;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use oxcart_db as db;
 use oxcart_events::envelope::Wire;
 use oxcart_platform::auth::{Admin, Caller};
-use oxcart_platform::http::page::{self, Page, decode_cursor};
+use oxcart_platform::http::page::{self, Linked, Page, decode_cursor};
 use oxcart_platform::http::{Json, Path, Query, RequestContext, etag};
 use oxcart_platform::metrics::Exemplars;
 use oxcart_platform::telemetry::context;
@@ -291,15 +291,17 @@ async fn get_order(
     security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of orders", body = Page<Order>),
+        (status = 200, description = "A page of orders", body = Page<Order>,
+            headers(("Link" = String, description = "`<…&cursor=…>; rel=\"next\"` when another page follows (RFC 8288)"))),
         (status = 403, description = "A customer asked for another customer's orders"),
     )
 )]
 async fn list_orders(
     State(orders): State<Orders>,
     caller: Caller,
+    OriginalUri(uri): OriginalUri,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Page<Order>>, ApiError> {
+) -> Result<Linked<Order>, ApiError> {
     let limit = page::limit(query.limit)?;
     let after: Option<After> = decode_cursor(query.cursor.as_deref())?;
     let customer_id = if caller.is_admin() {
@@ -315,10 +317,11 @@ async fn list_orders(
         status: query.status,
     };
     let rows = orders.list(&filter, after.as_ref(), limit + 1).await?;
-    Ok(Json(Page::from_rows(rows, limit, |o| After {
+    let page = Page::from_rows(rows, limit, |o| After {
         created_at: db::timestamp(o.created_at),
         id: o.id,
-    })))
+    });
+    Ok(Linked(page, uri))
 }
 
 /// Cancel an order (its owner or an admin), while it is CREATED or PAID.

@@ -253,3 +253,40 @@ mod checkpoints {
 
     oxcart_test_util::checkpoints_contract!(postgres(), #[ignore = "needs PostgreSQL (.ci/services)"]);
 }
+
+/// A read cancelled while its `BEGIN READ ONLY` is in flight (a request past its timeout,
+/// an aborted task) leaves no pooled connection inside that transaction: the writes that
+/// follow on the same connection (the pool has one) succeed. sqlx queues no rollback for
+/// a `BEGIN` it has not seen finish, so before `Db` began transactions in a task of their
+/// own, a write here could fail with "cannot execute INSERT in a read-only transaction".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (.ci/services)"]
+async fn a_read_cancelled_mid_begin_leaves_no_transaction_behind() {
+    let (_, database) = TestDatabase::migrated().await;
+    let one = oxcart_postgres::PgConfig {
+        max_connections: 1,
+        ..oxcart_postgres::PgConfig::default()
+    };
+    let db = oxcart_postgres::connect(&database.url, &[], &one)
+        .await
+        .unwrap();
+    for n in 0..200_i64 {
+        let reader = db.clone();
+        let read = tokio::spawn(async move {
+            let conn = reader.read_primary().await;
+            drop(conn);
+        });
+        // Cancel it at a different moment each time: before, during or after its BEGIN.
+        tokio::time::sleep(std::time::Duration::from_micros(((n * 37) % 400) as u64)).await;
+        read.abort();
+        let _ = read.await;
+        let mut tx = db.begin().await.unwrap();
+        oxcart_db::query("INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2)")
+            .bind(format!("cancelled-{n}"))
+            .bind(n)
+            .execute(&mut *tx)
+            .await
+            .unwrap_or_else(|e| panic!("write {n} after a cancelled read: {e}"));
+        tx.commit().await.unwrap();
+    }
+}

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod catalog;
+mod conventions;
 #[cfg(feature = "kafka")]
 mod distributed;
 mod docs;

@@ -3,6 +3,7 @@
 //! call each other with.
 
 pub mod client;
+pub mod conventions;
 pub mod extract;
 pub mod middleware;
 pub mod page;
@@ -16,6 +17,7 @@ use axum::response::IntoResponse;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::metrics::Metrics;
@@ -37,6 +39,9 @@ pub struct HttpConfig {
     /// How long in-flight requests may run after a shutdown signal.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Origins a browser may call the API from (`https://shop.example`, or `*` for any):
+    /// CORS preflights are answered for them. Empty: same-origin callers only.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -46,6 +51,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 256 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -53,16 +59,25 @@ impl Default for HttpConfig {
 /// Wraps the assembled routes in the layers every request passes through.
 ///
 /// Layers applied with `Router::layer` run after routing, which is what lets the
-/// observing middleware label metrics and spans with the matched route template.
-pub fn finish(routes: Router, config: &HttpConfig, metrics: &Metrics) -> Router {
+/// observing middleware label metrics and spans with the matched route template. The
+/// outermost ones (CORS, compression, request-id checks) see every request, a preflight
+/// for a route that has no `OPTIONS` included.
+///
+/// # Errors
+/// A CORS origin that is not one, naming `http.cors_origins`.
+pub fn finish(routes: Router, config: &HttpConfig, metrics: &Metrics) -> Result<Router, String> {
     let observe = middleware::Observe {
         metrics: metrics.http().clone(),
         timeout: config.request_timeout,
     };
-    routes
+    let cors =
+        conventions::cors(&config.cors_origins).map_err(|e| format!("http.cors_origins: {e}"))?;
+    let router = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        // Inside `observe`, so that metrics and spans count a 304 as what was sent.
+        .layer(axum::middleware::from_fn(conventions::not_modified))
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
                 tracing::error!("handler panicked");
@@ -75,6 +90,12 @@ pub fn finish(routes: Router, config: &HttpConfig, metrics: &Metrics) -> Router 
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(conventions::validate_request_id))
+        .layer(CompressionLayer::new());
+    Ok(match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    })
 }
 
 /// A strong `ETag` for a resource version: `"3"`.

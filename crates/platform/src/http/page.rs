@@ -3,8 +3,11 @@
 //! A cursor is the sort key of the last item a page returned, serialised and base64url
 //! encoded. It is opaque to clients and stable under inserts, unlike an offset.
 
+use axum::Json;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{HeaderValue, Uri, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
@@ -60,6 +63,40 @@ impl<T> Page<T> {
     }
 }
 
+/// A page as a response: its JSON, and when another page follows an RFC 8288
+/// `Link: </api/orders?limit=20&cursor=…>; rel="next"` header, the request's own query
+/// kept but for its cursor. `uri` is the request's (axum's `OriginalUri`).
+pub struct Linked<T>(pub Page<T>, pub Uri);
+
+impl<T: Serialize> IntoResponse for Linked<T> {
+    fn into_response(self) -> Response {
+        let Linked(page, uri) = self;
+        let link = page
+            .next_cursor
+            .as_deref()
+            .and_then(|cursor| HeaderValue::from_str(&next_link(&uri, cursor)).ok());
+        let mut response = Json(page).into_response();
+        if let Some(link) = link {
+            response.headers_mut().insert(header::LINK, link);
+        }
+        response
+    }
+}
+
+/// The link to the page after the one `uri` asked for. Cursors are base64url, so they
+/// go into a query as they are.
+fn next_link(uri: &Uri, cursor: &str) -> String {
+    let mut query: Vec<&str> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("cursor="))
+        .collect();
+    let next = format!("cursor={cursor}");
+    query.push(&next);
+    format!("<{}?{}>; rel=\"next\"", uri.path(), query.join("&"))
+}
+
 pub fn encode_cursor<T: Serialize>(key: &T) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(key).unwrap_or_default())
 }
@@ -85,6 +122,22 @@ pub fn decode_cursor<T: DeserializeOwned>(cursor: Option<&str>) -> Result<Option
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_link_keeps_the_query_but_its_cursor() {
+        let uri: Uri = "/api/orders?status=PAID&cursor=old&limit=2"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            next_link(&uri, "eyJ0IjoxfQ"),
+            "</api/orders?status=PAID&limit=2&cursor=eyJ0IjoxfQ>; rel=\"next\""
+        );
+        let bare: Uri = "/api/products".parse().unwrap();
+        assert_eq!(
+            next_link(&bare, "x"),
+            "</api/products?cursor=x>; rel=\"next\""
+        );
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
