@@ -127,15 +127,14 @@ impl Env {
                 .replace("__", ".")
                 .to_ascii_lowercase();
             let value: figment::value::Value = text.parse().unwrap_or_else(|never| match never {});
-            // One variable at a time, so that a bad value is reported with its name.
-            let one = Figment::from(Serialized::defaults(Sections::default()))
-                .merge(Serialized::default(&key, value.clone()));
-            if let Err(error) = one.extract::<Sections>() {
-                return Err(format!("{name}: {}", error.kind).into());
-            }
             sections = sections.merge(Serialized::default(&key, value));
         }
-        let sections: Sections = sections.extract().map_err(|e| e.to_string())?;
+        // A bad value is reported by the variable it came from: its key's path, as
+        // `OXCART_<SECTION>__<KEY>` spells it.
+        let sections: Sections = sections.extract().map_err(|error| {
+            let name = format!("OXCART_{}", error.path.join("__").to_ascii_uppercase());
+            format!("{name}: {}", error.kind)
+        })?;
         Ok(Self {
             events_table: required("EVENTS_TABLE")?,
             state_table: required("STATE_TABLE")?,
