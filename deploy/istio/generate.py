@@ -46,6 +46,15 @@ CALLS = [
 ]
 
 HOST = "api.oxcart.example.com"
+# The service released blue-green (a preview beside the active version, promoted whole
+# after its analysis) rather than by canary steps: analytics, whose API is one read.
+BLUE_GREEN = "analytics-service"
+# The edge's own limits, per gateway replica: a backstop before the application's
+# per-caller limits (rate_limit in the config), which hold across replicas through Redis.
+EDGE_LIMIT = {"max_tokens": 2000, "tokens_per_fill": 1000, "fill_interval": "1s"}
+# Sign-ins: the application allows 5 a minute per e-mail and 20 per address; the gateway
+# lets through no more than this many a minute in all, per replica.
+SIGN_IN_LIMIT = {"max_tokens": 600, "tokens_per_fill": 600, "fill_interval": "60s"}
 GATEWAY_PRINCIPAL = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 PROMETHEUS_PRINCIPAL = "cluster.local/ns/monitoring/sa/prometheus"
 # Retrying a request that reached the service is safe only for reads: a POST retried after
@@ -62,6 +71,7 @@ def yaml(value, indent=0):
     if isinstance(value, dict):
         lines = []
         for key, item in value.items():
+            key = scalar(key)
             if isinstance(item, str) and "\n" in item:
                 lines.append(f"{pad}{key}: |-")
                 lines.extend(f"{pad}  {line}" for line in item.split("\n"))
@@ -131,6 +141,13 @@ def gateway():
             "hosts": [HOST],
             "gateways": ["oxcart-gateway"],
             "http": [
+                # A route of its own, so that the gateway's sign-in limit applies to it.
+                {
+                    "name": "sign-in",
+                    "match": [match("/api/auth/token")],
+                    "route": [{"destination": {"host": SERVICES["users"][0], "port": {"number": 8080}}}],
+                },
+            ] + [
                 {
                     "name": service,
                     "match": [match(path) for _, path in routes],
@@ -139,7 +156,74 @@ def gateway():
                 for service, (name, routes) in SERVICES.items() if routes
             ],
         },
-    }]
+    }, edge_rate_limit()]
+
+
+def local_rate_limit(prefix, bucket):
+    """Envoy's local rate limit filter: a token bucket per gateway replica, answering 429."""
+    return {
+        "@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
+        "type_url": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        "value": {
+            "stat_prefix": prefix,
+            "token_bucket": bucket,
+            "filter_enabled": {"runtime_key": f"{prefix}_enabled",
+                               "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+            "filter_enforced": {"runtime_key": f"{prefix}_enforced",
+                                "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+            "response_headers_to_add": [{
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                "header": {"key": "x-local-rate-limit", "value": "true"},
+            }],
+        },
+    }
+
+
+def edge_rate_limit():
+    """The gateway's limits: the whole API's, and a tighter one on the sign-in route."""
+    return {
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {"name": "oxcart-edge-rate-limit"},
+        "spec": {
+            "workloadSelector": {"labels": {"istio": "ingressgateway"}},
+            "configPatches": [
+                {
+                    "applyTo": "HTTP_FILTER",
+                    "match": {
+                        "context": "GATEWAY",
+                        "listener": {"filterChain": {"filter": {
+                            "name": "envoy.filters.network.http_connection_manager",
+                            "subFilter": {"name": "envoy.filters.http.router"},
+                        }}},
+                    },
+                    "patch": {
+                        "operation": "INSERT_BEFORE",
+                        "value": {
+                            "name": "envoy.filters.http.local_ratelimit",
+                            "typed_config": local_rate_limit("edge_rate_limit", EDGE_LIMIT),
+                        },
+                    },
+                },
+                {
+                    "applyTo": "HTTP_ROUTE",
+                    "match": {
+                        "context": "GATEWAY",
+                        "routeConfiguration": {"vhost": {
+                            "name": f"{HOST}:443",
+                            "route": {"name": "sign-in"},
+                        }},
+                    },
+                    "patch": {
+                        "operation": "MERGE",
+                        "value": {"typed_per_filter_config": {
+                            "envoy.filters.http.local_ratelimit": local_rate_limit("sign_in_rate_limit", SIGN_IN_LIMIT),
+                        }},
+                    },
+                },
+            ],
+        },
+    }
 
 
 def match(path):
@@ -148,8 +232,16 @@ def match(path):
 
 def traffic(name):
     """The spec's VirtualService and DestinationRule for one service: `x-version: v2`
-    reaches v2; otherwise 90/10 between v1 and v2; 5 s timeout; retries as safe."""
+    reaches v2; otherwise 90/10 between v1 and v2; 5 s timeout; retries as safe. The
+    blue-green service has no split: its Service is the active version (Argo Rollouts
+    points it), and `x-version: v2` reaches the preview."""
     def split(retry_on):
+        if name == BLUE_GREEN:
+            return {
+                "route": [{"destination": {"host": name}}],
+                "timeout": "5s",
+                "retries": {"attempts": 3, "perTryTimeout": "2s", "retryOn": retry_on},
+            }
         return {
             "route": [
                 {"destination": {"host": name, "subset": "v1"}, "weight": 90},
@@ -172,7 +264,9 @@ def traffic(name):
                 {
                     "name": "v2-by-header",
                     "match": [{"headers": {"x-version": {"exact": "v2"}}}],
-                    "route": [{"destination": {"host": name, "subset": "v2"}}],
+                    "route": [{"destination": (
+                        {"host": f"{name}-preview"} if name == BLUE_GREEN else {"host": name, "subset": "v2"}
+                    )}],
                     "timeout": "5s",
                 },
                 reads,
@@ -199,7 +293,7 @@ def traffic(name):
                 },
                 "loadBalancer": {"simple": "LEAST_REQUEST"},
             },
-            "subsets": [
+            "subsets": [] if name == BLUE_GREEN else [
                 {"name": "v1", "labels": {"version": "v1"}},
                 {"name": "v2", "labels": {"version": "v2"}},
             ],
@@ -247,12 +341,8 @@ STEPS = [step for weight in (20, 40, 60, 80) for step in ({"setWeight": weight},
 ROLLOUTS = HERE.parent / "rollouts"
 
 
-def rollout(name):
-    """The Rollout that takes over the service's Deployment (workloadRef): canary pods are
-    labelled version v2 and stable ones v1, so the DestinationRule's subsets and the
-    `x-version: v2` route find them, and the VirtualService's reads and writes routes
-    carry the steps' weights. From the second step on, the success-rate analysis runs in
-    the background; three failed measurements abort and roll back."""
+def released(name, strategy):
+    """The Rollout that takes over the service's Deployment (workloadRef) with `strategy`."""
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
@@ -260,43 +350,94 @@ def rollout(name):
         "spec": {
             "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "revisionHistoryLimit": 2,
-            "strategy": {"canary": {
-                "canaryMetadata": {"labels": {"version": "v2"}},
-                "stableMetadata": {"labels": {"version": "v1"}},
-                "trafficRouting": {"istio": {
-                    "virtualService": {"name": name, "routes": ["reads", "writes"]},
-                    "destinationRule": {"name": name, "canarySubsetName": "v2", "stableSubsetName": "v1"},
-                }},
-                "analysis": {
-                    "templates": [{"templateName": "success-rate"}],
-                    "startingStep": 1,
-                    "args": [
-                        {"name": "service", "value": name},
-                        {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}},
-                    ],
-                },
-                "steps": STEPS,
-            }},
+            "strategy": strategy,
         },
     }
 
 
-def analysis():
-    """The spec's success-rate gate, on oxcart's own metric and on the canary's pods only
-    (Prometheus labels each series with its pod's `app` and `rollouts-pod-template-hash`:
-    observability/prometheus/kubernetes.yml)."""
+def analysis_args(name):
+    """What the success-rate analysis measures: the service, on the newest pods only."""
+    return [
+        {"name": "service", "value": name},
+        {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}},
+    ]
+
+
+def blue_green(name):
+    """`name` released blue-green: the new version starts beside the active one behind
+    the preview Service (and `x-version: v2` at the edge), the success-rate analysis
+    measures it there, and only then is the active Service switched to it whole; the old
+    pods stay 30 s for requests in flight. A failed analysis leaves the active version
+    serving and the rollout degraded."""
+    return released(name, {"blueGreen": {
+        "activeService": name,
+        "previewService": f"{name}-preview",
+        "autoPromotionEnabled": True,
+        "prePromotionAnalysis": {
+            "templates": [{"templateName": "success-rate-preview"}],
+            "args": analysis_args(name),
+        },
+        "scaleDownDelaySeconds": 30,
+    }})
+
+
+def preview_service(name):
+    """The Service the preview version answers on: Argo Rollouts adds the pod template
+    hash to its selector."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": f"{name}-preview", "labels": {"app": name}},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app": name},
+            "ports": [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def rollout(name):
+    """`name` released by canary: canary pods are labelled version v2 and stable ones v1,
+    so the DestinationRule's subsets and the `x-version: v2` route find them, and the
+    VirtualService's reads and writes routes carry the steps' weights. From the second
+    step on, the success-rate analysis runs in the background; three failed measurements
+    abort and roll back."""
+    return released(name, {"canary": {
+        "canaryMetadata": {"labels": {"version": "v2"}},
+        "stableMetadata": {"labels": {"version": "v1"}},
+        "trafficRouting": {"istio": {
+            "virtualService": {"name": name, "routes": ["reads", "writes"]},
+            "destinationRule": {"name": name, "canarySubsetName": "v2", "stableSubsetName": "v1"},
+        }},
+        "analysis": {
+            "templates": [{"templateName": "success-rate"}],
+            "startingStep": 1,
+            "args": analysis_args(name),
+        },
+        "steps": STEPS,
+    }})
+
+
+def analysis(name="success-rate", count=None):
+    """The spec's success-rate gate, on oxcart's own metric and on the new version's pods
+    only (Prometheus labels each series with its pod's `app` and
+    `rollouts-pod-template-hash`: observability/prometheus/kubernetes.yml). A canary's
+    runs in the background until the rollout ends; a blue-green preview's must end by
+    itself before promotion, so it takes `count` measurements."""
     canary = 'app="{{args.service}}",rollouts_pod_template_hash="{{args.canary-hash}}"'
+    measure = {"count": count} if count else {}
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AnalysisTemplate",
-        "metadata": {"name": "success-rate"},
+        "metadata": {"name": name},
         "spec": {
             "args": [{"name": "service"}, {"name": "canary-hash"}],
             "metrics": [{
                 "name": "success-rate",
                 "interval": "1m",
+                **measure,
                 "successCondition": "result[0] >= 0.95",
-                "failureLimit": 3,
+                "failureLimit": 3 if not count else 1,
                 "provider": {"prometheus": {
                     "address": "http://prometheus.observability:9090",
                     "query": (
@@ -324,8 +465,10 @@ def files():
         "kind": "Kustomization",
         "resources": ["gateway.yaml", "traffic.yaml", "security.yaml"],
     }) + "\n"
-    yield ROLLOUTS / "rollouts.yaml", documents([rollout(name) for name, _ in SERVICES.values()])
-    yield ROLLOUTS / "analysis.yaml", documents([analysis()])
+    yield ROLLOUTS / "rollouts.yaml", documents([
+        blue_green(name) if name == BLUE_GREEN else rollout(name) for name, _ in SERVICES.values()
+    ] + [preview_service(BLUE_GREEN)])
+    yield ROLLOUTS / "analysis.yaml", documents([analysis(), analysis("success-rate-preview", count=5)])
     yield ROLLOUTS / "kustomization.yaml", HEADER + yaml({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",

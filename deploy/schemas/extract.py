@@ -26,6 +26,7 @@ KINDS = [
     ("@kubernetes-models/istio", "2.3.0", "networking.istio.io/v1beta1", "Gateway"),
     ("@kubernetes-models/istio", "2.3.0", "networking.istio.io/v1beta1", "VirtualService"),
     ("@kubernetes-models/istio", "2.3.0", "networking.istio.io/v1beta1", "DestinationRule"),
+    ("@kubernetes-models/istio", "2.3.0", "networking.istio.io/v1alpha3", "EnvoyFilter"),
     ("@kubernetes-models/istio", "2.3.0", "security.istio.io/v1beta1", "PeerAuthentication"),
     ("@kubernetes-models/istio", "2.3.0", "security.istio.io/v1beta1", "AuthorizationPolicy"),
     ("@kubernetes-models/argo-rollouts", "0.3.2", "argoproj.io/v1alpha1", "Rollout"),

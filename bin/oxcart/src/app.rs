@@ -13,6 +13,7 @@ use oxcart_events::projection::ProjectionRunner;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, Position};
 use oxcart_platform::health::{self, Health};
+use oxcart_platform::limit::{LimitStore, Limits, MemoryStore};
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::shutdown::Tasks;
 use oxcart_platform::{docs, http};
@@ -146,7 +147,14 @@ impl App {
             .merge(metrics.router())
             .merge(docs::router(&openapi(&config.services)))
             .layer(Extension(key.verifier()));
-        let router = http::finish(router, &config.http, &metrics).map_err(anyhow::Error::msg)?;
+        let limit_store: Arc<dyn LimitStore> = match &peers.redis {
+            Some(redis) => Arc::new(redis.clone()),
+            None => Arc::new(MemoryStore::default()),
+        };
+        let limits = Limits::new(&config.rate_limit, limit_store, key.verifier(), &metrics)
+            .map_err(anyhow::Error::msg)?;
+        let router = http::finish(router, &config.http, &metrics, Some(limits))
+            .map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.http.listen))?;

@@ -6,7 +6,7 @@
 //!
 //! Layers, each overriding the one before: built-in defaults, a TOML file (`--config` or
 //! `OXCART_CONFIG`), the ecosystem's conventional variables (`DATABASE_URL`,
-//! `KAFKA_BROKERS`, `SMTP_URL`), `OXCART_<SECTION>__<KEY>` variables
+//! `KAFKA_BROKERS`, `SMTP_URL`, `REDIS_URL`), `OXCART_<SECTION>__<KEY>` variables
 //! (`OXCART_HTTP__LISTEN`, `OXCART_USERS__TOKEN_TTL`; top-level keys as
 //! `OXCART_SERVICES`), and finally command-line flags.
 //!
@@ -27,9 +27,11 @@ use oxcart_notifications::MailConfig;
 use oxcart_orders::OrdersConfig;
 use oxcart_payments::PaymentsConfig;
 use oxcart_platform::http::HttpConfig;
+use oxcart_platform::limit::RateLimitConfig;
 use oxcart_platform::service::About;
 use oxcart_platform::telemetry::LogFormat;
 use oxcart_postgres::PgConfig;
+use oxcart_redis::RedisConfig;
 use oxcart_sqlite::SqliteConfig;
 use oxcart_users::UsersConfig;
 use secrecy::SecretString;
@@ -171,6 +173,8 @@ pub struct Config {
     /// Apply pending migrations at start. Off when a separate `oxcart migrate` owns them.
     pub migrate: bool,
     pub http: HttpConfig,
+    pub rate_limit: RateLimitConfig,
+    pub redis: RedisConfig,
     pub database: DatabaseConfig,
     pub kafka: KafkaSection,
     pub consumers: RetryPolicy,
@@ -190,6 +194,8 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             migrate: true,
             http: HttpConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            redis: RedisConfig::default(),
             database: DatabaseConfig::default(),
             kafka: KafkaSection::default(),
             consumers: RetryPolicy::default(),
@@ -301,6 +307,7 @@ const CONVENTIONAL: &[(&str, &str)] = &[
     ("DATABASE_MIGRATION_URL", "database.migration_url"),
     ("KAFKA_BROKERS", "kafka.brokers"),
     ("SMTP_URL", "mail.smtp_url"),
+    ("REDIS_URL", "redis.url"),
 ];
 
 /// `OXCART_*` variables that are not settings: read by the logger, the command line and
@@ -511,6 +518,7 @@ impl Config {
         ] {
             *url = url.as_deref().map(redact_all);
         }
+        shown.redis.url = shown.redis.url.as_deref().map(oxcart_redis::redact);
         for (name, value) in &mut shown.kafka.properties {
             if oxcart_platform::redact::is_secret_property(name) {
                 *value = "***".to_owned();

@@ -1,5 +1,6 @@
 //! The outside services a process calls itself, besides its database and broker: the
-//! SMTP relay (notifications) and the catalog service (orders, with `catalog_url`).
+//! SMTP relay (notifications), the catalog service (orders, with `catalog_url`) and Redis
+//! (shared limits and caches, with `redis.url`).
 //!
 //! Each is reached once at start-up. A certificate it refuses, or credentials the relay
 //! refuses, stop the process with one line that names the setting and the cause; a peer
@@ -12,6 +13,7 @@ use anyhow::Context as _;
 use oxcart_notifications::Mailer;
 use oxcart_platform::http::client::ServiceClient;
 use oxcart_platform::tls::TrustedCas;
+use oxcart_redis::Redis;
 
 use crate::config::{Config, Service};
 
@@ -20,6 +22,8 @@ pub struct Peers {
     pub mailer: Option<Arc<dyn Mailer>>,
     /// The catalog service, when orders price through it.
     pub catalog: Option<ServiceClient>,
+    /// Redis, when limits and caches are shared with other processes.
+    pub redis: Option<Redis>,
 }
 
 impl Peers {
@@ -47,6 +51,18 @@ impl Peers {
             }
             None => None,
         };
-        Ok(Self { mailer, catalog })
+        let redis = match &config.redis.url {
+            Some(_) => Some(
+                Redis::connect(&config.redis, &cas)
+                    .await
+                    .context("redis.url (REDIS_URL)")?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            mailer,
+            catalog,
+            redis,
+        })
     }
 }

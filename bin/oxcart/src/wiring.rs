@@ -118,7 +118,9 @@ pub fn assemble(
     let mut parts = Parts::default();
     for service in config.services.iter() {
         parts = parts.merge(match service {
-            Service::Users => oxcart_users::build(db.clone(), Arc::clone(key), &config.users),
+            Service::Users => {
+                oxcart_users::build(db.clone(), Arc::clone(key), &config.users, metrics)
+            }
             Service::Catalog => oxcart_catalog::build(db.clone(), store.clone()),
             Service::Orders => orders.take().map(OrdersService::parts).unwrap_or_default(),
             Service::Payments => {

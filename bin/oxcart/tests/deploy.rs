@@ -621,3 +621,69 @@ fn kafka_topics_are_the_codes() {
     let code: std::collections::BTreeSet<&str> = code.iter().map(String::as_str).collect();
     assert_eq!(listed, code);
 }
+
+/// Every service is released by Argo Rollouts: canaries for most, blue-green for one.
+/// The blue-green one has its preview Service, reached with `x-version: v2`, and is
+/// promoted only after the canaries' own success-rate query, run on its preview pods,
+/// comes to an end.
+#[test]
+fn every_service_is_released_by_canary_or_blue_green_on_one_metric() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rollouts");
+    let rollouts = documents(&dir.join("rollouts.yaml"));
+    let analyses = documents(&dir.join("analysis.yaml"));
+    let template = |name: &str| {
+        analyses
+            .iter()
+            .find(|a| a["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no AnalysisTemplate {name}"))
+    };
+    let manifests = Manifests::read(&base());
+    let mut blue_green = Vec::new();
+    for service in Service::ALL {
+        let name = manifests.services[service.name()].0.clone();
+        let rollout = rollouts
+            .iter()
+            .find(|r| r["kind"] == "Rollout" && r["metadata"]["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} has no Rollout"));
+        let strategy = &rollout["spec"]["strategy"];
+        if strategy["canary"].is_mapping() {
+            let analysis = &strategy["canary"]["analysis"];
+            template(analysis["templates"][0]["templateName"].as_str().unwrap());
+            continue;
+        }
+        let strategy = &strategy["blueGreen"];
+        assert_eq!(strategy["activeService"], name.as_str());
+        let preview = strategy["previewService"].as_str().unwrap();
+        assert!(
+            rollouts
+                .iter()
+                .any(|d| d["kind"] == "Service" && d["metadata"]["name"] == preview),
+            "{name}: no preview Service {preview}"
+        );
+        let traffic = istio()
+            .into_iter()
+            .find(|d| d["kind"] == "VirtualService" && d["metadata"]["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(
+            traffic["spec"]["http"][0]["route"][0]["destination"]["host"], preview,
+            "{name}: x-version: v2 must reach the preview"
+        );
+        let gate = template(
+            strategy["prePromotionAnalysis"]["templates"][0]["templateName"]
+                .as_str()
+                .unwrap(),
+        );
+        let metric = &gate["spec"]["metrics"][0];
+        assert!(
+            metric["count"].as_u64().unwrap() > 0,
+            "a pre-promotion analysis must end"
+        );
+        assert_eq!(
+            metric["provider"],
+            template("success-rate")["spec"]["metrics"][0]["provider"],
+            "the preview is judged by the canaries' query"
+        );
+        blue_green.push(name);
+    }
+    assert_eq!(blue_green, ["analytics-service"]);
+}

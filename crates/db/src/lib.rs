@@ -589,6 +589,13 @@ pub fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> 
         {
             return Some(found);
         }
+        // So does an error shared behind an `Arc` (Redis's client keeps them so).
+        if let Some(shared) =
+            error.downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
+            && let Some(found) = tls_failure(&**shared)
+        {
+            return Some(found);
+        }
         at = error.source();
     }
     None

@@ -210,10 +210,13 @@ impl Functions {
         let verifier =
             TokenVerifier::from_jwk_x(x).map_err(|e| format!("OXCART_JWT_PUBLIC_KEY: {e}"))?;
         let (router, _) = routes.split_for_parts();
+        // No rate limits here: a function's memory is not shared with its other instances,
+        // so API Gateway's throttling (deploy/serverless) is the limit.
         Ok(http::finish(
             router.layer(Extension(verifier)),
             &self.env.http,
             metrics,
+            None,
         )?)
     }
 

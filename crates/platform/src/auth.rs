@@ -348,6 +348,17 @@ impl TokenVerifier {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header; `None` for another scheme or
+/// a malformed value.
+pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
+
 fn unauthorized(detail: &str, invalid: bool) -> ApiError {
     let challenge = if invalid {
         r#"Bearer realm="oxcart", error="invalid_token""#
@@ -372,15 +383,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(unauthorized("this endpoint needs a bearer token", false));
         };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| {
-                unauthorized("the Authorization header must be `Bearer <token>`", true)
-            })?;
+        let token = bearer_token(value).ok_or_else(|| {
+            unauthorized("the Authorization header must be `Bearer <token>`", true)
+        })?;
         verifier.verify(token).map_err(|error| {
             let detail = match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired",

@@ -14,8 +14,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::header;
 use utoipa::openapi::OpenApi;
 
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{Object, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, Required};
 use utoipa::{PartialSchema, ToSchema};
@@ -122,11 +124,13 @@ pub fn problem_types() -> serde_json::Value {
 /// add to every route, so that the document describes what the server really answers:
 ///
 /// - every error response is `application/problem+json` with the `Problem` schema;
-/// - every operation can answer 500 and 503 (timeout, database unavailable), 400 when it
+/// - every operation can answer 500 and 503 (timeout, database unavailable), 429 with
+///   `Retry-After` when it is under `/api/` (rate limits), 400 when it
 ///   takes parameters, 401 when it needs a token, and 413, 415 and 422 when it takes a body;
 /// - the bearer scheme and the `x-problem-types` catalogue the docs page shows.
 pub fn complete(openapi: &mut OpenApi) {
-    for item in openapi.paths.paths.values_mut() {
+    for (path, item) in &mut openapi.paths.paths {
+        let limited = path.starts_with("/api/");
         for operation in [
             &mut item.get,
             &mut item.post,
@@ -137,7 +141,7 @@ pub fn complete(openapi: &mut OpenApi) {
         .into_iter()
         .flatten()
         {
-            complete_operation(operation);
+            complete_operation(operation, limited);
         }
     }
     let components = openapi.components.get_or_insert_with(Default::default);
@@ -161,7 +165,7 @@ pub fn complete(openapi: &mut OpenApi) {
     extensions.insert("x-problem-types".to_owned(), problem_types());
 }
 
-fn complete_operation(operation: &mut Operation) {
+fn complete_operation(operation: &mut Operation, limited: bool) {
     let has_body = operation.request_body.is_some();
     let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
     let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
@@ -179,11 +183,28 @@ fn complete_operation(operation: &mut Operation) {
             ProblemKind::Validation,
         ]);
     }
+    if limited {
+        implied.push(ProblemKind::TooManyRequests);
+    }
     let responses = &mut operation.responses.responses;
     for kind in implied {
         responses
             .entry(kind.status().as_str().to_owned())
-            .or_insert_with(|| RefOr::T(ResponseBuilder::new().description(kind.title()).build()));
+            .or_insert_with(|| {
+                let response = ResponseBuilder::new().description(kind.title());
+                let response = if kind == ProblemKind::TooManyRequests {
+                    response.header(
+                        "retry-after",
+                        HeaderBuilder::new()
+                            .schema(Object::with_type(Type::Integer))
+                            .description(Some("Seconds until the caller may try again"))
+                            .build(),
+                    )
+                } else {
+                    response
+                };
+                RefOr::T(response.build())
+            });
     }
     for (status, response) in responses.iter_mut() {
         let is_error = status.starts_with('4') || status.starts_with('5');

@@ -5,6 +5,7 @@
 //! - [`http`]: the layers around every route (request id, span, metrics, timeout, body
 //!   limit), problem-aware extractors, and the server loop with graceful drain.
 //! - [`auth`]: Ed25519 JWTs, the signing key's life cycle, the `Caller` extractor.
+//! - [`limit`]: rate limits per caller and per sign-in, in memory or in a shared store.
 //! - [`health`], [`metrics`], [`docs`]: the operational endpoints every process serves.
 //! - [`money`]: ISO 4217 currencies and minor-unit amounts.
 //! - [`redact`]: which settings' values are secrets, never shown.
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod docs;
 pub mod health;
 pub mod http;
+pub mod limit;
 pub mod metrics;
 pub mod money;
 pub mod problem;

@@ -34,6 +34,7 @@ pub enum ProblemKind {
     PayloadTooLarge,
     UnsupportedMediaType,
     IdempotencyKeyReused,
+    TooManyRequests,
     Timeout,
     Unavailable,
     Internal,
@@ -50,7 +51,7 @@ impl ProblemKind {
         }
     }
 
-    pub const ALL: [ProblemKind; 14] = [
+    pub const ALL: [ProblemKind; 15] = [
         Self::MalformedRequest,
         Self::Validation,
         Self::Unauthorized,
@@ -62,6 +63,7 @@ impl ProblemKind {
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
         Self::IdempotencyKeyReused,
+        Self::TooManyRequests,
         Self::Timeout,
         Self::Unavailable,
         Self::Internal,
@@ -79,6 +81,7 @@ impl ProblemKind {
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -97,6 +100,7 @@ impl ProblemKind {
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::IdempotencyKeyReused => "idempotency-key-reused",
+            Self::TooManyRequests => "too-many-requests",
             Self::Timeout => "timeout",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -116,6 +120,7 @@ impl ProblemKind {
             Self::PayloadTooLarge => "Request body too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::IdempotencyKeyReused => "Idempotency key reused with a different request",
+            Self::TooManyRequests => "Too many requests",
             Self::Timeout => "Request timed out",
             Self::Unavailable => "Service unavailable",
             Self::Internal => "Internal error",
@@ -157,6 +162,11 @@ impl ProblemKind {
                 "The `Idempotency-Key` was already used for a request with a different body. Use \
                  a fresh key for a new request."
             }
+            Self::TooManyRequests => {
+                "The caller has used up its allowance: requests to the API per second, or \
+                 sign-in attempts per e-mail or per address per minute. Wait the `Retry-After` \
+                 seconds before trying again; a sign-in refused this way was not checked."
+            }
             Self::Timeout => {
                 "The server did not finish within its request timeout. If the request was an \
                  order, retry it with the same `Idempotency-Key`: it will not be placed twice."
@@ -191,6 +201,7 @@ impl ProblemKind {
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
             StatusCode::UNPROCESSABLE_ENTITY => Self::Validation,
+            StatusCode::TOO_MANY_REQUESTS => Self::TooManyRequests,
             StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => Self::Timeout,
             StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable,
             s if s.is_client_error() => Self::MalformedRequest,

@@ -7,6 +7,7 @@ use http::{StatusCode, header};
 use oxcart_platform::ApiError;
 use oxcart_platform::auth::{Caller, Role};
 use oxcart_platform::http::{Json, Path};
+use oxcart_platform::limit::Client;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -140,12 +141,17 @@ async fn register(
     responses(
         (status = 200, description = "Signed in", body = TokenResponse),
         (status = 401, description = "The e-mail or password is wrong"),
+        (status = 429, description = "Too many attempts for this e-mail or from this address",
+            headers(("retry-after" = u64, description = "Seconds until the next attempt is allowed"))),
     )
 )]
 async fn sign_in(
     State(users): State<Users>,
+    client: Client,
     Json(request): Json<TokenRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // Before the password is checked: a refused guess costs no hash.
+    client.sign_in_attempt(&request.email).await?;
     let issued = users.sign_in(&request.email, request.password).await?;
     let body = TokenResponse {
         access_token: issued.token,

@@ -21,8 +21,10 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use oxcart_db::{self as db, Db};
 use oxcart_platform::auth::{IssuedToken, KeyError, Role, SigningKey, TokenIssuer};
+use oxcart_platform::metrics::Metrics;
 use oxcart_platform::service::{About, Parts};
 use oxcart_platform::{FieldError, ProblemKind, ServiceError};
+use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -95,8 +97,10 @@ pub const ABOUT: About = About {
 };
 
 /// The users service on `db`, issuing tokens signed with `key`: its routes.
-pub fn build(db: Db, key: Arc<SigningKey>, config: &UsersConfig) -> Parts {
-    Parts::routes(http::router(Users::new(db, key, config)))
+pub fn build(db: Db, key: Arc<SigningKey>, config: &UsersConfig, metrics: &Metrics) -> Parts {
+    let users = Users::new(db, key, config);
+    metrics.register(Box::new(users.password_checks.clone()));
+    Parts::routes(http::router(users))
 }
 
 #[derive(Clone)]
@@ -104,6 +108,8 @@ pub struct Users {
     store: UserStore,
     issuer: Arc<TokenIssuer>,
     key: Arc<SigningKey>,
+    /// `password_checks_total`: Argon2 verifications run, the cost a sign-in limit saves.
+    password_checks: IntCounter,
 }
 
 /// A hash to verify against when the e-mail is unknown, so that a wrong e-mail takes as
@@ -141,6 +147,11 @@ impl Users {
             store: UserStore::new(db),
             issuer: Arc::new(key.issuer(config.token_ttl)),
             key,
+            password_checks: IntCounter::new(
+                "password_checks_total",
+                "Passwords checked against their Argon2 hash at sign-in",
+            )
+            .expect("valid metric definition"),
         }
     }
 
@@ -178,6 +189,7 @@ impl Users {
         let stored = found
             .as_ref()
             .map_or_else(|| DECOY_HASH.clone(), |(_, hash)| hash.clone());
+        self.password_checks.inc();
         let matches = blocking(move || verify(&password, &stored)).await?;
         match found {
             Some((user, _)) if matches => {

@@ -10,6 +10,7 @@ mod docs;
 mod errors;
 mod health;
 mod helpers;
+mod limits;
 mod mail;
 mod metrics;
 mod orders;

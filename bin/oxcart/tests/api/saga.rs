@@ -38,10 +38,13 @@ pub fn token(n: usize) -> &'static str {
 }
 
 /// The settings that keep a saga test quick: fast retries, a short slow card.
-pub const FAST: [(&str, &str); 3] = [
+pub const FAST: [(&str, &str); 4] = [
     ("OXCART_CONSUMERS__BASE_DELAY", "20ms"),
     ("OXCART_CONSUMERS__MAX_DELAY", "200ms"),
     ("OXCART_PAYMENTS__SLOW_DELAY", "200ms"),
+    // These tests place hundreds of orders a second as one customer, which the
+    // per-caller limit would rightly refuse.
+    ("OXCART_RATE_LIMIT__REQUESTS_PER_SECOND", "0"),
 ];
 
 /// Waits until the saga is done with every order in `ids` (none is still CREATED) and

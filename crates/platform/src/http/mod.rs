@@ -20,6 +20,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
+use crate::limit::{self, Limits};
 use crate::metrics::Metrics;
 use crate::problem::{ApiError, ProblemKind};
 
@@ -65,17 +66,31 @@ impl Default for HttpConfig {
 ///
 /// # Errors
 /// A CORS origin that is not one, naming `http.cors_origins`.
-pub fn finish(routes: Router, config: &HttpConfig, metrics: &Metrics) -> Result<Router, String> {
+///
+/// `limits`, when given, are applied to every `/api/…` request after routing (so that a
+/// 429 is counted and traced like any answer), and offered to handlers as
+/// [`Client`](crate::limit::Client).
+pub fn finish(
+    routes: Router,
+    config: &HttpConfig,
+    metrics: &Metrics,
+    limits: Option<Limits>,
+) -> Result<Router, String> {
     let observe = middleware::Observe {
         metrics: metrics.http().clone(),
         timeout: config.request_timeout,
     };
     let cors =
         conventions::cors(&config.cors_origins).map_err(|e| format!("http.cors_origins: {e}"))?;
-    let router = routes
+    let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+    let routes = match limits {
+        Some(limits) => routes.layer(axum::middleware::from_fn_with_state(limits, limit::api)),
+        None => routes,
+    };
+    let router = routes
         // Inside `observe`, so that metrics and spans count a 304 as what was sent.
         .layer(axum::middleware::from_fn(conventions::not_modified))
         .layer(CatchPanicLayer::custom(
@@ -129,8 +144,12 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let drained = shutdown.clone();
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { drained.cancelled().await });
+    // With the peer's address, which rate limits key anonymous callers by.
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { drained.cancelled().await });
     let server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = server => result,
