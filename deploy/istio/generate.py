@@ -23,7 +23,10 @@ SERVICES = {
     "users": ("user-service", [
         (["POST"], "/api/users"),
         (["GET"], "/api/users/*"),
+        (["POST"], "/api/users/me/password"),
         (["POST"], "/api/auth/token"),
+        (["POST"], "/api/auth/refresh"),
+        (["POST"], "/api/auth/sign-out"),
         (["GET"], "/.well-known/jwks.json"),
     ]),
     "catalog": ("catalog-service", [

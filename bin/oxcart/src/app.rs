@@ -12,8 +12,9 @@ use oxcart_events::consumer::{ConsumerMetrics, ConsumerRunner, DeadLetters};
 use oxcart_events::projection::ProjectionRunner;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, Position};
+use oxcart_platform::auth::RevokedSessions;
 use oxcart_platform::health::{self, Health};
-use oxcart_platform::limit::{LimitStore, Limits, MemoryStore};
+use oxcart_platform::limit::Limits;
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::shutdown::Tasks;
 use oxcart_platform::{docs, http};
@@ -146,13 +147,15 @@ impl App {
             .merge(health.router())
             .merge(metrics.router())
             .merge(docs::router(&openapi(&config.services)))
-            .layer(Extension(key.verifier()));
-        let limit_store: Arc<dyn LimitStore> = match &peers.redis {
-            Some(redis) => Arc::new(redis.clone()),
-            None => Arc::new(MemoryStore::default()),
-        };
-        let limits = Limits::new(&config.rate_limit, limit_store, key.verifier(), &metrics)
-            .map_err(anyhow::Error::msg)?;
+            .layer(Extension(key.verifier()))
+            .layer(Extension(RevokedSessions(Arc::clone(&peers.revocations))));
+        let limits = Limits::new(
+            &config.rate_limit,
+            Arc::clone(&peers.limits),
+            key.verifier(),
+            &metrics,
+        )
+        .map_err(anyhow::Error::msg)?;
         let router = http::finish(router, &config.http, &metrics, Some(limits))
             .map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(config.http.listen)

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use oxcart_notifications::Mailer;
+use oxcart_platform::auth::{MemoryRevocations, Revocations};
 use oxcart_platform::http::client::ServiceClient;
+use oxcart_platform::limit::{LimitStore, MemoryStore};
 use oxcart_platform::tls::TrustedCas;
 use oxcart_redis::Redis;
 
@@ -22,8 +24,11 @@ pub struct Peers {
     pub mailer: Option<Arc<dyn Mailer>>,
     /// The catalog service, when orders price through it.
     pub catalog: Option<ServiceClient>,
-    /// Redis, when limits and caches are shared with other processes.
-    pub redis: Option<Redis>,
+    /// Rate-limit state: Redis's with `redis.url`, else this process's memory.
+    pub limits: Arc<dyn LimitStore>,
+    /// Ended sessions: the users service writes them, every token check reads them.
+    /// Redis's with `redis.url`, else this process's memory.
+    pub revocations: Arc<dyn Revocations>,
 }
 
 impl Peers {
@@ -59,10 +64,18 @@ impl Peers {
             ),
             None => None,
         };
+        let (limits, revocations): (Arc<dyn LimitStore>, Arc<dyn Revocations>) = match redis {
+            Some(redis) => (Arc::new(redis.clone()), Arc::new(redis)),
+            None => (
+                Arc::new(MemoryStore::default()),
+                Arc::new(MemoryRevocations::default()),
+            ),
+        };
         Ok(Self {
             mailer,
             catalog,
-            redis,
+            limits,
+            revocations,
         })
     }
 }

@@ -118,9 +118,13 @@ pub fn assemble(
     let mut parts = Parts::default();
     for service in config.services.iter() {
         parts = parts.merge(match service {
-            Service::Users => {
-                oxcart_users::build(db.clone(), Arc::clone(key), &config.users, metrics)
-            }
+            Service::Users => oxcart_users::build(
+                db.clone(),
+                Arc::clone(key),
+                Arc::clone(&peers.revocations),
+                &config.users,
+                metrics,
+            ),
             Service::Catalog => oxcart_catalog::build(db.clone(), store.clone()),
             Service::Orders => orders.take().map(OrdersService::parts).unwrap_or_default(),
             Service::Payments => {

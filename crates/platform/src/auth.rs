@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::BoxError;
 use crate::problem::{ApiError, ProblemKind};
 
 const ISSUER: &str = "oxcart";
@@ -61,6 +62,10 @@ pub struct Claims {
     pub exp: i64,
     pub iss: String,
     pub aud: String,
+    /// The session (sign-in) the token belongs to: what sign-out and a password change
+    /// revoke. Absent from tokens that belong to none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
 }
 
 /// The authenticated user behind a request.
@@ -69,6 +74,8 @@ pub struct Caller {
     pub user_id: Uuid,
     pub role: Role,
     pub email: String,
+    /// The session the token belongs to, if any.
+    pub session: Option<Uuid>,
 }
 
 impl Caller {
@@ -230,8 +237,37 @@ pub struct IssuedToken {
 }
 
 impl TokenIssuer {
+    /// A token in no session: nothing but its expiry ends it.
     pub fn issue(
         &self,
+        user_id: Uuid,
+        role: Role,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken, KeyError> {
+        self.issue_for(None, user_id, role, email, now)
+    }
+
+    /// A token of `session`: it stops working when the session is revoked.
+    pub fn issue_in_session(
+        &self,
+        session: Uuid,
+        user_id: Uuid,
+        role: Role,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken, KeyError> {
+        self.issue_for(Some(session), user_id, role, email, now)
+    }
+
+    /// How long the tokens it signs live.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn issue_for(
+        &self,
+        session: Option<Uuid>,
         user_id: Uuid,
         role: Role,
         email: &str,
@@ -246,6 +282,7 @@ impl TokenIssuer {
             exp: now.timestamp().saturating_add(ttl),
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
+            sid: session,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
@@ -331,6 +368,7 @@ impl TokenVerifier {
             user_id: claims.sub,
             role: claims.role,
             email: claims.email,
+            session: claims.sid,
         };
         let until = claims
             .exp
@@ -386,15 +424,83 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         let token = bearer_token(value).ok_or_else(|| {
             unauthorized("the Authorization header must be `Bearer <token>`", true)
         })?;
-        verifier.verify(token).map_err(|error| {
+        let caller = verifier.verify(token).map_err(|error| {
             let detail = match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired",
                 _ => "the token is not valid",
             };
             unauthorized(detail, true)
-        })
+        })?;
+        if let (Some(session), Some(RevokedSessions(revocations))) =
+            (caller.session, parts.extensions.get::<RevokedSessions>())
+        {
+            match revocations.is_revoked(session).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    return Err(unauthorized(
+                        "the session has ended (signed out, or the password changed); sign in again",
+                        true,
+                    ));
+                }
+                // As with rate limits: an unreachable store must not lock every caller
+                // out. The token still expires on time.
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot check whether the session was revoked; accepting the token");
+                }
+            }
+        }
+        Ok(caller)
     }
 }
+
+/// Sessions ended before their access tokens expire: by sign-out, by a password change,
+/// or because a refresh token was used twice (someone else has a copy). An access token
+/// is a signed statement that holds until its `exp`; this is the list that overrules
+/// it, kept only that long. In one process it is memory ([`MemoryRevocations`]); where
+/// services run apart, Redis, so that a sign-out reaches every service at once.
+#[async_trait::async_trait]
+pub trait Revocations: Send + Sync {
+    /// Ends `sessions`, remembering it for `ttl` (the access tokens' lifetime: past it
+    /// their tokens have expired anyway).
+    async fn revoke(&self, sessions: &[Uuid], ttl: Duration) -> Result<(), BoxError>;
+    /// Whether `session` has been ended.
+    async fn is_revoked(&self, session: Uuid) -> Result<bool, BoxError>;
+}
+
+/// Revocations held in this process's memory.
+#[derive(Default)]
+pub struct MemoryRevocations(std::sync::Mutex<std::collections::HashMap<Uuid, std::time::Instant>>);
+
+#[async_trait::async_trait]
+impl Revocations for MemoryRevocations {
+    async fn revoke(&self, sessions: &[Uuid], ttl: Duration) -> Result<(), BoxError> {
+        let now = std::time::Instant::now();
+        let mut revoked = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        revoked.retain(|_, until| *until > now);
+        for session in sessions {
+            revoked.insert(*session, now + ttl);
+        }
+        Ok(())
+    }
+
+    async fn is_revoked(&self, session: Uuid) -> Result<bool, BoxError> {
+        let revoked = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(revoked
+            .get(&session)
+            .is_some_and(|until| *until > std::time::Instant::now()))
+    }
+}
+
+/// The [`Revocations`] every `Caller` is checked against, installed as a request
+/// extension beside the [`TokenVerifier`]. Without it, tokens end only by expiring.
+#[derive(Clone)]
+pub struct RevokedSessions(pub Arc<dyn Revocations>);
 
 /// A caller with the admin role; anyone else gets 403.
 #[derive(Debug, Clone)]
@@ -432,7 +538,8 @@ mod tests {
             Caller {
                 user_id: user,
                 role: Role::Admin,
-                email: "a@b.co".into()
+                email: "a@b.co".into(),
+                session: None,
             }
         );
     }

@@ -30,4 +30,7 @@ pub mod tls;
 
 pub use oxcart_telemetry as telemetry;
 
+/// What a port's adapter may fail with.
+pub use oxcart_events::store::BoxError;
+
 pub use problem::{ApiError, FieldError, Problem, ProblemKind, ServiceError, Validator};

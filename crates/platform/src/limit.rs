@@ -36,7 +36,7 @@ use crate::auth::{TokenVerifier, bearer_token};
 use crate::metrics::Metrics;
 use crate::problem::{ApiError, ProblemKind};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::BoxError;
 
 /// The `[rate_limit]` section of the configuration. A limit of 0 is off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

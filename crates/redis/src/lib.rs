@@ -5,6 +5,8 @@
 //!   `rediss://` URL, verified against `[tls] ca_file` when one is set.
 //! - It is a [`LimitStore`]: each limit is GCRA, run as one server-side script per
 //!   request ([`GCRA`]), so concurrent replicas never race on a key.
+//! - It is the [`Revocations`] list: an ended session is a key that expires with the
+//!   session's last access token, so a sign-out is seen by every service at once.
 //!
 //! Without a `[redis] url`, an all-in-one process keeps the same state in memory
 //! (`oxcart_platform::limit::MemoryStore`).
@@ -12,7 +14,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use oxcart_platform::limit::{BoxError, Limit, LimitStore, Quota};
+use oxcart_platform::BoxError;
+use oxcart_platform::auth::Revocations;
+use oxcart_platform::limit::{Limit, LimitStore, Quota};
 use oxcart_platform::tls::TrustedCas;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
@@ -178,6 +182,34 @@ impl LimitStore for Redis {
             .invoke_async(&mut connection)
             .await?;
         Ok(u64::try_from(wait).ok().map(Duration::from_micros))
+    }
+}
+
+#[async_trait]
+impl Revocations for Redis {
+    async fn revoke(&self, sessions: &[uuid::Uuid], ttl: Duration) -> Result<(), BoxError> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut pipe = redis::pipe();
+        for session in sessions {
+            pipe.cmd("SET")
+                .arg(self.key(&["revoked", &session.to_string()]))
+                .arg(1)
+                .arg("PX")
+                .arg(millis)
+                .ignore();
+        }
+        let mut connection = self.connection.clone();
+        pipe.query_async::<()>(&mut connection).await?;
+        Ok(())
+    }
+
+    async fn is_revoked(&self, session: uuid::Uuid) -> Result<bool, BoxError> {
+        let mut connection = self.connection.clone();
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(self.key(&["revoked", &session.to_string()]))
+            .query_async(&mut connection)
+            .await?;
+        Ok(exists)
     }
 }
 

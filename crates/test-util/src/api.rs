@@ -162,14 +162,18 @@ impl Api {
         .await
     }
 
+    /// `POST /api/auth/token`, whatever it answers.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Reply {
+        self.post(
+            "/api/auth/token",
+            None,
+            &json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
     pub async fn token(&self, email: &str, password: &str) -> String {
-        let reply = self
-            .post(
-                "/api/auth/token",
-                None,
-                &json!({ "email": email, "password": password }),
-            )
-            .await;
+        let reply = self.sign_in(email, password).await;
         reply.ok(200)["accessToken"]
             .as_str()
             .expect("accessToken")

@@ -4,18 +4,18 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use http::{StatusCode, header};
-use oxcart_platform::ApiError;
 use oxcart_platform::auth::{Caller, Role};
 use oxcart_platform::http::{Json, Path};
 use oxcart_platform::limit::Client;
+use oxcart_platform::{ApiError, FieldError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::domain::{Registration, User};
-use crate::{Error, Users};
+use crate::domain::{Password, Registration, User};
+use crate::{Error, Session, Users};
 
 pub const TAG: &str = "users";
 
@@ -28,7 +28,10 @@ pub fn routes() -> OpenApiRouter<Users> {
     OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(sign_in))
+        .routes(routes!(refresh))
+        .routes(routes!(sign_out))
         .routes(routes!(me))
+        .routes(routes!(change_password))
         .routes(routes!(get_user))
         .routes(routes!(jwks))
 }
@@ -88,6 +91,28 @@ impl From<User> for UserView {
     }
 }
 
+/// A refresh token, to exchange or to end its session.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[schema(example = "4q0dXJ0V7m3mXy2w5hM3p2sWq7Q0r1oE3m7Nn8b9c0A")]
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordChange {
+    #[schema(example = "correct horse battery staple")]
+    pub current_password: String,
+    #[schema(
+        example = "a longer and newer passphrase",
+        min_length = 8,
+        max_length = 128
+    )]
+    pub new_password: String,
+}
+
+/// A session's tokens.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenResponse {
@@ -95,9 +120,35 @@ pub struct TokenResponse {
     pub access_token: String,
     #[schema(example = "Bearer")]
     pub token_type: TokenType,
-    /// Seconds until the token expires.
-    #[schema(example = 3600)]
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
     pub expires_in: u64,
+    /// Exchange at `POST /api/auth/refresh` for the next pair, once: each use retires
+    /// it. Keep it secret; `POST /api/auth/sign-out` ends the session.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires unused.
+    #[schema(example = 2592000)]
+    pub refresh_expires_in: u64,
+}
+
+impl From<Session> for TokenResponse {
+    fn from(session: Session) -> Self {
+        Self {
+            access_token: session.access.token,
+            token_type: TokenType::Bearer,
+            expires_in: session.access.expires_in.as_secs(),
+            refresh_token: session.refresh_token,
+            refresh_expires_in: session.refresh_expires_in.as_secs(),
+        }
+    }
+}
+
+/// Tokens are never cached, by browsers or proxies.
+fn tokens(session: Session) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(TokenResponse::from(session)),
+    )
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -152,13 +203,77 @@ async fn sign_in(
 ) -> Result<impl IntoResponse, ApiError> {
     // Before the password is checked: a refused guess costs no hash.
     client.sign_in_attempt(&request.email).await?;
-    let issued = users.sign_in(&request.email, request.password).await?;
-    let body = TokenResponse {
-        access_token: issued.token,
-        token_type: TokenType::Bearer,
-        expires_in: issued.expires_in.as_secs(),
-    };
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)))
+    Ok(tokens(
+        users.sign_in(&request.email, request.password).await?,
+    ))
+}
+
+/// Exchange a refresh token for a new access token and the session's next refresh token.
+///
+/// Each refresh token works once. Presenting one that was already exchanged ends the
+/// session (someone else holds a copy): both holders must sign in again.
+#[utoipa::path(
+    post,
+    path = "/api/auth/refresh",
+    tag = TAG,
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The session's next tokens", body = TokenResponse),
+        (status = 401, description = "The refresh token is unknown, expired, revoked or was used already"),
+    )
+)]
+async fn refresh(
+    State(users): State<Users>,
+    Json(request): Json<RefreshRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(tokens(users.refresh(&request.refresh_token).await?))
+}
+
+/// Sign out: end the session of a refresh token. Its refresh tokens stop working at once,
+/// and so do its access tokens. An unknown token is not an error.
+#[utoipa::path(
+    post,
+    path = "/api/auth/sign-out",
+    tag = TAG,
+    request_body = RefreshRequest,
+    responses((status = 204, description = "The session is over"))
+)]
+async fn sign_out(
+    State(users): State<Users>,
+    Json(request): Json<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    users.sign_out(&request.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change the caller's password. Every session of the account ends (other devices are
+/// signed out); the answer starts a new one for the caller.
+#[utoipa::path(
+    post,
+    path = "/api/users/me/password",
+    tag = TAG,
+    security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Changed; the caller's new session", body = TokenResponse),
+        (status = 404, description = "The account no longer exists"),
+        (status = 422, description = "`currentPassword` is wrong, or `newPassword` is not a valid password"),
+    )
+)]
+async fn change_password(
+    State(users): State<Users>,
+    caller: Caller,
+    client: Client,
+    Json(request): Json<PasswordChange>,
+) -> Result<impl IntoResponse, ApiError> {
+    let new = Password::parse(request.new_password)
+        .map_err(|e| Error::Invalid(vec![FieldError::body(&["newPassword"], e)]))?;
+    // Guessing the current password with a stolen token is guessing a password.
+    client.sign_in_attempt(&caller.email).await?;
+    let session = users
+        .change_password(caller.user_id, request.current_password, new)
+        .await?;
+    Ok(tokens(session))
 }
 
 /// The caller's own account.

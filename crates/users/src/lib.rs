@@ -3,14 +3,22 @@
 //! # Layout
 //! - [`domain`]: what a valid e-mail, password and registration are.
 //! - [`store`]: the `users` table.
-//! - [`http`]: `POST /api/users`, `POST /api/auth/token`, `GET /api/users/me`,
+//! - [`sessions`]: the `refresh_tokens` table: sessions, and rotating their tokens.
+//! - [`http`]: `POST /api/users`, `POST /api/auth/token` (sign-in), `/api/auth/refresh`,
+//!   `/api/auth/sign-out`, `GET /api/users/me`, `POST /api/users/me/password`,
 //!   `GET /api/users/{id}` and the JWKS document other services verify tokens with.
+//!
+//! A sign-in starts a session: a short-lived access token (a JWT other services verify
+//! alone) and a refresh token that gets the next one, rotated at each use. Sign-out and a
+//! password change end sessions; their access tokens are refused from then on through
+//! [`Revocations`], not only when they expire.
 //!
 //! Passwords are hashed with Argon2id (19 MiB, 2 passes: the OWASP baseline) on the
 //! blocking pool, so a burst of sign-ins slows sign-ins but not the rest of the API.
 
 pub mod domain;
 pub mod http;
+pub mod sessions;
 pub mod store;
 
 use std::sync::{Arc, LazyLock};
@@ -20,7 +28,9 @@ use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use oxcart_db::{self as db, Db};
-use oxcart_platform::auth::{IssuedToken, KeyError, Role, SigningKey, TokenIssuer};
+use oxcart_platform::auth::{
+    IssuedToken, KeyError, MemoryRevocations, Revocations, Role, SigningKey, TokenIssuer,
+};
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::service::{About, Parts};
 use oxcart_platform::{FieldError, ProblemKind, ServiceError};
@@ -28,22 +38,28 @@ use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{Email, Registration, User};
+use crate::domain::{Email, Password, Registration, User};
+use crate::sessions::{Rotation, SessionStore};
 use crate::store::UserStore;
 
 /// The `[users]` section of the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UsersConfig {
-    /// Lifetime of an access token.
+    /// Lifetime of an access token. Short, since a stolen one works until it expires
+    /// wherever revocations are not shared.
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
+    /// Lifetime of a refresh token: how long a session lasts without use.
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
 }
 
 impl Default for UsersConfig {
     fn default() -> Self {
         Self {
-            token_ttl: Duration::from_secs(3600),
+            token_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -56,6 +72,10 @@ pub enum Error {
     EmailTaken,
     #[error("the e-mail or password is wrong")]
     InvalidCredentials,
+    #[error("the refresh token is unknown, expired or revoked; sign in again")]
+    InvalidRefresh,
+    #[error("the current password is wrong")]
+    WrongPassword,
     #[error("no such user")]
     NotFound,
     #[error("password hashing failed: {0}")]
@@ -71,9 +91,9 @@ pub enum Error {
 impl ServiceError for Error {
     fn kind(&self) -> ProblemKind {
         match self {
-            Self::Invalid(_) => ProblemKind::Validation,
+            Self::Invalid(_) | Self::WrongPassword => ProblemKind::Validation,
             Self::EmailTaken => ProblemKind::Conflict,
-            Self::InvalidCredentials => ProblemKind::Unauthorized,
+            Self::InvalidCredentials | Self::InvalidRefresh => ProblemKind::Unauthorized,
             Self::NotFound => ProblemKind::NotFound,
             Self::Storage(e) => ProblemKind::of_storage(e),
             Self::Hashing(_) | Self::Token(_) | Self::Corrupt(_) => ProblemKind::Internal,
@@ -84,6 +104,10 @@ impl ServiceError for Error {
         match self {
             Self::Invalid(errors) => errors.clone(),
             Self::EmailTaken => vec![FieldError::body(&["email"], "is already registered")],
+            Self::WrongPassword => vec![FieldError::body(
+                &["currentPassword"],
+                "is not the account's password",
+            )],
             _ => Vec::new(),
         }
     }
@@ -97,8 +121,16 @@ pub const ABOUT: About = About {
 };
 
 /// The users service on `db`, issuing tokens signed with `key`: its routes.
-pub fn build(db: Db, key: Arc<SigningKey>, config: &UsersConfig, metrics: &Metrics) -> Parts {
-    let users = Users::new(db, key, config);
+/// The users service on `db`, issuing tokens signed with `key` and ending sessions in
+/// `revocations` (which every process's token checks read): its routes.
+pub fn build(
+    db: Db,
+    key: Arc<SigningKey>,
+    revocations: Arc<dyn Revocations>,
+    config: &UsersConfig,
+    metrics: &Metrics,
+) -> Parts {
+    let users = Users::new(db, key, config).with_revocations(revocations);
     metrics.register(Box::new(users.password_checks.clone()));
     Parts::routes(http::router(users))
 }
@@ -106,10 +138,22 @@ pub fn build(db: Db, key: Arc<SigningKey>, config: &UsersConfig, metrics: &Metri
 #[derive(Clone)]
 pub struct Users {
     store: UserStore,
+    sessions: SessionStore,
     issuer: Arc<TokenIssuer>,
     key: Arc<SigningKey>,
+    revocations: Arc<dyn Revocations>,
+    refresh_ttl: Duration,
     /// `password_checks_total`: Argon2 verifications run, the cost a sign-in limit saves.
     password_checks: IntCounter,
+}
+
+/// What a sign-in, a refresh or a password change hands the client.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: IssuedToken,
+    /// The opaque refresh token, shown to the client once.
+    pub refresh_token: String,
+    pub refresh_expires_in: Duration,
 }
 
 /// A hash to verify against when the e-mail is unknown, so that a wrong e-mail takes as
@@ -142,17 +186,27 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Users {
+    /// The service, ending sessions in a revocation list of its own; a process that
+    /// serves requests gives it the shared one ([`with_revocations`](Self::with_revocations)).
     pub fn new(db: Db, key: Arc<SigningKey>, config: &UsersConfig) -> Self {
         Self {
-            store: UserStore::new(db),
+            store: UserStore::new(db.clone()),
+            sessions: SessionStore::new(db),
             issuer: Arc::new(key.issuer(config.token_ttl)),
             key,
+            revocations: Arc::new(MemoryRevocations::default()),
+            refresh_ttl: config.refresh_ttl,
             password_checks: IntCounter::new(
                 "password_checks_total",
                 "Passwords checked against their Argon2 hash at sign-in",
             )
             .expect("valid metric definition"),
         }
+    }
+
+    pub fn with_revocations(mut self, revocations: Arc<dyn Revocations>) -> Self {
+        self.revocations = revocations;
+        self
     }
 
     pub async fn register(&self, registration: Registration) -> Result<User, Error> {
@@ -179,8 +233,8 @@ impl Users {
         Ok(user)
     }
 
-    /// Checks an e-mail and password and issues an access token.
-    pub async fn sign_in(&self, email: &str, password: String) -> Result<IssuedToken, Error> {
+    /// Checks an e-mail and password and starts a session.
+    pub async fn sign_in(&self, email: &str, password: String) -> Result<Session, Error> {
         // An e-mail that cannot exist still costs one hash, like any other wrong one.
         let found = match Email::parse(email) {
             Ok(email) => self.store.by_email(email.as_str()).await?,
@@ -189,15 +243,133 @@ impl Users {
         let stored = found
             .as_ref()
             .map_or_else(|| DECOY_HASH.clone(), |(_, hash)| hash.clone());
-        self.password_checks.inc();
-        let matches = blocking(move || verify(&password, &stored)).await?;
+        let matches = self.check_password(password, stored).await?;
         match found {
-            Some((user, _)) if matches => {
-                Ok(self
-                    .issuer
-                    .issue(user.id, user.role, &user.email, chrono::Utc::now())?)
-            }
+            Some((user, _)) if matches => self.start_session(&user).await,
             _ => Err(Error::InvalidCredentials),
+        }
+    }
+
+    async fn check_password(&self, password: String, stored: String) -> Result<bool, Error> {
+        self.password_checks.inc();
+        blocking(move || verify(&password, &stored)).await
+    }
+
+    async fn start_session(&self, user: &User) -> Result<Session, Error> {
+        let family = Uuid::now_v7();
+        let refresh_token = sessions::new_token();
+        let now = chrono::Utc::now();
+        self.sessions
+            .start(
+                family,
+                user.id,
+                &sessions::digest(&refresh_token),
+                now,
+                now + self.refresh_ttl,
+            )
+            .await?;
+        self.session(family, user, refresh_token, now)
+    }
+
+    fn session(
+        &self,
+        family: Uuid,
+        user: &User,
+        refresh_token: String,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Session, Error> {
+        let access = self
+            .issuer
+            .issue_in_session(family, user.id, user.role, &user.email, now)?;
+        Ok(Session {
+            access,
+            refresh_token,
+            refresh_expires_in: self.refresh_ttl,
+        })
+    }
+
+    /// Exchanges a refresh token for a new access token and the session's next refresh
+    /// token. A token already exchanged ends its session: someone else holds a copy.
+    pub async fn refresh(&self, token: &str) -> Result<Session, Error> {
+        let next = sessions::new_token();
+        let now = chrono::Utc::now();
+        let rotation = self
+            .sessions
+            .rotate(
+                &sessions::digest(token),
+                &sessions::digest(&next),
+                now,
+                now + self.refresh_ttl,
+            )
+            .await?;
+        match rotation {
+            Rotation::Rotated { family, user_id } => {
+                let user = self
+                    .store
+                    .by_id(user_id)
+                    .await?
+                    .ok_or(Error::InvalidRefresh)?;
+                self.session(family, &user, next, now)
+            }
+            Rotation::Reused { family } => {
+                tracing::warn!(session = %family, "a retired refresh token was presented again; the session is ended");
+                self.end_sessions(&[family]).await;
+                Err(Error::InvalidRefresh)
+            }
+            Rotation::Invalid => Err(Error::InvalidRefresh),
+        }
+    }
+
+    /// Ends the session of `token`: its refresh tokens stop working, and so do its access
+    /// tokens. Unknown tokens are ignored: signing out twice is not an error.
+    pub async fn sign_out(&self, token: &str) -> Result<(), Error> {
+        let ended = self
+            .sessions
+            .end(&sessions::digest(token), chrono::Utc::now())
+            .await?;
+        if let Some(family) = ended {
+            self.end_sessions(&[family]).await;
+        }
+        Ok(())
+    }
+
+    /// Changes `user_id`'s password after checking the current one, ends every session
+    /// they have, and starts a new one for the caller.
+    pub async fn change_password(
+        &self,
+        user_id: Uuid,
+        current: String,
+        new: Password,
+    ) -> Result<Session, Error> {
+        let (user, stored) = self
+            .store
+            .by_id_with_hash(user_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        if !self.check_password(current, stored).await? {
+            return Err(Error::WrongPassword);
+        }
+        let new = new.expose().to_owned();
+        let password_hash = blocking(move || hash(&new)).await??;
+        let mut tx = self.store.db().begin().await?;
+        UserStore::set_password(&mut tx, user.id, &password_hash).await?;
+        let ended = SessionStore::end_all(&mut tx, user.id, chrono::Utc::now()).await?;
+        tx.commit().await?;
+        self.end_sessions(&ended).await;
+        tracing::info!(user_id = %user.id, sessions_ended = ended.len(), "password changed");
+        self.start_session(&user).await
+    }
+
+    /// Refuses the access tokens of `families` from now on. Their refresh tokens are
+    /// already revoked in the table, which is what counts: if the revocation list cannot
+    /// be reached, the access tokens still expire within `token_ttl`.
+    async fn end_sessions(&self, families: &[Uuid]) {
+        if families.is_empty() {
+            return;
+        }
+        let ttl = self.issuer.ttl() + Duration::from_secs(60);
+        if let Err(error) = self.revocations.revoke(families, ttl).await {
+            tracing::warn!(error = %error, "cannot record ended sessions; their access tokens last until they expire");
         }
     }
 

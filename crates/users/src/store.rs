@@ -51,13 +51,40 @@ impl UserStore {
     /// look-ups read the primary: signing in right after signing up must work whatever
     /// a replica's lag.
     pub async fn by_email(&self, email: &str) -> Result<Option<(User, String)>, Error> {
-        let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1");
+        self.with_hash("email", email.to_owned()).await
+    }
+
+    /// The user `id` and their password hash, from the primary.
+    pub async fn by_id_with_hash(&self, id: Uuid) -> Result<Option<(User, String)>, Error> {
+        self.with_hash("id", id.to_string()).await
+    }
+
+    async fn with_hash(
+        &self,
+        column: &str,
+        value: String,
+    ) -> Result<Option<(User, String)>, Error> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE {column} = $1");
         let row = db::query(&sql)
-            .bind(email)
+            .bind(value)
             .fetch_optional(&mut *self.db.read_primary().await?)
             .await?;
         row.map(|row| Ok((decode(&row)?, row.try_get("password_hash")?)))
             .transpose()
+    }
+
+    /// Replaces `id`'s password hash, in `tx`.
+    pub async fn set_password(tx: &mut db::Tx, id: Uuid, password_hash: &str) -> Result<(), Error> {
+        db::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(id.to_string())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     pub async fn by_id(&self, id: Uuid) -> Result<Option<User>, Error> {

@@ -35,6 +35,14 @@ pub async fn on_postgres(config: &mut Config) -> Option<TestDatabase> {
     Some(database)
 }
 
+/// Shares rate limits and ended sessions through the test Redis (over TLS), under
+/// `prefix`, so that the processes of one test share them and no others.
+pub fn on_redis(config: &mut Config, prefix: &str) {
+    config.redis.url = Some(oxcart_test_util::services::var("OXCART_TEST_REDIS_TLS"));
+    config.redis.key_prefix = prefix.to_owned();
+    config.tls.ca_file = Some(oxcart_test_util::services::ca());
+}
+
 /// Creates an admin in `db` the way `oxcart users create-admin` does, and signs it in
 /// through `api`.
 pub async fn create_admin(config: &Config, db: &oxcart_db::Db, api: &Api) -> String {

@@ -3,18 +3,11 @@
 //! and (with Redis) one allowance shared by every process.
 
 use oxcart_test_util::api::{Api, PASSWORD, Reply};
-use oxcart_test_util::services;
-use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, on_redis};
 
 async fn sign_in(api: &Api, email: &str, password: &str) -> Reply {
-    api.post(
-        "/api/auth/token",
-        None,
-        &json!({ "email": email, "password": password }),
-    )
-    .await
+    api.sign_in(email, password).await
 }
 
 /// The value of an unlabelled counter in a `/metrics` scrape.
@@ -168,14 +161,9 @@ async fn a_caller_over_its_rate_is_refused_and_others_are_not() {
 #[tokio::test]
 #[ignore = "needs Redis (.ci/services)"]
 async fn processes_sharing_redis_share_one_allowance() {
-    let url = services::var("OXCART_TEST_REDIS_TLS");
     let prefix = format!("test-{}:", uuid::Uuid::new_v4().simple());
-    let configure = |config: &mut oxcart::config::Config| {
-        // Each process has its own database: only Redis is shared.
-        config.redis.url = Some(url.clone());
-        config.redis.key_prefix = prefix.clone();
-        config.tls.ca_file = Some(services::ca());
-    };
+    // Each process has its own database: only Redis is shared.
+    let configure = |config: &mut oxcart::config::Config| on_redis(config, &prefix);
     let first = TestApp::spawn_with(configure).await;
     let second = TestApp::spawn_with(configure).await;
     // An e-mail no account has: the attempts count all the same.

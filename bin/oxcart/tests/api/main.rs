@@ -18,6 +18,7 @@ mod ports;
 mod process;
 mod replica;
 mod saga;
+mod sessions;
 mod tls;
 mod traces;
 mod users;

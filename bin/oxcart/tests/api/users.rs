@@ -46,7 +46,8 @@ async fn registration_sign_in_and_profile() {
         )
         .await;
     assert_eq!(token.ok(200)["tokenType"], "Bearer");
-    assert_eq!(token.body["expiresIn"], 3600);
+    assert_eq!(token.body["expiresIn"], 900);
+    assert_eq!(token.body["refreshExpiresIn"], 30 * 24 * 3600);
     assert_eq!(token.headers["cache-control"], "no-store");
     let token = token.body["accessToken"].as_str().unwrap().to_owned();
 

@@ -35,6 +35,7 @@ pub fn customer() -> Caller {
         user_id: Uuid::now_v7(),
         role: Role::Customer,
         email: "a@example.com".into(),
+        session: None,
     }
 }
 
