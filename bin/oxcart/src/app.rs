@@ -14,11 +14,14 @@ use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, Position};
 use oxcart_platform::auth::RevokedSessions;
 use oxcart_platform::health::{self, Health};
+use oxcart_platform::housekeeping::Housekeeping;
 use oxcart_platform::limit::Limits;
 use oxcart_platform::metrics::Metrics;
+use oxcart_platform::service::Parts;
 use oxcart_platform::shutdown::Tasks;
 use oxcart_platform::{docs, http};
 use oxcart_sql::SqlEventStore;
+use oxcart_sql::housekeeping::{Inbox, ResolvedDeadLetters};
 use prometheus::IntCounter;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -79,6 +82,26 @@ impl Sampler {
     }
 }
 
+/// The process's chores: its services' own (`parts.chores`, taken), and the pruning of
+/// its consumer groups' inbox rows and of resolved dead letters.
+fn housekeeping(config: &Config, db: &Db, parts: &mut Parts, metrics: &Metrics) -> Housekeeping {
+    let settings = &config.housekeeping;
+    let groups: Vec<&'static str> = parts.handlers.iter().map(|h| h.group()).collect();
+    let inbox = match config.kafka.brokers {
+        // Kafka keeps the groups' offsets; only its retention says what it cannot deliver
+        // again.
+        Some(_) => Inbox::older_than(db.clone(), groups, settings.inbox_retention),
+        None => Inbox::passed(db.clone(), groups),
+    };
+    let mut chores = std::mem::take(&mut parts.chores);
+    chores.push(Arc::new(inbox));
+    chores.push(Arc::new(ResolvedDeadLetters {
+        db: db.clone(),
+        retention: settings.dead_letter_retention,
+    }));
+    Housekeeping::new(chores, settings.interval, metrics)
+}
+
 /// A built process: bound to its port, ready to run.
 pub struct App {
     config: Config,
@@ -89,6 +112,7 @@ pub struct App {
     consumers: Vec<ConsumerRunner>,
     relay: Option<Background>,
     sampler: Sampler,
+    housekeeping: Housekeeping,
 }
 
 impl App {
@@ -109,7 +133,8 @@ impl App {
             .with(health::DatabaseMigrated(db.clone(), migrator(&db)));
         let sql_store = Arc::new(SqlEventStore::new(db.clone()));
         let peers = Peers::connect(&config).await?;
-        let parts = assemble(&config, &db, &sql_store, &key, &metrics, &peers)?;
+        let mut parts = assemble(&config, &db, &sql_store, &key, &metrics, &peers)?;
+        let housekeeping = housekeeping(&config, &db, &mut parts, &metrics);
         let store: Arc<dyn EventStore> = sql_store;
         let (transport, health) = Transport::open(&config, &db, &store, &metrics, health).await?;
         let (bus, dead_letters) = (transport.bus, transport.dead_letters);
@@ -170,6 +195,7 @@ impl App {
             consumers,
             relay: transport.relay,
             sampler,
+            housekeeping,
         })
     }
 
@@ -204,6 +230,8 @@ impl App {
         }
         let token = tasks.token().clone();
         tasks.spawn("metrics-sampler", self.sampler.run(token));
+        let token = tasks.token().clone();
+        tasks.spawn("housekeeping", self.housekeeping.run(token));
         http::serve(
             self.listener,
             self.router,

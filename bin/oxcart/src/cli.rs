@@ -30,6 +30,9 @@ pub(crate) enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage the token signing key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Manage read models.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
@@ -72,6 +75,14 @@ pub(crate) enum ConfigCommand {
     /// flags), fail on anything wrong with the setting named, and print the settings in
     /// effect as TOML, secrets shown as `***`.
     Check(ServeArgs),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create the token signing key in the data directory unless one is there (or
+    /// `auth.jwt_private_key` is set), and print its id. Run it once before starting
+    /// processes that share the directory, so that one process makes the key, not each.
+    Init(Common),
 }
 
 #[derive(Subcommand)]

@@ -31,6 +31,24 @@ fn load(common: &Common) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// `oxcart keys init`: makes the signing key if there is none, and names it.
+pub(crate) fn init_signing_key(common: Common) -> anyhow::Result<()> {
+    let config = load(&common)?;
+    let key = signing_key(&config)?;
+    match &config.auth.jwt_private_key {
+        Some(_) => println!(
+            "the signing key is auth.jwt_private_key (kid {})",
+            key.kid()
+        ),
+        None => println!(
+            "the signing key is {} (kid {})",
+            config.signing_key_path().display(),
+            key.kid()
+        ),
+    }
+    Ok(())
+}
+
 /// `oxcart migrate`: applies pending migrations.
 pub(crate) async fn migrate_database(common: Common) -> anyhow::Result<()> {
     let config = load(&common)?;

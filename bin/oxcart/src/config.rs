@@ -26,6 +26,7 @@ use oxcart_events::consumer::RetryPolicy;
 use oxcart_notifications::MailConfig;
 use oxcart_orders::OrdersConfig;
 use oxcart_payments::PaymentsConfig;
+use oxcart_platform::housekeeping::HousekeepingConfig;
 use oxcart_platform::http::HttpConfig;
 use oxcart_platform::limit::RateLimitConfig;
 use oxcart_platform::service::About;
@@ -178,6 +179,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub kafka: KafkaSection,
     pub consumers: RetryPolicy,
+    pub housekeeping: HousekeepingConfig,
     pub telemetry: TelemetryConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
@@ -199,6 +201,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             kafka: KafkaSection::default(),
             consumers: RetryPolicy::default(),
+            housekeeping: HousekeepingConfig::default(),
             telemetry: TelemetryConfig::default(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),

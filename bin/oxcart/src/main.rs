@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConfigCommand, DlqCommand, ProjectionsCommand, UsersCommand};
+use crate::cli::{
+    Cli, Command, ConfigCommand, DlqCommand, KeysCommand, ProjectionsCommand, UsersCommand,
+};
 
 mod cli;
 mod commands;
@@ -61,6 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             password,
             password_stdin,
         })) => commands::create_admin(common, email, name, password, password_stdin).await,
+        Some(Command::Keys(KeysCommand::Init(common))) => commands::init_signing_key(common),
         Some(Command::Projections(ProjectionsCommand::Rebuild(common))) => {
             commands::rebuild_projections(common).await
         }

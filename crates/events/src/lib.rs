@@ -10,6 +10,7 @@
 //! - [`outbox`]: appends inside a service's own transaction (no dual write).
 //! - [`bus`]: consumer groups on topics, and the embedded-log adapter [`bus::LogBus`].
 //! - [`consumer`]: the runner every consumer group shares: retries, dead letters, metrics.
+//! - [`chore`]: the housekeeping a service does in the background (pruning, settling).
 //! - [`backoff`]: exponential backoff with jitter for anything that retries.
 //! - [`trace`]: producer and consumer spans, and the trace context events carry.
 //! - [`types`]: the name of every event type, grouped by the service that produces it,
@@ -18,6 +19,7 @@
 
 pub mod backoff;
 pub mod bus;
+pub mod chore;
 pub mod consumer;
 pub mod envelope;
 pub mod evolution;

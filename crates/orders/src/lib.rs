@@ -7,6 +7,7 @@
 //! - [`read_model`]: `order_read_model` and `order_item_read_model`, the projection that
 //!   feeds them from the event store, and the rebuild.
 //! - [`saga`]: the consumer that moves orders on when stock and payments reply.
+//! - [`housekeeping`]: the chore that cancels an order left unpaid past `payment_timeout`.
 //! - [`remote`]: the catalog port over HTTP, for when the catalog is another service.
 //! - [`http`]: `POST /api/orders` (with `Idempotency-Key`), reads, cancel, ship, deliver,
 //!   history.
@@ -17,6 +18,7 @@
 //! its projection: the event store is the one source of truth.
 
 pub mod domain;
+pub mod housekeeping;
 pub mod http;
 pub mod parts;
 pub mod read_model;
@@ -50,6 +52,16 @@ pub struct OrdersConfig {
     /// of from its tables. For a split where orders and catalog do not share a database
     /// schema.
     pub catalog_url: Option<String>,
+    /// An order whose payment has not settled this long after it was placed is
+    /// cancelled ("not paid in time"): its stock goes back on sale, the customer gets the
+    /// cancellation e-mail, and a payment still pending is cancelled (or, if it went
+    /// through meanwhile, refunded). 0 turns it off.
+    #[serde(with = "humantime_serde")]
+    pub payment_timeout: Duration,
+    /// How long an `Idempotency-Key` answers with the order it placed; past it, the same
+    /// key places a new order.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for OrdersConfig {
@@ -60,6 +72,8 @@ impl Default for OrdersConfig {
             read_wait: Duration::from_secs(2),
             catalog_timeout: Duration::from_secs(5),
             catalog_url: None,
+            payment_timeout: Duration::from_secs(30 * 60),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -13,6 +13,7 @@ use oxcart_platform::service::{About, Parts};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::OrdersConfig;
+use crate::housekeeping::UnpaidOrders;
 use crate::http::{self, OrderMetrics};
 use crate::read_model::{OrderProjection, OrderReadModel, OrderViews};
 use crate::saga::OrderSaga;
@@ -48,30 +49,42 @@ pub struct OrdersService {
     orders: Orders,
     metrics: OrderMetrics,
     projection: Option<ProjectionRunner>,
+    /// Cancels orders left unpaid, where the read model is SQL (it finds them there).
+    unpaid: Option<UnpaidOrders>,
 }
 
 /// Orders on `ports`; `metrics` receives `orders_created_total`.
 pub fn build(ports: Ports, config: &OrdersConfig, metrics: &Metrics) -> OrdersService {
     let order_metrics = OrderMetrics::new(metrics.exemplars().clone());
     metrics.register(order_metrics.collector());
-    let (views, projection): (Arc<dyn OrderViews>, _) = match ports.read_side {
+    let (views, projection, read_model): (Arc<dyn OrderViews>, _, _) = match ports.read_side {
         ReadSide::Sql(db) => (
             Arc::new(OrderReadModel::new(db.clone())),
             Some(ProjectionRunner::new(
                 ports.store.clone(),
-                Arc::new(OrderProjection::new(db)),
+                Arc::new(OrderProjection::new(db.clone())),
             )),
+            Some(OrderReadModel::new(db)),
         ),
-        ReadSide::Views(views) => (views, None),
+        ReadSide::Views(views) => (views, None, None),
     };
-    let mut orders = Orders::new(ports.store, ports.catalog, views, config.read_wait);
+    let mut orders = Orders::new(ports.store, ports.catalog, views, config.read_wait)
+        .with_idempotency_ttl(config.idempotency_ttl);
     if let Some(projection) = &projection {
         orders = orders.with_progress(projection.progress());
     }
+    let unpaid = read_model
+        .filter(|_| !config.payment_timeout.is_zero())
+        .map(|read_model| UnpaidOrders {
+            orders: orders.clone(),
+            read_model,
+            timeout: config.payment_timeout,
+        });
     OrdersService {
         orders,
         metrics: order_metrics,
         projection,
+        unpaid,
     }
 }
 
@@ -82,14 +95,17 @@ impl OrdersService {
     }
 
     /// Everything, as a process running the orders service serves it: every route, the
-    /// saga step, and the read model's projection.
+    /// saga step, the read model's projection, and the unpaid-order chore.
     pub fn parts(self) -> Parts {
-        let parts = Parts::routes(http::router(self.orders.clone(), self.metrics))
+        let mut parts = Parts::routes(http::router(self.orders.clone(), self.metrics))
             .with_handler(Arc::new(OrderSaga::new(self.orders)));
-        match self.projection {
-            Some(projection) => parts.with_projection(projection),
-            None => parts,
+        if let Some(projection) = self.projection {
+            parts = parts.with_projection(projection);
         }
+        if let Some(unpaid) = self.unpaid {
+            parts = parts.with_chore(Arc::new(unpaid));
+        }
+        parts
     }
 
     /// `POST /api/orders` alone (the serverless `create-order` function).

@@ -72,6 +72,25 @@ impl OrderReadModel {
         Self { db }
     }
 
+    /// The oldest orders placed before `before` that still await their payment, at
+    /// most `limit` of them (an index on status and time finds them).
+    pub async fn awaiting_payment(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, Error> {
+        let rows = db::query(
+            "SELECT order_id FROM order_read_model WHERE status = $1 AND created_at < $2 \
+             ORDER BY created_at LIMIT $3",
+        )
+        .bind(OrderStatus::Created.as_str())
+        .bind(db::timestamp(before))
+        .bind(limit)
+        .fetch_all(&mut *self.db.read().await?)
+        .await?;
+        rows.iter().map(|row| parse(row, "order_id")).collect()
+    }
+
     /// The order and its lines in one statement, a row per line: on SQLite each
     /// statement is a round trip to the connection's thread, and on PostgreSQL one to the
     /// server, so `GET /api/orders/{id}` makes one rather than two.

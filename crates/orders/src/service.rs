@@ -13,11 +13,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::Error;
 use crate::domain::{
-    self, AGGREGATE, Order, OrderDelivered, OrderEvent, OrderShipped, PlaceOrder, ProductSnapshot,
+    self, AGGREGATE, Order, OrderDelivered, OrderEvent, OrderShipped, OrderStatus, PlaceOrder,
+    ProductSnapshot,
 };
 use crate::read_model::{After, Filter, OrderViews};
+use crate::saga::SYSTEM;
+use crate::{Error, OrdersConfig};
 
 /// Where orders learn a product's current name, SKU and price. In one process it is the
 /// catalog itself; split apart, a client of the catalog service.
@@ -61,6 +63,19 @@ pub struct Orders {
     /// The in-process projection's progress, when it runs in this process.
     progress: Option<watch::Receiver<Position>>,
     read_wait: Duration,
+    /// How long an idempotency key keeps answering with its order.
+    idempotency_ttl: Duration,
+}
+
+/// What an idempotency key's stream holds.
+enum Keyed {
+    /// Nothing: the order goes there.
+    Free,
+    /// The order placed under the key, within its window.
+    Placed(Box<Placed>),
+    /// An order placed under the key longer ago than the window: the key may be used
+    /// again, for the next stream of the key.
+    Expired,
 }
 
 impl Orders {
@@ -76,7 +91,13 @@ impl Orders {
             read_model,
             progress: None,
             read_wait,
+            idempotency_ttl: OrdersConfig::default().idempotency_ttl,
         }
+    }
+
+    pub fn with_idempotency_ttl(mut self, ttl: Duration) -> Self {
+        self.idempotency_ttl = ttl;
+        self
     }
 
     /// Lets reads with `min_version` wake as soon as the projection moves.
@@ -85,12 +106,17 @@ impl Orders {
         self
     }
 
-    /// Places an order, at most once per idempotency key.
+    /// Places an order, at most once per idempotency key within `idempotency_ttl`.
     ///
     /// A keyed order's id is derived from the caller and the key, so a retry addresses
     /// the same stream: if the first attempt committed, the append finds the stream
     /// taken and the retry answers with the order as first placed. Nothing else needs
     /// storing, and no race between two retries can place it twice.
+    ///
+    /// A key expires: past the window, the same key places a new order, in the key's
+    /// next stream (its id derived from the key and a generation), where retries of
+    /// that request find it in turn. So there is no table of keys to sweep; expiry is
+    /// decided when a key is used.
     pub async fn place(
         &self,
         caller: &Caller,
@@ -100,17 +126,12 @@ impl Orders {
     ) -> Result<Placed, Error> {
         let fingerprint = command.fingerprint();
         let id = match key {
-            Some(key) => Uuid::new_v5(
-                &IDEMPOTENT_ORDERS,
-                format!("{}:{key}", caller.user_id).as_bytes(),
-            ),
+            Some(key) => match self.keyed_stream(caller.user_id, key, &fingerprint).await? {
+                Ok(id) => id,
+                Err(placed) => return Ok(placed),
+            },
             None => Uuid::now_v7(),
         };
-        if key.is_some()
-            && let Some(placed) = self.replay(id, &fingerprint).await?
-        {
-            return Ok(placed);
-        }
         let products = self
             .catalog
             .snapshots(&command.product_ids())
@@ -133,26 +154,61 @@ impl Orders {
             }
             // A concurrent retry with the same key won the race.
             Err(oxcart_events::Error::Conflict { .. }) if key.is_some() => {
-                self.replay(id, &fingerprint).await?.ok_or(Error::Contended)
+                match self.replay(id, &fingerprint).await? {
+                    Keyed::Placed(placed) => Ok(*placed),
+                    Keyed::Free | Keyed::Expired => Err(Error::Contended),
+                }
             }
             Err(error) => Err(error.into()),
         }
     }
 
-    /// The order as first placed under a key, if one was.
-    async fn replay(&self, id: Uuid, fingerprint: &str) -> Result<Option<Placed>, Error> {
+    /// The stream a keyed order goes to (`Ok`), or the order already placed under the key
+    /// within its window (`Err`): the first of the key's streams that is free or holds an
+    /// order young enough.
+    async fn keyed_stream(
+        &self,
+        user: Uuid,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Result<Uuid, Placed>, Error> {
+        for generation in 0u32.. {
+            // Generation 0 is the id keys always had, so keys placed before expiry
+            // existed are found where they are.
+            let name = match generation {
+                0 => format!("{user}:{key}"),
+                n => format!("{user}:{key}:{n}"),
+            };
+            let id = Uuid::new_v5(&IDEMPOTENT_ORDERS, name.as_bytes());
+            match self.replay(id, fingerprint).await? {
+                Keyed::Free => return Ok(Ok(id)),
+                Keyed::Placed(placed) => return Ok(Err(*placed)),
+                Keyed::Expired => {}
+            }
+        }
+        Err(Error::Contended)
+    }
+
+    /// What the stream `id` of a keyed order holds.
+    async fn replay(&self, id: Uuid, fingerprint: &str) -> Result<Keyed, Error> {
         let history = self.store.read_stream(id).await?;
         let Some(first) = history.first() else {
-            return Ok(None);
+            return Ok(Keyed::Free);
         };
+        let age = (chrono::Utc::now() - first.event.timestamp)
+            .to_std()
+            .unwrap_or_default();
+        if age > self.idempotency_ttl {
+            return Ok(Keyed::Expired);
+        }
         if first.event.metadata.request_fingerprint.as_deref() != Some(fingerprint) {
             return Err(Error::IdempotencyKeyReused);
         }
         let order = Order::from_history(&history[..1])?.ok_or(Error::NotFound)?;
-        Ok(Some(Placed {
+        Ok(Keyed::Placed(Box::new(Placed {
             order,
             replayed: true,
-        }))
+        })))
     }
 
     /// Cancels an order on behalf of its owner or an admin.
@@ -281,15 +337,34 @@ impl Orders {
     ) -> Result<Order, Error> {
         self.append_decided(&[id], |_, _, order| {
             let event = decide(&order)?;
-            let new = envelope(id, order.customer_id, &event, context);
-            let version = order.version + 1;
-            Ok((order.evolve(&event, version, new.timestamp)?, vec![new]))
+            step(id, order, &event, context)
         })
         .await?
         .pop()
         .flatten()
         // `decide` above never declines without an error.
         .ok_or(Error::Contended)
+    }
+
+    /// Cancels order `id` for `reason` if it still awaits its payment; false if it has
+    /// been paid, or has ended otherwise, meanwhile (a read model a little behind may
+    /// list an order that is no longer waiting). What the unpaid-order chore does.
+    pub async fn cancel_unpaid(
+        &self,
+        id: Uuid,
+        reason: &str,
+        context: &RequestContext,
+    ) -> Result<bool, Error> {
+        let moved = self
+            .append_decided(&[id], |_, _, order| {
+                if order.status != OrderStatus::Created {
+                    return Ok((order, Vec::new()));
+                }
+                let event = order.cancel(SYSTEM, Some(reason.to_owned()))?;
+                step(id, order, &event, context)
+            })
+            .await?;
+        Ok(moved.into_iter().flatten().next().is_some())
     }
 
     /// Loads the orders, decides, and appends to each at the version it decided on, all
@@ -442,6 +517,18 @@ impl OrderSource for Orders {
     async fn order(&self, id: Uuid) -> Result<Option<Order>, BoxError> {
         Ok(self.load(id).await?)
     }
+}
+
+/// `event` appended to `order` (stream `id`): the state after it, and the event to append.
+fn step(
+    id: Uuid,
+    order: Order,
+    event: &OrderEvent,
+    context: &RequestContext,
+) -> Result<(Order, Vec<NewEvent>), Error> {
+    let new = envelope(id, order.customer_id, event, context);
+    let version = order.version + 1;
+    Ok((order.evolve(event, version, new.timestamp)?, vec![new]))
 }
 
 /// Wraps an order event in the spec's envelope.

@@ -10,7 +10,8 @@
 //! - [`money`]: ISO 4217 currencies and minor-unit amounts.
 //! - [`redact`]: which settings' values are secrets, never shown.
 //! - [`service`]: what a service crate's builder hands a composition root: its routes,
-//!   consumers and projections ([`service::Parts`]), and its name and API ([`service::About`]).
+//!   consumers, projections and chores ([`service::Parts`]), and its name and API
+//!   ([`service::About`]); [`housekeeping`] runs the chores.
 //! - [`tls`]: the CAs outside connections trust, and telling a refused certificate apart.
 //! - [`telemetry`] (the `oxcart-telemetry` crate), [`shutdown`]: logs and traces, signals
 //!   and owned background tasks.
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod docs;
 pub mod health;
+pub mod housekeeping;
 pub mod http;
 pub mod limit;
 pub mod metrics;

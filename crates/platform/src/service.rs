@@ -8,18 +8,21 @@
 
 use std::sync::Arc;
 
+pub use oxcart_events::chore::Chore;
 use oxcart_events::consumer::Handler;
 use oxcart_events::projection::ProjectionRunner;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 /// What one service adds to a process: its routes with their OpenAPI, the consumer
-/// handlers that feed it, and the projections that keep its read models.
+/// handlers that feed it, the projections that keep its read models, and the chores that
+/// keep its tables from growing forever.
 #[derive(Default)]
 pub struct Parts {
     pub routes: OpenApiRouter,
     pub handlers: Vec<Arc<dyn Handler>>,
     pub projections: Vec<ProjectionRunner>,
+    pub chores: Vec<Arc<dyn Chore>>,
 }
 
 impl Parts {
@@ -40,11 +43,17 @@ impl Parts {
         self
     }
 
+    pub fn with_chore(mut self, chore: Arc<dyn Chore>) -> Self {
+        self.chores.push(chore);
+        self
+    }
+
     /// Both services' parts, as one process runs them.
     pub fn merge(mut self, other: Parts) -> Self {
         self.routes = self.routes.merge(other.routes);
         self.handlers.extend(other.handlers);
         self.projections.extend(other.projections);
+        self.chores.extend(other.chores);
         self
     }
 }

@@ -4,6 +4,7 @@
 //!   also the embedded event log, and it is the outbox that services append to in their
 //!   own transactions; with Kafka, the relay publishes from it.
 //! - [`DbCheckpoints`] and [`DbDeadLetters`]: consumer-group positions and parked events.
+//! - [`housekeeping`]: the chores that prune the inbox and resolved dead letters.
 //! - [`InTransaction`]: the handler of a consumer group whose effects are all rows
 //!   ([`Apply`]), applying each polled batch in one transaction.
 //!
@@ -40,6 +41,7 @@
 
 mod consumers;
 mod event_store;
+pub mod housekeeping;
 mod transactional;
 
 pub use consumers::{DbCheckpoints, DbDeadLetters};

@@ -290,3 +290,17 @@ async fn a_read_cancelled_mid_begin_leaves_no_transaction_behind() {
         tx.commit().await.unwrap();
     }
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (.ci/services)"]
+async fn the_inbox_forgets_what_the_position_has_passed() {
+    let (db, _database) = TestDatabase::migrated().await;
+    common::the_inbox_forgets_what_the_position_has_passed(&db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (.ci/services)"]
+async fn resolved_dead_letters_go_after_their_retention() {
+    let (db, _database) = TestDatabase::migrated().await;
+    common::resolved_dead_letters_go_after_their_retention(&db).await;
+}

@@ -76,3 +76,15 @@ mod checkpoints {
 
     oxcart_test_util::checkpoints_contract!(sqlite());
 }
+
+#[tokio::test]
+async fn the_inbox_forgets_what_the_position_has_passed() {
+    let (db, _dir) = database().await;
+    common::the_inbox_forgets_what_the_position_has_passed(&db).await;
+}
+
+#[tokio::test]
+async fn resolved_dead_letters_go_after_their_retention() {
+    let (db, _dir) = database().await;
+    common::resolved_dead_letters_go_after_their_retention(&db).await;
+}

@@ -86,3 +86,76 @@ async fn a_subset_of_services_serves_and_documents_only_those() {
         .await
         .ok(201);
 }
+
+/// Server-side request forgery (OWASP API7) needs a request that names a place for the
+/// server to go: no parameter or body property of any operation is a URL, or named like
+/// one. The only places oxcart calls are those its configuration names.
+#[test]
+fn no_operation_takes_a_url() {
+    let document = serde_json::to_value(oxcart::openapi(&Services::all())).unwrap();
+    let mut found = Vec::new();
+    fn walk(value: &serde_json::Value, at: &str, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if matches!(
+                    map.get("format").and_then(|f| f.as_str()),
+                    Some("uri" | "url" | "uri-reference" | "hostname")
+                ) {
+                    found.push(at.to_owned());
+                }
+                for (key, item) in map {
+                    let lower = key.to_lowercase();
+                    if ["url", "uri", "callback", "webhook", "redirect", "host"]
+                        .iter()
+                        .any(|word| lower.contains(word))
+                    {
+                        found.push(format!("{at}/{key}"));
+                    }
+                    walk(item, &format!("{at}/{key}"), found);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (n, item) in items.iter().enumerate() {
+                    walk(item, &format!("{at}/{n}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    // The schemas inputs refer to, and those they refer to in turn.
+    fn refs(value: &serde_json::Value, into: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(target) = map.get("$ref").and_then(|r| r.as_str()) {
+                    into.push(target.rsplit('/').next().unwrap().to_owned());
+                }
+                map.values().for_each(|v| refs(v, into));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, into)),
+            _ => {}
+        }
+    }
+    let mut pending = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let at = format!("{method} {path}");
+            for part in ["parameters", "requestBody"] {
+                walk(&operation[part], &format!("{at} {part}"), &mut found);
+                refs(&operation[part], &mut pending);
+            }
+        }
+    }
+    let schemas = &document["components"]["schemas"];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(name) = pending.pop() {
+        if seen.insert(name.clone()) {
+            walk(&schemas[&name], &name, &mut found);
+            refs(&schemas[&name], &mut pending);
+        }
+    }
+    assert!(
+        seen.contains("ShippingAddress"),
+        "inputs' schemas were followed: {seen:?}"
+    );
+    assert!(found.is_empty(), "URL-like inputs: {found:?}");
+}

@@ -2,6 +2,7 @@
 //! database per test, driven over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod authz;
 mod catalog;
 mod conventions;
 #[cfg(feature = "kafka")]
@@ -10,6 +11,7 @@ mod docs;
 mod errors;
 mod health;
 mod helpers;
+mod housekeeping;
 mod limits;
 mod mail;
 mod metrics;

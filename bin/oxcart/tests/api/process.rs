@@ -363,7 +363,7 @@ async fn config_check_shows_the_settings_and_a_misspelt_key_stops_the_start() {
         ("http", "listen", "127.0.0.1:9123"),
         ("database", "url", "postgres://shop:***@db:5432/shop"),
         ("mail", "smtp_url", "***"),
-        ("users", "token_ttl", "1h"),
+        ("users", "token_ttl", "15m"),
     ] {
         assert_eq!(
             settings[section][key].as_str(),
@@ -499,4 +499,38 @@ async fn the_banner_says_where_everything_is() {
         "{data}"
     );
     child.kill().await.unwrap();
+}
+
+/// `oxcart keys init` makes the signing key once: a second run, and a server started on
+/// the directory afterwards, use the same key (the one the JWKS publishes).
+#[tokio::test]
+async fn keys_init_makes_the_signing_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let init = || async {
+        let output =
+            process::run(Path::new(BIN), &["keys", "init", "--data-dir", data], None).await;
+        let stdout = String::from_utf8_lossy(&process::succeeded(output).stdout).into_owned();
+        stdout
+            .trim()
+            .rsplit_once("(kid ")
+            .map(|(_, kid)| kid.trim_end_matches(')').to_owned())
+            .unwrap_or_else(|| panic!("no kid in {stdout:?}"))
+    };
+    let first = init().await;
+    assert_eq!(init().await, first, "a second run keeps the key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("jwt-ed25519.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let server = Process::start_with_env(Path::new(BIN), dir.path(), &[], &[]).await;
+    let jwks = Api::new(server.addr)
+        .get("/.well-known/jwks.json", None)
+        .await;
+    assert_eq!(jwks.ok(200)["keys"][0]["kid"], first.as_str());
 }

@@ -184,3 +184,25 @@ async fn a_configured_signing_key_is_used_instead_of_a_generated_one() {
         .await
         .problem(404);
 }
+
+/// Mass assignment (OWASP API3): a field the request does not define, such as `role`, is
+/// refused by name rather than ignored or, worse, applied.
+#[tokio::test]
+async fn a_client_cannot_make_itself_an_admin() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .api
+        .post(
+            "/api/users",
+            None,
+            &json!({ "email": "eve@example.com", "password": PASSWORD, "role": "admin" }),
+        )
+        .await;
+    let problem = reply.problem(422);
+    assert!(
+        problem.to_string().contains("role"),
+        "the refusal names the field: {problem}"
+    );
+    // Nothing was registered.
+    app.api.register("eve@example.com", PASSWORD).await.ok(201);
+}

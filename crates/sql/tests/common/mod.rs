@@ -179,3 +179,109 @@ pub async fn a_batch_of_notes_is_applied(db: &Db) -> Vec<uuid::Uuid> {
     assert_eq!(applied_notes(db).await, ids);
     ids
 }
+
+/// The inbox rows a group may forget are exactly those of events at or before its
+/// position: eight events, the group applied all, its position at the fifth; after a
+/// round, the rows of the sixth to eighth remain, and another group's rows are untouched.
+pub async fn the_inbox_forgets_what_the_position_has_passed(db: &Db) {
+    use oxcart_events::chore::Chore;
+    let store = SqlEventStore::new(db.clone());
+    let mut ids = Vec::new();
+    let mut positions = Vec::new();
+    for _ in 0..8 {
+        let id = uuid::Uuid::now_v7();
+        let appended = store
+            .append(
+                id,
+                0,
+                vec![oxcart_test_util::event_store::event(id, "order.created", 1)],
+            )
+            .await
+            .unwrap();
+        let stream = store.read_stream(id).await.unwrap();
+        ids.push(stream[0].event.event_id);
+        positions.push(appended.position);
+    }
+    let mut tx = db.begin().await.unwrap();
+    db::claim_all(&mut tx, "notes", &ids).await.unwrap();
+    db::claim_all(&mut tx, "others", &ids).await.unwrap();
+    db::save_checkpoint(&mut tx, "notes", positions[4])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let inbox = oxcart_sql::housekeeping::Inbox::passed(db.clone(), vec!["notes"]);
+    assert_eq!(inbox.run().await.unwrap(), 5);
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(
+            db::claimed(db, "notes", *id).await.unwrap(),
+            n >= 5,
+            "event {n} of the group"
+        );
+        assert!(db::claimed(db, "others", *id).await.unwrap());
+    }
+    assert_eq!(
+        inbox.run().await.unwrap(),
+        0,
+        "a second round finds nothing"
+    );
+
+    // A group without a position (its offsets are Kafka's) forgets by age alone.
+    let by_age = oxcart_sql::housekeeping::Inbox::older_than(
+        db.clone(),
+        vec!["others"],
+        std::time::Duration::from_secs(3600),
+    );
+    assert_eq!(by_age.run().await.unwrap(), 0, "nothing is an hour old");
+    let by_age = oxcart_sql::housekeeping::Inbox::older_than(
+        db.clone(),
+        vec!["others"],
+        std::time::Duration::ZERO,
+    );
+    assert_eq!(by_age.run().await.unwrap(), 8);
+}
+
+/// Dead letters resolved longer ago than the retention go; those resolved since, and
+/// those still waiting however old, stay.
+pub async fn resolved_dead_letters_go_after_their_retention(db: &Db) {
+    use oxcart_events::chore::Chore;
+    use oxcart_events::consumer::DeadLetters;
+    let letters = DbDeadLetters(db.clone());
+    let store = SqlEventStore::new(db.clone());
+    let mut parked = Vec::new();
+    for _ in 0..3 {
+        let id = uuid::Uuid::now_v7();
+        let new = oxcart_test_util::event_store::event(id, "order.created", 1);
+        store.append(id, 0, vec![new]).await.unwrap();
+        let event = store.read_stream(id).await.unwrap().remove(0);
+        parked.push(letters.park("notes", &event, "boom", 5).await.unwrap());
+    }
+    parked.sort();
+    let long_ago = db::timestamp(chrono::Utc::now() - chrono::Duration::days(40));
+    let lately = db::timestamp(chrono::Utc::now() - chrono::Duration::days(1));
+    let mut tx = db.begin().await.unwrap();
+    for (id, resolved, parked_at) in [
+        (parked[0], Some(&long_ago), &long_ago),
+        (parked[1], Some(&lately), &long_ago),
+        (parked[2], None, &long_ago),
+    ] {
+        db::query("UPDATE dead_letters SET resolved_at = $1, parked_at = $2 WHERE id = $3")
+            .bind(resolved.cloned())
+            .bind(parked_at.clone())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let chore = oxcart_sql::housekeeping::ResolvedDeadLetters {
+        db: db.clone(),
+        retention: std::time::Duration::from_secs(30 * 24 * 3600),
+    };
+    assert_eq!(chore.run().await.unwrap(), 1);
+    let left: Vec<String> = db::query_scalar("SELECT id FROM dead_letters ORDER BY id")
+        .fetch_all(&mut *db.read_primary().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(left, [parked[1].to_string(), parked[2].to_string()]);
+}
