@@ -26,6 +26,7 @@ use oxcart_events::consumer::RetryPolicy;
 use oxcart_notifications::MailConfig;
 use oxcart_orders::OrdersConfig;
 use oxcart_payments::PaymentsConfig;
+use oxcart_platform::cache::CacheConfig;
 use oxcart_platform::housekeeping::HousekeepingConfig;
 use oxcart_platform::http::HttpConfig;
 use oxcart_platform::limit::RateLimitConfig;
@@ -176,6 +177,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub rate_limit: RateLimitConfig,
     pub redis: RedisConfig,
+    pub cache: CacheConfig,
     pub database: DatabaseConfig,
     pub kafka: KafkaSection,
     pub consumers: RetryPolicy,
@@ -198,6 +200,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             rate_limit: RateLimitConfig::default(),
             redis: RedisConfig::default(),
+            cache: CacheConfig::default(),
             database: DatabaseConfig::default(),
             kafka: KafkaSection::default(),
             consumers: RetryPolicy::default(),

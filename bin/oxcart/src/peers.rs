@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use oxcart_notifications::Mailer;
 use oxcart_platform::auth::{MemoryRevocations, Revocations};
+use oxcart_platform::cache::{CacheStore, MemoryCache};
 use oxcart_platform::http::client::ServiceClient;
 use oxcart_platform::limit::{LimitStore, MemoryStore};
 use oxcart_platform::tls::TrustedCas;
@@ -29,6 +30,10 @@ pub struct Peers {
     /// Ended sessions: the users service writes them, every token check reads them.
     /// Redis's with `redis.url`, else this process's memory.
     pub revocations: Arc<dyn Revocations>,
+    /// Where caches live: Redis's with `redis.url`, else this process's memory.
+    pub cache: Arc<dyn CacheStore>,
+    /// Whether `cache` is shared with other processes (Redis).
+    pub shared_cache: bool,
 }
 
 impl Peers {
@@ -64,11 +69,21 @@ impl Peers {
             ),
             None => None,
         };
-        let (limits, revocations): (Arc<dyn LimitStore>, Arc<dyn Revocations>) = match redis {
-            Some(redis) => (Arc::new(redis.clone()), Arc::new(redis)),
+        let shared_cache = redis.is_some();
+        let (limits, revocations, cache): (
+            Arc<dyn LimitStore>,
+            Arc<dyn Revocations>,
+            Arc<dyn CacheStore>,
+        ) = match redis {
+            Some(redis) => (
+                Arc::new(redis.clone()),
+                Arc::new(redis.clone()),
+                Arc::new(redis),
+            ),
             None => (
                 Arc::new(MemoryStore::default()),
                 Arc::new(MemoryRevocations::default()),
+                Arc::new(MemoryCache::new(config.cache.capacity, config.cache.ttl)),
             ),
         };
         Ok(Self {
@@ -76,6 +91,8 @@ impl Peers {
             catalog,
             limits,
             revocations,
+            cache,
+            shared_cache,
         })
     }
 }

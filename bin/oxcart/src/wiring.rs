@@ -12,10 +12,12 @@ use oxcart_catalog::Catalog;
 use oxcart_db::Db;
 use oxcart_events::store::BoxError;
 use oxcart_notifications::{Recipient, Recipients};
+use oxcart_orders::cached_catalog::CachedCatalog;
 use oxcart_orders::domain::ProductSnapshot;
 use oxcart_orders::remote::{PRODUCT_ROUTE, RemoteCatalog};
 use oxcart_orders::{OrderSource, OrdersService, ProductCatalog, ReadSide};
 use oxcart_platform::auth::SigningKey;
+use oxcart_platform::cache::{CacheMetrics, Cached, PRODUCT_SNAPSHOTS};
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::service::Parts;
 use oxcart_sql::SqlEventStore;
@@ -86,6 +88,22 @@ impl Recipients for LocalUsers {
     }
 }
 
+/// The cache of product snapshots, where it can be kept right: the catalog invalidates
+/// it on every change, so it must see the same cache as the orders that read it. That is
+/// so in Redis, which every process shares, or in memory when this process runs the
+/// catalog itself. (Orders pricing from a catalog elsewhere, without Redis, read through.)
+fn snapshot_cache(config: &Config, peers: &Peers, metrics: &Metrics) -> Option<Cached> {
+    let in_process = config.services.contains(Service::Catalog) && peers.catalog.is_none();
+    (config.cache.enabled && (peers.shared_cache || in_process)).then(|| {
+        Cached::new(
+            Arc::clone(&peers.cache),
+            PRODUCT_SNAPSHOTS,
+            config.cache.ttl,
+            &CacheMetrics::new(metrics),
+        )
+    })
+}
+
 /// Builds what `config.services` needs on `db`, appending to `store` (one per process,
 /// so that its doorbell wakes every consumer), calling out through `peers`. Each service
 /// builds itself from its ports and its config section; this only chooses which run and
@@ -98,9 +116,17 @@ pub fn assemble(
     metrics: &Metrics,
     peers: &Peers,
 ) -> anyhow::Result<Parts> {
+    let snapshots = snapshot_cache(config, peers, metrics);
     let catalog: Arc<dyn ProductCatalog> = match &peers.catalog {
         Some(client) => Arc::new(RemoteCatalog::new(client.clone())),
         None => Arc::new(LocalCatalog(Catalog::new(db.clone()))),
+    };
+    let catalog: Arc<dyn ProductCatalog> = match &snapshots {
+        Some(cache) => Arc::new(CachedCatalog {
+            inner: catalog,
+            cache: cache.clone(),
+        }),
+        None => catalog,
     };
     // Built whether or not this process runs orders: notifications and invoices read
     // orders through it.
@@ -125,7 +151,7 @@ pub fn assemble(
                 &config.users,
                 metrics,
             ),
-            Service::Catalog => oxcart_catalog::build(db.clone(), store.clone()),
+            Service::Catalog => oxcart_catalog::build(db.clone(), store.clone(), snapshots.clone()),
             Service::Orders => orders.take().map(OrdersService::parts).unwrap_or_default(),
             Service::Payments => {
                 oxcart_payments::build(db.clone(), store.clone(), &config.payments)

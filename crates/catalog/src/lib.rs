@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use oxcart_db::{self as db, Db};
 use oxcart_events::outbox::Outbox;
+use oxcart_platform::cache::Cached;
 use oxcart_platform::service::{About, Parts};
-use oxcart_platform::{FieldError, ProblemKind, ServiceError};
+use oxcart_platform::{BoxError, FieldError, ProblemKind, ServiceError};
 use uuid::Uuid;
 
 use crate::domain::{Changes, NewProduct, Product};
@@ -34,9 +35,15 @@ pub const ABOUT: About = About {
 
 /// The catalog on `db`: its routes, and the stock step of the order saga, which answers
 /// on `outbox` in the same transaction as the reservation.
-pub fn build(db: Db, outbox: Arc<dyn Outbox>) -> Parts {
-    Parts::routes(http::router(Catalog::new(db.clone())))
-        .with_handler(Arc::new(stock::Stock::handler(db, outbox)))
+///
+/// `snapshots` is the cache of product snapshots orders price from, when one exists for
+/// this catalog (in this process, or shared through Redis): a change to a product
+/// invalidates it before the change is acknowledged, so the next order is priced at the
+/// new price.
+pub fn build(db: Db, outbox: Arc<dyn Outbox>, snapshots: Option<Cached>) -> Parts {
+    let mut catalog = Catalog::new(db.clone());
+    catalog.snapshots = snapshots;
+    Parts::routes(http::router(catalog)).with_handler(Arc::new(stock::Stock::handler(db, outbox)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +60,8 @@ pub enum Error {
     Corrupt(String),
     #[error("storage failed")]
     Storage(#[from] sqlx::Error),
+    #[error("the cache of product snapshots cannot be reached, so the change was not made")]
+    CacheUnavailable(#[source] BoxError),
 }
 
 impl ServiceError for Error {
@@ -64,6 +73,7 @@ impl ServiceError for Error {
             Self::VersionMismatch { .. } => ProblemKind::PreconditionFailed,
             Self::Corrupt(_) => ProblemKind::Internal,
             Self::Storage(e) => ProblemKind::of_storage(e),
+            Self::CacheUnavailable(_) => ProblemKind::Unavailable,
         }
     }
 
@@ -84,12 +94,15 @@ impl ServiceError for Error {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     store: ProductStore,
+    /// The orders' cache of product snapshots, which a change invalidates.
+    snapshots: Option<Cached>,
 }
 
 impl Catalog {
     pub fn new(db: Db) -> Self {
         Self {
             store: ProductStore::new(db),
+            snapshots: None,
         }
     }
 
@@ -141,7 +154,16 @@ impl Catalog {
         if_version: Option<i64>,
         changes: Changes,
     ) -> Result<Product, Error> {
-        self.store
+        // Around the change: before, so that a cache out of reach refuses it rather than
+        // let orders be priced at the old price; after, for what was cached meanwhile.
+        if let Some(snapshots) = &self.snapshots {
+            snapshots
+                .invalidate()
+                .await
+                .map_err(Error::CacheUnavailable)?;
+        }
+        let product = self
+            .store
             .update(id, |product| {
                 if let Some(expected) = if_version.filter(|v| *v != product.version) {
                     return Err(Error::VersionMismatch {
@@ -151,6 +173,14 @@ impl Catalog {
                 }
                 Ok(product.apply(changes))
             })
-            .await
+            .await?;
+        if let Some(snapshots) = &self.snapshots
+            && let Err(error) = snapshots.invalidate().await
+        {
+            // Only a read between the two invalidations could have cached the old
+            // values, and it expires with its entry.
+            tracing::error!(product_id = %id, error = %error, "cannot invalidate the product snapshots after a change");
+        }
+        Ok(product)
     }
 }

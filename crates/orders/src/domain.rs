@@ -290,7 +290,7 @@ impl PlaceOrder {
 }
 
 /// What the catalog says about a product when an order is placed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductSnapshot {
     pub id: Uuid,
     pub sku: String,

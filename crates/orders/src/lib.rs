@@ -9,6 +9,7 @@
 //! - [`saga`]: the consumer that moves orders on when stock and payments reply.
 //! - [`housekeeping`]: the chore that cancels an order left unpaid past `payment_timeout`.
 //! - [`remote`]: the catalog port over HTTP, for when the catalog is another service.
+//! - [`cached_catalog`]: the catalog port through the cache of product snapshots.
 //! - [`http`]: `POST /api/orders` (with `Idempotency-Key`), reads, cancel, ship, deliver,
 //!   history.
 //! - [`parts`]: [`build`], the service from its ports and its `[orders]` section
@@ -17,6 +18,7 @@
 //! The write side never reads the read model and the read model is never written but by
 //! its projection: the event store is the one source of truth.
 
+pub mod cached_catalog;
 pub mod domain;
 pub mod housekeeping;
 pub mod http;

@@ -5,6 +5,7 @@
 //! - [`http`]: the layers around every route (request id, span, metrics, timeout, body
 //!   limit), problem-aware extractors, and the server loop with graceful drain.
 //! - [`auth`]: Ed25519 JWTs, the signing key's life cycle, the `Caller` extractor.
+//! - [`cache`]: caches invalidated by the owner of the data, by generation; in memory or shared.
 //! - [`limit`]: rate limits per caller and per sign-in, in memory or in a shared store.
 //! - [`health`], [`metrics`], [`docs`]: the operational endpoints every process serves.
 //! - [`money`]: ISO 4217 currencies and minor-unit amounts.
@@ -17,6 +18,7 @@
 //!   and owned background tasks.
 
 pub mod auth;
+pub mod cache;
 pub mod docs;
 pub mod health;
 pub mod housekeeping;

@@ -5,6 +5,8 @@
 //!   `rediss://` URL, verified against `[tls] ca_file` when one is set.
 //! - It is a [`LimitStore`]: each limit is GCRA, run as one server-side script per
 //!   request ([`GCRA`]), so concurrent replicas never race on a key.
+//! - It is a [`CacheStore`]: a namespace's generation is a counter, its entries keys
+//!   named with it ([`CACHED`] reads both in one round trip).
 //! - It is the [`Revocations`] list: an ended session is a key that expires with the
 //!   session's last access token, so a sign-out is seen by every service at once.
 //!
@@ -16,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use oxcart_platform::BoxError;
 use oxcart_platform::auth::Revocations;
+use oxcart_platform::cache::CacheStore;
 use oxcart_platform::limit::{Limit, LimitStore, Quota};
 use oxcart_platform::tls::TrustedCas;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -81,6 +84,18 @@ if now < allow_at then
 end
 redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000))
 return -1
+";
+
+/// A namespace's generation and its keys' values under it: `KEYS[1]` the generation's
+/// key, `ARGV[1]` the entries' key prefix, the other arguments the keys. Answers the
+/// generation, then each value (nil where there is none).
+pub const CACHED: &str = r"
+local generation = redis.call('GET', KEYS[1]) or '0'
+local answer = {generation}
+for i = 2, #ARGV do
+  answer[i] = redis.call('GET', ARGV[1] .. generation .. ':' .. ARGV[i])
+end
+return answer
 ";
 
 impl Redis {
@@ -182,6 +197,63 @@ impl LimitStore for Redis {
             .invoke_async(&mut connection)
             .await?;
         Ok(u64::try_from(wait).ok().map(Duration::from_micros))
+    }
+}
+
+#[async_trait]
+impl CacheStore for Redis {
+    async fn get(
+        &self,
+        namespace: &str,
+        keys: &[String],
+    ) -> Result<(u64, Vec<Option<Vec<u8>>>), BoxError> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(CACHED));
+        let mut invocation = SCRIPT.key(self.key(&["cache", namespace, "generation"]));
+        invocation.arg(self.key(&["cache", namespace, ""]));
+        for key in keys {
+            invocation.arg(key);
+        }
+        let mut connection = self.connection.clone();
+        let mut answer: Vec<Option<Vec<u8>>> = invocation.invoke_async(&mut connection).await?;
+        if answer.is_empty() {
+            return Err("the cache script answered nothing".into());
+        }
+        let generation = answer.remove(0).unwrap_or_default();
+        let generation = std::str::from_utf8(&generation)?.parse()?;
+        answer.resize(keys.len(), None);
+        Ok((generation, answer))
+    }
+
+    async fn put(
+        &self,
+        namespace: &str,
+        generation: u64,
+        entries: Vec<(String, Vec<u8>)>,
+        ttl: Duration,
+    ) -> Result<(), BoxError> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut pipe = redis::pipe();
+        for (key, value) in entries {
+            pipe.cmd("SET")
+                .arg(self.key(&["cache", namespace, &generation.to_string(), &key]))
+                .arg(value)
+                .arg("PX")
+                .arg(millis)
+                .ignore();
+        }
+        let mut connection = self.connection.clone();
+        pipe.query_async::<()>(&mut connection).await?;
+        Ok(())
+    }
+
+    async fn invalidate(&self, namespace: &str) -> Result<(), BoxError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("INCR")
+            .arg(self.key(&["cache", namespace, "generation"]))
+            .query_async::<i64>(&mut connection)
+            .await?;
+        Ok(())
     }
 }
 

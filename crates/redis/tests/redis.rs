@@ -1,9 +1,11 @@
 //! The Redis store against the real server `.ci/services` starts (plain and TLS), beside
-//! the memory store it stands in for across processes: both keep the same limits.
+//! the memory stores it stands in for across processes: both keep the same limits, and
+//! cache alike.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
+use oxcart_platform::cache::{CacheStore, MemoryCache};
 use oxcart_platform::limit::{Limit, LimitStore, MemoryStore, Quota};
 use oxcart_platform::tls::TrustedCas;
 use oxcart_redis::{Error, Redis, RedisConfig};
@@ -102,4 +104,55 @@ async fn a_server_that_does_not_answer_is_an_error_per_request_not_at_start() {
         .expect("starts without Redis");
     let quota = Quota::new(1, Duration::from_secs(1), 1).unwrap();
     assert!(redis.take(Limit::Api, quota, "k").await.is_err());
+}
+
+/// What every cache store must do: values under the namespace's generation; an
+/// invalidation moves it, and then neither what was cached before nor what a late
+/// reader stores under the old generation is read again.
+async fn caches_by_generation(store: &dyn CacheStore) {
+    let keys = vec!["a".to_owned(), "b".to_owned()];
+    let (first, values) = store.get("things", &keys).await.unwrap();
+    assert_eq!(values, [None, None]);
+    store
+        .put("things", first, vec![("a".into(), b"1".to_vec())], TTL)
+        .await
+        .unwrap();
+    let (generation, values) = store.get("things", &keys).await.unwrap();
+    assert_eq!(generation, first);
+    assert_eq!(values, [Some(b"1".to_vec()), None]);
+    // Another namespace is its own.
+    assert_eq!(store.get("others", &keys).await.unwrap().1, [None, None]);
+
+    store.invalidate("things").await.unwrap();
+    let (second, values) = store.get("things", &keys).await.unwrap();
+    assert_ne!(second, first);
+    assert_eq!(values, [None, None], "invalidated");
+    // A reader that fetched before the invalidation stores under the old generation:
+    // nobody reads it.
+    store
+        .put("things", first, vec![("b".into(), b"stale".to_vec())], TTL)
+        .await
+        .unwrap();
+    assert_eq!(store.get("things", &keys).await.unwrap().1, [None, None]);
+    store
+        .put("things", second, vec![("b".into(), b"2".to_vec())], TTL)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("things", &keys).await.unwrap().1,
+        [None, Some(b"2".to_vec())]
+    );
+}
+
+const TTL: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn the_memory_cache_caches_by_generation() {
+    caches_by_generation(&MemoryCache::new(1000, TTL)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs Redis (.ci/services)"]
+async fn redis_caches_by_generation() {
+    caches_by_generation(&redis_over_tls().await).await;
 }

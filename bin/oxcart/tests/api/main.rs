@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod authz;
+mod cache;
 mod catalog;
 mod conventions;
 #[cfg(feature = "kafka")]

@@ -1,14 +1,16 @@
 //! The ports the composition root connects pass their contracts: the catalog orders
-//! price through, in-process (`LocalCatalog`) and over HTTP (`RemoteCatalog`, against the
-//! real app's `GET /api/products/{id}`).
+//! price through, in-process (`LocalCatalog`), over HTTP (`RemoteCatalog`, against the
+//! real app's `GET /api/products/{id}`) and through the cache of snapshots (`CachedCatalog`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use oxcart::LocalCatalog;
 use oxcart_catalog::Catalog;
+use oxcart_orders::cached_catalog::CachedCatalog;
 use oxcart_orders::domain::ProductSnapshot;
 use oxcart_orders::remote::RemoteCatalog;
+use oxcart_platform::cache::{CacheMetrics, Cached, MemoryCache, PRODUCT_SNAPSHOTS};
 use oxcart_platform::http::client::ServiceClient;
 use oxcart_platform::tls::TrustedCas;
 use oxcart_test_util::catalog::Priced;
@@ -51,6 +53,29 @@ async fn over_http() -> (Priced, TestApp) {
     .unwrap();
     let catalog = Arc::new(RemoteCatalog::new(client));
     (Priced { catalog, products }, app)
+}
+
+/// The catalog through the cache of snapshots, filled and read in the contract's calls.
+async fn cached() -> (Priced, TestApp) {
+    let (mut priced, app) = in_process().await;
+    let metrics = oxcart_platform::metrics::Metrics::new();
+    let cache = Cached::new(
+        Arc::new(MemoryCache::new(100, Duration::from_secs(60))),
+        PRODUCT_SNAPSHOTS,
+        Duration::from_secs(60),
+        &CacheMetrics::new(&metrics),
+    );
+    priced.catalog = Arc::new(CachedCatalog {
+        inner: priced.catalog,
+        cache,
+    });
+    (priced, app)
+}
+
+mod cached_catalog {
+    use super::cached;
+
+    oxcart_test_util::product_catalog_contract!(cached());
 }
 
 mod local_catalog {
