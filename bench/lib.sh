@@ -33,8 +33,9 @@ base="http://127.0.0.1:$port"
 # Request logging is turned down so the benchmark measures the API, not the terminal.
 export OXCART_LOG=warn
 # A few callers make all the load: their rate limit is set far above it, so that the
-# limiter's cost is measured but nothing is refused.
-export OXCART_RATE_LIMIT__REQUESTS_PER_SECOND=1000000 OXCART_RATE_LIMIT__BURST=1000000
+# limiter's cost is measured but nothing is refused (0 turns it off, to measure that cost).
+export OXCART_RATE_LIMIT__REQUESTS_PER_SECOND="${OXCART_RATE_LIMIT__REQUESTS_PER_SECOND:-1000000}"
+export OXCART_RATE_LIMIT__BURST="${OXCART_RATE_LIMIT__BURST:-1000000}"
 serve() {
     "$bin" serve --data-dir "$work/data" --log-format json "$@" 2>>"$work/server.log" &
     pids+=($!)

@@ -151,6 +151,27 @@ impl Redis {
             .map(drop)
     }
 
+    /// Sets every key to its value, each expiring after `ttl`, in one round trip.
+    async fn set_all(
+        &self,
+        entries: impl Iterator<Item = (String, Vec<u8>)>,
+        ttl: Duration,
+    ) -> Result<(), BoxError> {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut pipe = redis::pipe();
+        for (key, value) in entries {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(millis)
+                .ignore();
+        }
+        let mut connection = self.connection.clone();
+        pipe.query_async::<()>(&mut connection).await?;
+        Ok(())
+    }
+
     fn key(&self, parts: &[&str]) -> String {
         let mut key = self.prefix.clone();
         key.push_str(&parts.join(":"));
@@ -232,19 +253,14 @@ impl CacheStore for Redis {
         entries: Vec<(String, Vec<u8>)>,
         ttl: Duration,
     ) -> Result<(), BoxError> {
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut pipe = redis::pipe();
-        for (key, value) in entries {
-            pipe.cmd("SET")
-                .arg(self.key(&["cache", namespace, &generation.to_string(), &key]))
-                .arg(value)
-                .arg("PX")
-                .arg(millis)
-                .ignore();
-        }
-        let mut connection = self.connection.clone();
-        pipe.query_async::<()>(&mut connection).await?;
-        Ok(())
+        let generation = generation.to_string();
+        self.set_all(
+            entries
+                .into_iter()
+                .map(|(key, value)| (self.key(&["cache", namespace, &generation, &key]), value)),
+            ttl,
+        )
+        .await
     }
 
     async fn invalidate(&self, namespace: &str) -> Result<(), BoxError> {
@@ -260,19 +276,13 @@ impl CacheStore for Redis {
 #[async_trait]
 impl Revocations for Redis {
     async fn revoke(&self, sessions: &[uuid::Uuid], ttl: Duration) -> Result<(), BoxError> {
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut pipe = redis::pipe();
-        for session in sessions {
-            pipe.cmd("SET")
-                .arg(self.key(&["revoked", &session.to_string()]))
-                .arg(1)
-                .arg("PX")
-                .arg(millis)
-                .ignore();
-        }
-        let mut connection = self.connection.clone();
-        pipe.query_async::<()>(&mut connection).await?;
-        Ok(())
+        self.set_all(
+            sessions
+                .iter()
+                .map(|session| (self.key(&["revoked", &session.to_string()]), b"1".to_vec())),
+            ttl,
+        )
+        .await
     }
 
     async fn is_revoked(&self, session: uuid::Uuid) -> Result<bool, BoxError> {
