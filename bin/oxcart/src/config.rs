@@ -177,7 +177,9 @@ pub struct Config {
     pub http: HttpConfig,
     pub rate_limit: RateLimitConfig,
     pub redis: RedisConfig,
-    pub cache: CacheConfig,
+    /// `[caching]` (not `[cache]`: `OXCART_CACHE` is the build cache's directory in
+    /// oxcart's own scripts, and a variable of that name would be read as the section).
+    pub caching: CacheConfig,
     pub database: DatabaseConfig,
     pub kafka: KafkaSection,
     pub consumers: RetryPolicy,
@@ -200,7 +202,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             rate_limit: RateLimitConfig::default(),
             redis: RedisConfig::default(),
-            cache: CacheConfig::default(),
+            caching: CacheConfig::default(),
             database: DatabaseConfig::default(),
             kafka: KafkaSection::default(),
             consumers: RetryPolicy::default(),

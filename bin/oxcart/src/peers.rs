@@ -83,7 +83,10 @@ impl Peers {
             None => (
                 Arc::new(MemoryStore::default()),
                 Arc::new(MemoryRevocations::default()),
-                Arc::new(MemoryCache::new(config.cache.capacity, config.cache.ttl)),
+                Arc::new(MemoryCache::new(
+                    config.caching.capacity,
+                    config.caching.ttl,
+                )),
             ),
         };
         Ok(Self {

@@ -17,7 +17,7 @@ use oxcart_orders::domain::ProductSnapshot;
 use oxcart_orders::remote::{PRODUCT_ROUTE, RemoteCatalog};
 use oxcart_orders::{OrderSource, OrdersService, ProductCatalog, ReadSide};
 use oxcart_platform::auth::SigningKey;
-use oxcart_platform::cache::{CacheMetrics, Cached, PRODUCT_SNAPSHOTS};
+use oxcart_platform::cache::{CacheMetrics, Cached, PAYMENTS, PRODUCT_SNAPSHOTS};
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::service::Parts;
 use oxcart_sql::SqlEventStore;
@@ -91,15 +91,49 @@ impl Recipients for LocalUsers {
 /// The cache of product snapshots, where it can be kept right: the catalog invalidates
 /// it on every change, so it must see the same cache as the orders that read it. That is
 /// so in Redis, which every process shares, or in memory when this process runs the
-/// catalog itself. (Orders pricing from a catalog elsewhere, without Redis, read through.)
-fn snapshot_cache(config: &Config, peers: &Peers, metrics: &Metrics) -> Option<Cached> {
+/// catalog itself and no other process can. (Otherwise orders read through.)
+fn snapshot_cache(config: &Config, peers: &Peers, metrics: &CacheMetrics) -> Option<Cached> {
     let in_process = config.services.contains(Service::Catalog) && peers.catalog.is_none();
-    (config.cache.enabled && (peers.shared_cache || in_process)).then(|| {
+    cache_where(
+        config,
+        peers,
+        in_process && one_process(config),
+        PRODUCT_SNAPSHOTS,
+        metrics,
+    )
+}
+
+/// Whether no other process can be running these services beside this one: SQLite is
+/// one process's file. (On PostgreSQL, replicas may run the same services, each with
+/// memory of its own.)
+fn one_process(config: &Config) -> bool {
+    config.database_url().starts_with("sqlite:")
+}
+
+/// A cache whose writer and readers are one service (payments: its saga writes, its route
+/// reads): in memory only in [`one_process`], else in Redis.
+fn shared_cache(
+    config: &Config,
+    peers: &Peers,
+    namespace: &'static str,
+    metrics: &CacheMetrics,
+) -> Option<Cached> {
+    cache_where(config, peers, one_process(config), namespace, metrics)
+}
+
+fn cache_where(
+    config: &Config,
+    peers: &Peers,
+    in_memory_is_right: bool,
+    namespace: &'static str,
+    metrics: &CacheMetrics,
+) -> Option<Cached> {
+    (config.caching.enabled && (peers.shared_cache || in_memory_is_right)).then(|| {
         Cached::new(
             Arc::clone(&peers.cache),
-            PRODUCT_SNAPSHOTS,
-            config.cache.ttl,
-            &CacheMetrics::new(metrics),
+            namespace,
+            config.caching.ttl,
+            metrics,
         )
     })
 }
@@ -116,7 +150,8 @@ pub fn assemble(
     metrics: &Metrics,
     peers: &Peers,
 ) -> anyhow::Result<Parts> {
-    let snapshots = snapshot_cache(config, peers, metrics);
+    let cache_metrics = CacheMetrics::new(metrics);
+    let snapshots = snapshot_cache(config, peers, &cache_metrics);
     let catalog: Arc<dyn ProductCatalog> = match &peers.catalog {
         Some(client) => Arc::new(RemoteCatalog::new(client.clone())),
         None => Arc::new(LocalCatalog(Catalog::new(db.clone()))),
@@ -153,9 +188,12 @@ pub fn assemble(
             ),
             Service::Catalog => oxcart_catalog::build(db.clone(), store.clone(), snapshots.clone()),
             Service::Orders => orders.take().map(OrdersService::parts).unwrap_or_default(),
-            Service::Payments => {
-                oxcart_payments::build(db.clone(), store.clone(), &config.payments)
-            }
+            Service::Payments => oxcart_payments::build(
+                db.clone(),
+                store.clone(),
+                &config.payments,
+                shared_cache(config, peers, PAYMENTS, &cache_metrics),
+            ),
             Service::Notifications => oxcart_notifications::build(
                 oxcart_notifications::Ports {
                     db: db.clone(),

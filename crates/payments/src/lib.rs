@@ -31,6 +31,7 @@ use oxcart_db::{self as db, Db};
 use oxcart_events::EventStore;
 use oxcart_events::outbox::Outbox;
 use oxcart_platform::auth::Caller;
+use oxcart_platform::cache::Cached;
 use oxcart_platform::service::{About, Parts};
 use oxcart_platform::{ProblemKind, ServiceError};
 use serde::{Deserialize, Serialize};
@@ -70,11 +71,24 @@ impl Default for PaymentsConfig {
 /// Payments on `db`, appending to `store` (the log it also reads an order's
 /// `order.created` from): the payments route, and the saga step that charges and refunds
 /// through the simulated provider, whose books are a table of `db`.
-pub fn build<S: Outbox + EventStore>(db: Db, store: Arc<S>, config: &PaymentsConfig) -> Parts {
+///
+/// `cache` is the spec's `payment_cache`, when this process's writes and reads share one
+/// (see `oxcart_platform::cache::PAYMENTS`): the saga invalidates an order's entry around
+/// every step it records, so a lookup never answers with a status the table has left.
+pub fn build<S: Outbox + EventStore>(
+    db: Db,
+    store: Arc<S>,
+    config: &PaymentsConfig,
+    cache: Option<Cached>,
+) -> Parts {
     let provider = SimulatedProvider::new(Arc::new(SqlLedger::new(db.clone())), config.slow_delay);
-    Parts::routes(http::router(Payments::new(db.clone()))).with_handler(Arc::new(
-        saga::PaymentSaga::new(db, store, Arc::new(provider)),
-    ))
+    let payments = Payments {
+        db: db.clone(),
+        cache: cache.clone(),
+    };
+    let mut saga = saga::PaymentSaga::new(db, store, Arc::new(provider));
+    saga.cache = cache;
+    Parts::routes(http::router(payments)).with_handler(Arc::new(saga))
 }
 
 /// Payments with no table of their own (the serverless mode): each outcome is an event
@@ -100,7 +114,7 @@ pub fn payment_id(order_id: Uuid) -> Uuid {
     Uuid::new_v5(&PAYMENTS, order_id.as_bytes())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentStatus {
     /// The order is placed; the charge waits for its stock to be reserved.
@@ -137,7 +151,7 @@ impl PaymentStatus {
 }
 
 /// A payment as its owner sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Payment {
     pub id: Uuid,
@@ -207,24 +221,42 @@ fn decode(row: &AnyRow) -> Result<Payment, Error> {
 #[derive(Debug, Clone)]
 pub struct Payments {
     db: Db,
+    /// An order's payments, when they are cached.
+    cache: Option<Cached>,
 }
 
 impl Payments {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, cache: None }
     }
 
     /// The payments of an order, to its owner or an admin (nothing for anyone else).
     pub async fn for_order(&self, caller: &Caller, order_id: Uuid) -> Result<Vec<Payment>, Error> {
+        let payments = match &self.cache {
+            Some(cache) => {
+                let order = order_id.to_string();
+                cache
+                    .get_or_fetch_in(&order, std::slice::from_ref(&order), |_| async {
+                        Ok::<_, Error>(vec![(order.clone(), self.query(order_id).await?)])
+                    })
+                    .await?
+                    .pop()
+                    .unwrap_or_default()
+            }
+            None => self.query(order_id).await?,
+        };
+        Ok(payments
+            .into_iter()
+            .filter(|p| caller.may_access(p.customer_id))
+            .collect())
+    }
+
+    async fn query(&self, order_id: Uuid) -> Result<Vec<Payment>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1");
         let rows = db::query(&sql)
             .bind(order_id.to_string())
             .fetch_all(&mut *self.db.read().await?)
             .await?;
-        let payments = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        Ok(payments
-            .into_iter()
-            .filter(|p| caller.may_access(p.customer_id))
-            .collect())
+        rows.iter().map(decode).collect()
     }
 }

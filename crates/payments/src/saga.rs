@@ -31,6 +31,7 @@ use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
 use oxcart_events::types::{order, payment, stock};
 use oxcart_events::{EventStore, NewEvent, Position, RecordedEvent, StreamAppend, trace};
+use oxcart_platform::cache::Cached;
 use serde::Deserialize;
 use sqlx::Row as _;
 use tracing::{Instrument as _, Span};
@@ -54,6 +55,8 @@ pub struct PaymentSaga {
     /// The log, to read an `order.created` that has not been delivered yet.
     log: Arc<dyn EventStore>,
     provider: Arc<dyn PaymentProvider>,
+    /// The payment cache, whose orders' entries each recorded step invalidates.
+    pub(crate) cache: Option<Cached>,
 }
 
 /// What one event comes to, decided outside any transaction.
@@ -100,6 +103,7 @@ impl PaymentSaga {
             outbox: store.clone(),
             log: store,
             provider,
+            cache: None,
         }
     }
 
@@ -363,8 +367,13 @@ impl PaymentSaga {
             .filter(|(event, _)| claimed.contains(&event.event.event_id))
             .filter_map(|(_, step)| step.as_ref())
             .collect();
+        // The orders' cached payments, invalidated before the commit and after it: what
+        // a lookup between the two fetched is stored under a generation left behind.
+        let orders: Vec<String> = applied.iter().map(|s| s.order_id().to_string()).collect();
+        self.invalidate(&orders).await;
         let appended = write(&mut tx, self.outbox.as_ref(), &applied).await?;
         tx.commit().await?;
+        self.invalidate(&orders).await;
         if let Some(position) = appended {
             self.outbox.committed(position);
         }
@@ -382,6 +391,29 @@ impl PaymentSaga {
             }
         }
         Ok(())
+    }
+}
+
+impl PaymentSaga {
+    /// A cache out of reach is logged, not fatal: payments must go on, and its entries
+    /// expire within their lifetime.
+    async fn invalidate(&self, orders: &[String]) {
+        if let (Some(cache), false) = (&self.cache, orders.is_empty())
+            && let Err(error) = cache.invalidate_scopes(orders).await
+        {
+            tracing::warn!(error = %error, "cannot invalidate the payment cache");
+        }
+    }
+}
+
+impl Step {
+    fn order_id(&self) -> Uuid {
+        match self {
+            Self::Intend { order_id, .. }
+            | Self::Charge { order_id, .. }
+            | Self::Cancel { order_id }
+            | Self::Refund { order_id, .. } => *order_id,
+        }
     }
 }
 

@@ -15,8 +15,8 @@
 //! same process, or Redis (`oxcart_redis::Redis`) when processes share it. [`Cached`] is
 //! what a service holds: a store, a namespace, a lifetime, and the hit and miss counters.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,6 +30,10 @@ use crate::metrics::Metrics;
 /// The orders' cache of the catalog's product snapshots, which the catalog invalidates
 /// when it changes a product.
 pub const PRODUCT_SNAPSHOTS: &str = "product-snapshots";
+
+/// The spec's `payment_cache`: an order's payments as `GET /api/payments` answers, a
+/// scope an order, which the payments saga invalidates when it records a step.
+pub const PAYMENTS: &str = "payments";
 
 /// Where cached values live.
 #[async_trait]
@@ -48,16 +52,22 @@ pub trait CacheStore: Send + Sync {
         entries: Vec<(String, Vec<u8>)>,
         ttl: Duration,
     ) -> Result<(), BoxError>;
-    /// Moves the namespace to its next generation: what is cached in it is gone.
-    async fn invalidate(&self, namespace: &str) -> Result<(), BoxError>;
+    /// Moves each namespace to a new generation: what is cached in it is gone. `ttl` is
+    /// the entries' lifetime, which a store may keep a generation for no longer than
+    /// twice (past it, nothing of an older generation is left).
+    async fn invalidate(&self, namespaces: &[String], ttl: Duration) -> Result<(), BoxError>;
 }
 
-/// A cache in this process's memory: entries in a moka cache (bounded, expiring), the
-/// generations beside it.
+/// A cache in this process's memory: entries in a moka cache (bounded, expiring), and
+/// each namespace's generation in another.
+///
+/// Every generation handed out is a new number from one counter, so a namespace whose
+/// generation was evicted comes back under a number no entry was ever stored under:
+/// nothing old can be read through it.
 pub struct MemoryCache {
     entries: moka::sync::Cache<String, Arc<Vec<u8>>>,
-    /// Each namespace's generation.
-    generations: Mutex<HashMap<String, u64>>,
+    generations: moka::sync::Cache<String, u64>,
+    counter: AtomicU64,
 }
 
 impl MemoryCache {
@@ -68,16 +78,21 @@ impl MemoryCache {
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
-            generations: Mutex::default(),
+            generations: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(ttl.saturating_mul(2))
+                .build(),
+            counter: AtomicU64::new(0),
         }
     }
 
+    fn next(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     fn generation(&self, namespace: &str) -> u64 {
-        let generations = self
-            .generations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        generations.get(namespace).copied().unwrap_or(0)
+        self.generations
+            .get_with(namespace.to_owned(), || self.next())
     }
 }
 
@@ -118,17 +133,15 @@ impl CacheStore for MemoryCache {
         Ok(())
     }
 
-    async fn invalidate(&self, namespace: &str) -> Result<(), BoxError> {
-        let mut generations = self
-            .generations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *generations.entry(namespace.to_owned()).or_insert(0) += 1;
+    async fn invalidate(&self, namespaces: &[String], _ttl: Duration) -> Result<(), BoxError> {
+        for namespace in namespaces {
+            self.generations.insert(namespace.clone(), self.next());
+        }
         Ok(())
     }
 }
 
-/// The `[cache]` section of the configuration.
+/// The `[caching]` section of the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
@@ -218,12 +231,47 @@ impl Cached {
         F: FnOnce(Vec<String>) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<(String, T)>, E>>,
     {
+        self.lookup(self.namespace.to_owned(), keys, fetch).await
+    }
+
+    /// [`get_or_fetch`](Self::get_or_fetch) in `scope`, a part of the cache with a
+    /// generation of its own (one order's payments), which
+    /// [`invalidate_scopes`](Self::invalidate_scopes) moves alone.
+    pub async fn get_or_fetch_in<T, F, Fut, E>(
+        &self,
+        scope: &str,
+        keys: &[String],
+        fetch: F,
+    ) -> Result<Vec<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<(String, T)>, E>>,
+    {
+        self.lookup(self.scoped(scope), keys, fetch).await
+    }
+
+    fn scoped(&self, scope: &str) -> String {
+        format!("{}:{scope}", self.namespace)
+    }
+
+    async fn lookup<T, F, Fut, E>(
+        &self,
+        namespace: String,
+        keys: &[String],
+        fetch: F,
+    ) -> Result<Vec<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<(String, T)>, E>>,
+    {
         let count = |result: &str, n: usize| {
             self.lookups
                 .with_label_values(&[self.namespace, result])
                 .inc_by(n as u64);
         };
-        let (generation, cached) = match self.store.get(self.namespace, keys).await {
+        let (generation, cached) = match self.store.get(&namespace, keys).await {
             Ok(found) => found,
             Err(error) => {
                 tracing::warn!(cache = self.namespace, error = %error, "cache unreachable; reading through");
@@ -252,7 +300,7 @@ impl Cached {
             .collect();
         if let Err(error) = self
             .store
-            .put(self.namespace, generation, entries, self.ttl)
+            .put(&namespace, generation, entries, self.ttl)
             .await
         {
             tracing::warn!(cache = self.namespace, error = %error, "cannot fill the cache");
@@ -267,6 +315,14 @@ impl Cached {
     /// reader that fetched the old value in between stored it under the generation this
     /// leaves behind).
     pub async fn invalidate(&self) -> Result<(), BoxError> {
-        self.store.invalidate(self.namespace).await
+        self.store
+            .invalidate(&[self.namespace.to_owned()], self.ttl)
+            .await
+    }
+
+    /// Moves each of `scopes` to a new generation (see [`get_or_fetch_in`](Self::get_or_fetch_in)).
+    pub async fn invalidate_scopes(&self, scopes: &[String]) -> Result<(), BoxError> {
+        let namespaces: Vec<String> = scopes.iter().map(|scope| self.scoped(scope)).collect();
+        self.store.invalidate(&namespaces, self.ttl).await
     }
 }

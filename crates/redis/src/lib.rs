@@ -263,12 +263,21 @@ impl CacheStore for Redis {
         .await
     }
 
-    async fn invalidate(&self, namespace: &str) -> Result<(), BoxError> {
+    async fn invalidate(&self, namespaces: &[String], ttl: Duration) -> Result<(), BoxError> {
+        // A generation outlives its entries (twice their lifetime), so that when its key
+        // expires and it starts again from 0, nothing of a generation before is left.
+        let millis = u64::try_from(ttl.as_millis())
+            .unwrap_or(u64::MAX / 2)
+            .saturating_mul(2)
+            .max(1);
+        let mut pipe = redis::pipe();
+        for namespace in namespaces {
+            let key = self.key(&["cache", namespace, "generation"]);
+            pipe.cmd("INCR").arg(&key).ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(millis).ignore();
+        }
         let mut connection = self.connection.clone();
-        redis::cmd("INCR")
-            .arg(self.key(&["cache", namespace, "generation"]))
-            .query_async::<i64>(&mut connection)
-            .await?;
+        pipe.query_async::<()>(&mut connection).await?;
         Ok(())
     }
 }

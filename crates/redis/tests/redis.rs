@@ -123,7 +123,7 @@ async fn caches_by_generation(store: &dyn CacheStore) {
     // Another namespace is its own.
     assert_eq!(store.get("others", &keys).await.unwrap().1, [None, None]);
 
-    store.invalidate("things").await.unwrap();
+    store.invalidate(&["things".to_owned()], TTL).await.unwrap();
     let (second, values) = store.get("things", &keys).await.unwrap();
     assert_ne!(second, first);
     assert_eq!(values, [None, None], "invalidated");

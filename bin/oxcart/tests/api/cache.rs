@@ -1,6 +1,7 @@
-//! The cache of product snapshots, as a shop sees it: repeated orders priced from it, and
-//! a price change priced into the very next order, in one process and across processes
-//! sharing Redis.
+//! The caches, as a shop sees them: repeated orders priced from the product snapshots,
+//! and a price change priced into the very next order, in one process and across
+//! processes sharing Redis; a payment's status looked up from the payment cache, and its
+//! refund seen at once.
 
 use oxcart_test_util::api::{Api, PASSWORD};
 use serde_json::json;
@@ -10,8 +11,12 @@ use crate::helpers::{TestApp, create_admin, on_redis};
 
 /// `cache_lookups_total{cache="product-snapshots",result}` in a scrape.
 async fn lookups(api: &Api, result: &str) -> u64 {
+    cache_lookups(api, "product-snapshots", result).await
+}
+
+async fn cache_lookups(api: &Api, cache: &str, result: &str) -> u64 {
     let scrape = api.get("/metrics", None).await.text;
-    let series = format!("cache_lookups_total{{cache=\"product-snapshots\",result=\"{result}\"}} ");
+    let series = format!("cache_lookups_total{{cache=\"{cache}\",result=\"{result}\"}} ");
     scrape
         .lines()
         .find_map(|line| line.strip_prefix(&series)?.parse().ok())
@@ -34,9 +39,21 @@ async fn reprice(api: &Api, admin: &str, product: Uuid, price: i64) {
     .ok(200);
 }
 
+/// The suite's app, with a cache: in memory on SQLite; on PostgreSQL (where other
+/// processes could share the database) only in Redis.
+async fn cached_app() -> TestApp {
+    let prefix = format!("test-{}:", Uuid::new_v4().simple());
+    TestApp::spawn_with(|config| {
+        if std::env::var("OXCART_TEST_BACKEND").as_deref() == Ok("postgres") {
+            on_redis(config, &prefix);
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_price_change_prices_the_very_next_order() {
-    let app = TestApp::spawn().await;
+    let app = cached_app().await;
     let api = &app.api;
     let admin = app.admin().await;
     let product = api.product(&admin, "Mug", 1000, "EUR", 100).await;
@@ -65,7 +82,7 @@ async fn a_price_change_prices_the_very_next_order() {
 
 #[tokio::test]
 async fn without_the_cache_every_order_reads_the_catalog() {
-    let app = TestApp::spawn_with(|config| config.cache.enabled = false).await;
+    let app = TestApp::spawn_with(|config| config.caching.enabled = false).await;
     let api = &app.api;
     let admin = app.admin().await;
     let product = api.product(&admin, "Mug", 1000, "EUR", 100).await;
@@ -117,4 +134,52 @@ async fn across_processes_the_cache_in_redis_follows_the_catalog() {
     assert_eq!(total(&orders.api, &customer, product).await, 1750);
     orders.stop().await;
     catalog.stop().await;
+}
+
+#[tokio::test]
+async fn a_payment_looked_up_from_the_cache_is_never_behind_its_refund() {
+    let app = cached_app().await;
+    let api = &app.api;
+    let admin = app.admin().await;
+    let product = api.product(&admin, "Mug", 1000, "EUR", 100).await;
+    let (customer, _) = api.customer().await;
+    let order = api.place_order(&customer, &[(product, 1)]).await;
+    let order = order.ok(201)["id"].as_str().unwrap().to_owned();
+    crate::helpers::order_reaches(api, &customer, &order, "PAID").await;
+    let path = format!("/api/payments?orderId={order}");
+    let status = |reply: oxcart_test_util::api::Reply| {
+        reply.ok(200)["items"][0]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    assert_eq!(status(api.get(&path, Some(&customer)).await), "SUCCEEDED");
+    let hits = cache_lookups(api, "payments", "hit").await;
+    assert_eq!(status(api.get(&path, Some(&customer)).await), "SUCCEEDED");
+    assert_eq!(cache_lookups(api, "payments", "hit").await, hits + 1);
+    // Another customer still sees nothing: the cache holds the order's payments, and
+    // the owner's filter applies to what it answers.
+    let (other, _) = api.customer().await;
+    let theirs = api.get(&path, Some(&other)).await;
+    assert_eq!(theirs.ok(200)["items"], json!([]));
+
+    api.post(
+        &format!("/api/orders/{order}/cancel"),
+        Some(&customer),
+        &json!({}),
+    )
+    .await
+    .ok(200);
+    // The refund is a step of the saga; once recorded, no lookup answers the old status.
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = status(api.get(&path, Some(&customer)).await);
+        if seen == "REFUNDED" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(seen, "REFUNDED");
+    app.stop().await;
 }
