@@ -252,7 +252,7 @@ impl Run {
         self.scenario
             .assert_outcome(&self.api, &Api::new(self.analytics.addr), &audit)
             .await;
-        let head = count(&self.db, "SELECT COALESCE(MAX(position), 0) FROM events").await;
+        let head = crate::saga::head(&self.db).await;
         let published = count(
             &self.db,
             "SELECT position FROM projection_checkpoints WHERE name = 'kafka-relay'",

@@ -57,10 +57,7 @@ pub async fn settle(db: &Db, ids: &[String], groups: &[&str]) {
             .iter()
             .filter(|id| statuses.get(*id).is_none_or(|s| s == "CREATED"))
             .count();
-        let head: i64 = db::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&mut *db.read().await.unwrap())
-            .await
-            .unwrap();
+        let head = head(db).await;
         let mut behind = Vec::new();
         for &group in groups {
             let at: Option<i64> =
@@ -82,6 +79,17 @@ pub async fn settle(db: &Db, ids: &[String], groups: &[&str]) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The log's head as its readers see it: the position of the last event in the order
+/// they read, which on PostgreSQL need not be the highest position. There the log is
+/// read by writing transaction, then position, and a transaction that began writing
+/// first may take its position from the sequence last. A consumer that has read
+/// everything has this position as its checkpoint, not `MAX(position)`.
+pub async fn head(db: &Db) -> i64 {
+    oxcart_events::EventStore::head(&oxcart_sql::SqlEventStore::new(db.clone()))
+        .await
+        .unwrap()
 }
 
 async fn statuses(db: &Db) -> HashMap<String, String> {
