@@ -76,7 +76,7 @@ saga saturation
 peak="$(sort -n "$work/rss" | tail -1)"
 record rss-saturation "$peak"
 
-body="{\"items\":[{\"productId\":\"$PRODUCT\",\"quantity\":1}],\"shippingAddress\":{\"name\":\"Bench\",\"line1\":\"1 Road\",\"city\":\"London\",\"postalCode\":\"N1\",\"country\":\"GB\"}}"
+body="{\"items\":[{\"productId\":\"$PRODUCT\",\"quantity\":1}],\"shippingAddress\":{\"name\":\"Bench\",\"line1\":\"1 Road\",\"city\":\"London\",\"postalCode\":\"N1\",\"country\":\"GB\"},\"paymentToken\":\"tok_success\"}"
 for offered in 500 1000; do
     "$oha" --no-tui -z "${phase}s" -q "$offered" -c 64 --latency-correction -m POST \
         -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d "$body" \

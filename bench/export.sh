@@ -29,7 +29,7 @@ for export in off on; do
             grep -E "Requests/sec|^ +(50|90|99)%|responses other"
         # A read, bound by CPU rather than by the SQLite writer: where tracing's own cost shows.
         export ORDER="$(curl -sf -X POST "$base/api/orders" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
-            -d "{\"items\":[{\"productId\":\"$PRODUCT\",\"quantity\":1}],\"shippingAddress\":{\"name\":\"B\",\"line1\":\"1 Road\",\"city\":\"London\",\"postalCode\":\"N1\",\"country\":\"GB\"}}" | json id)"
+            -d "{\"items\":[{\"productId\":\"$PRODUCT\",\"quantity\":1}],\"shippingAddress\":{\"name\":\"B\",\"line1\":\"1 Road\",\"city\":\"London\",\"postalCode\":\"N1\",\"country\":\"GB\"},\"paymentToken\":\"tok_success\"}" | json id)"
         echo "== OTLP export $export: GET /api/orders/{id}, $connections connections, $duration"
         MODE=get wrk -t1 -c"$connections" -d"$duration" --latency -s bench/orders.lua "$base" |
             grep -E "Requests/sec|^ +(50|90|99)%|responses other"

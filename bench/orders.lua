@@ -10,7 +10,7 @@ if mode == "place" then
   wrk.path = "/api/orders"
   wrk.headers["Content-Type"] = "application/json"
   wrk.body = string.format(
-    '{"items":[{"productId":"%s","quantity":2}],"shippingAddress":{"name":"Bench","line1":"1 Road","city":"London","postalCode":"N1","country":"GB"}}',
+    '{"items":[{"productId":"%s","quantity":2}],"shippingAddress":{"name":"Bench","line1":"1 Road","city":"London","postalCode":"N1","country":"GB"},"paymentToken":"tok_success"}',
     os.getenv("PRODUCT"))
 else
   wrk.method = "GET"

@@ -14,6 +14,6 @@ echo "== POST /api/orders (synchronous=${OXCART_DATABASE__SQLITE__SYNCHRONOUS:-f
 MODE=place wrk -t"$threads" -c"$connections" -d"$duration" --latency -s bench/orders.lua "$base"
 
 export ORDER="$(curl -sf -X POST "$base/api/orders" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
-    -d "{\"items\":[{\"productId\":\"$PRODUCT\",\"quantity\":1}],\"shippingAddress\":{\"name\":\"B\",\"line1\":\"1 Road\",\"city\":\"London\",\"postalCode\":\"N1\",\"country\":\"GB\"}}" | json id)"
+    -d "{\"items\":[{\"productId\":\"$PRODUCT\",\"quantity\":1}],\"shippingAddress\":{\"name\":\"B\",\"line1\":\"1 Road\",\"city\":\"London\",\"postalCode\":\"N1\",\"country\":\"GB\"},\"paymentToken\":\"tok_success\"}" | json id)"
 echo "== GET /api/orders/{id} ($threads thread(s), $connections connections, $duration)"
 MODE=get wrk -t"$threads" -c"$connections" -d"$duration" --latency -s bench/orders.lua "$base"

@@ -37,7 +37,11 @@ SERVICES = {
         (["GET", "POST"], "/api/orders"),
         (["GET", "POST"], "/api/orders/*"),
     ]),
-    "payments": ("payment-service", [(["GET"], "/api/payments")]),
+    "payments": ("payment-service", [
+        (["GET"], "/api/payments"),
+        # Stripe's deliveries: the signature, checked by the service, is the authorization.
+        (["POST"], "/api/payments/webhooks/stripe"),
+    ]),
     "notifications": ("notification-service", []),
     "invoices": ("invoice-service", [(["GET"], "/api/invoices/*")]),
     "analytics": ("analytics-service", [(["GET"], "/api/analytics/summary")]),

@@ -316,6 +316,8 @@ const CONVENTIONAL: &[(&str, &str)] = &[
     ("KAFKA_BROKERS", "kafka.brokers"),
     ("SMTP_URL", "mail.smtp_url"),
     ("REDIS_URL", "redis.url"),
+    ("STRIPE_API_KEY", "payments.stripe.api_key"),
+    ("STRIPE_WEBHOOK_SECRET", "payments.stripe.webhook_secret"),
 ];
 
 /// `OXCART_*` variables that are not settings: read by the logger, the command line and

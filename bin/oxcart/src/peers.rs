@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use oxcart_notifications::Mailer;
+use oxcart_payments::ProviderKind;
+use oxcart_payments::stripe::Stripe;
 use oxcart_platform::auth::{MemoryRevocations, Revocations};
 use oxcart_platform::cache::{CacheStore, MemoryCache};
 use oxcart_platform::http::client::ServiceClient;
@@ -34,6 +36,8 @@ pub struct Peers {
     pub cache: Arc<dyn CacheStore>,
     /// Whether `cache` is shared with other processes (Redis).
     pub shared_cache: bool,
+    /// Stripe, when this process runs payments with `payments.provider = "stripe"`.
+    pub stripe: Option<Stripe>,
 }
 
 impl Peers {
@@ -69,6 +73,16 @@ impl Peers {
             ),
             None => None,
         };
+        let stripe = match (
+            config.services.contains(Service::Payments),
+            config.payments.provider,
+        ) {
+            (true, ProviderKind::Stripe) => Some(
+                Stripe::new(&config.payments.stripe, &cas)
+                    .context("payments.stripe (STRIPE_API_KEY)")?,
+            ),
+            _ => None,
+        };
         let shared_cache = redis.is_some();
         let (limits, revocations, cache): (
             Arc<dyn LimitStore>,
@@ -96,6 +110,7 @@ impl Peers {
             revocations,
             cache,
             shared_cache,
+            stripe,
         })
     }
 }

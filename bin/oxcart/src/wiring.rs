@@ -193,6 +193,7 @@ pub fn assemble(
                 store.clone(),
                 &config.payments,
                 shared_cache(config, peers, PAYMENTS, &cache_metrics),
+                peers.stripe.clone(),
             ),
             Service::Notifications => oxcart_notifications::build(
                 oxcart_notifications::Ports {

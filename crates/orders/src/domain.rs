@@ -209,18 +209,13 @@ pub struct PlaceOrder {
     pub payment_token: String,
 }
 
-/// The payment token an order is charged with when the request names none: the
-/// simulated provider's always-approved test card.
-pub const DEFAULT_PAYMENT_TOKEN: &str = "tok_success";
-
 impl PlaceOrder {
     pub fn parse(
         items: Vec<(Uuid, i64)>,
         address: ShippingAddress,
-        payment_token: Option<String>,
+        token: String,
     ) -> Result<Self, Vec<FieldError>> {
         let mut v = Validator::default();
-        let token = payment_token.unwrap_or_else(|| DEFAULT_PAYMENT_TOKEN.to_owned());
         let token = v.check(
             &["paymentToken"],
             if (1..=64).contains(&token.len())
@@ -665,7 +660,8 @@ mod tests {
     #[test]
     fn placing_prices_from_the_catalog() {
         let (a, b) = (product(1450, "EUR"), product(300, "EUR"));
-        let command = PlaceOrder::parse(vec![(a.id, 2), (b.id, 3)], address(), None).unwrap();
+        let command =
+            PlaceOrder::parse(vec![(a.id, 2), (b.id, 3)], address(), "tok_success".into()).unwrap();
         assert_eq!(command.shipping_address.name, "Ada");
         assert_eq!(command.shipping_address.country, "GB");
         assert_eq!(command.shipping_address.line2, None);
@@ -681,7 +677,7 @@ mod tests {
         let errors = PlaceOrder::parse(
             vec![(id, 0), (Uuid::now_v7(), 1001), (id, 1)],
             address(),
-            None,
+            "tok_success".into(),
         )
         .unwrap_err();
         assert_eq!(
@@ -692,12 +688,12 @@ mod tests {
                 "#/items/2/productId"
             ]
         );
-        let errors = PlaceOrder::parse(vec![], address(), None).unwrap_err();
+        let errors = PlaceOrder::parse(vec![], address(), "tok_success".into()).unwrap_err();
         assert_eq!(pointers(&errors), ["#/items"]);
         let mut bad = address();
         bad.country = "Britain".into();
         bad.city = String::new();
-        let errors = PlaceOrder::parse(vec![(id, 1)], bad, None).unwrap_err();
+        let errors = PlaceOrder::parse(vec![(id, 1)], bad, "tok_success".into()).unwrap_err();
         assert_eq!(
             pointers(&errors),
             ["#/shippingAddress/city", "#/shippingAddress/country"]
@@ -710,7 +706,7 @@ mod tests {
         let command = PlaceOrder::parse(
             vec![(eur.id, 1), (Uuid::now_v7(), 1), (usd.id, 1)],
             address(),
-            None,
+            "tok_success".into(),
         )
         .unwrap();
         let errors = place(Uuid::now_v7(), &command, &[eur, usd]).unwrap_err();
@@ -723,7 +719,8 @@ mod tests {
     #[test]
     fn totals_that_overflow_are_refused() {
         let big = product(i64::MAX / 2, "EUR");
-        let command = PlaceOrder::parse(vec![(big.id, 3)], address(), None).unwrap();
+        let command =
+            PlaceOrder::parse(vec![(big.id, 3)], address(), "tok_success".into()).unwrap();
         let errors = place(Uuid::now_v7(), &command, &[big]).unwrap_err();
         assert_eq!(pointers(&errors), ["#/items"]);
     }
@@ -731,11 +728,11 @@ mod tests {
     #[test]
     fn fingerprints_tell_requests_apart() {
         let id = Uuid::now_v7();
-        let a = PlaceOrder::parse(vec![(id, 1)], address(), None).unwrap();
-        let b = PlaceOrder::parse(vec![(id, 2)], address(), None).unwrap();
+        let a = PlaceOrder::parse(vec![(id, 1)], address(), "tok_success".into()).unwrap();
+        let b = PlaceOrder::parse(vec![(id, 2)], address(), "tok_success".into()).unwrap();
         assert_eq!(
             a.fingerprint(),
-            PlaceOrder::parse(vec![(id, 1)], address(), None)
+            PlaceOrder::parse(vec![(id, 1)], address(), "tok_success".into())
                 .unwrap()
                 .fingerprint()
         );
@@ -803,7 +800,7 @@ mod tests {
     #[test]
     fn history_folds_into_state_and_decisions_follow_it() {
         let p = product(500, "EUR");
-        let command = PlaceOrder::parse(vec![(p.id, 2)], address(), None).unwrap();
+        let command = PlaceOrder::parse(vec![(p.id, 2)], address(), "tok_success".into()).unwrap();
         let customer = Uuid::now_v7();
         let created = OrderEvent::Created(Box::new(place(customer, &command, &[p]).unwrap()));
         let paid = OrderEvent::Paid(OrderPaid {

@@ -109,17 +109,18 @@ pub struct PlaceOrderRequest {
     #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderItemRequest>,
     pub shipping_address: ShippingAddress,
-    /// The payment provider's token for the customer's card (default `tok_success`).
-    /// The built-in simulated provider knows `tok_success`, `tok_declined`,
-    /// `tok_insufficient_funds`, `tok_transient` (fails once, then succeeds on retry)
-    /// and `tok_slow` (answers after a delay).
+    /// The payment provider's token for the customer's payment method: with Stripe a
+    /// PaymentMethod id (`pm_…`) from Stripe.js, never card details. The built-in
+    /// simulated provider knows `tok_success`, `tok_declined`, `tok_insufficient_funds`,
+    /// `tok_transient` (fails once, then succeeds on retry) and `tok_slow` (answers
+    /// after a delay).
     #[schema(
         example = "tok_success",
         min_length = 1,
         max_length = 64,
         pattern = "^[A-Za-z0-9_]+$"
     )]
-    pub payment_token: Option<String>,
+    pub payment_token: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -63,12 +63,13 @@ pub(crate) fn payment_event(
 }
 
 /// What a charge came to: the payment's new status, the provider's reference or the
-/// decline reason, and the event that tells the order.
+/// decline reason, and the event that tells the order (none while the provider is
+/// still processing: the outcome comes later, by webhook).
 pub(crate) struct Charged {
     pub status: PaymentStatus,
     pub reference: Option<String>,
     pub reason: Option<String>,
-    pub event: NewEvent,
+    pub event: Option<NewEvent>,
 }
 
 /// Charges `payment` for its order, with the order id as idempotency key.
@@ -91,7 +92,13 @@ pub(crate) async fn charge_order(
             let detail = ("providerReference", reference.clone());
             Charged {
                 status: PaymentStatus::Succeeded,
-                event: payment_event(cause, payment::SUCCEEDED, order_id, payment, detail),
+                event: Some(payment_event(
+                    cause,
+                    payment::SUCCEEDED,
+                    order_id,
+                    payment,
+                    detail,
+                )),
                 reference: Some(reference),
                 reason: None,
             }
@@ -100,11 +107,23 @@ pub(crate) async fn charge_order(
             let detail = ("reason", code.clone());
             Charged {
                 status: PaymentStatus::Failed,
-                event: payment_event(cause, payment::FAILED, order_id, payment, detail),
+                event: Some(payment_event(
+                    cause,
+                    payment::FAILED,
+                    order_id,
+                    payment,
+                    detail,
+                )),
                 reference: None,
                 reason: Some(code),
             }
         }
+        ChargeOutcome::Processing { reference } => Charged {
+            status: PaymentStatus::Processing,
+            reference: Some(reference),
+            reason: None,
+            event: None,
+        },
     })
 }
 

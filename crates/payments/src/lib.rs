@@ -20,8 +20,10 @@
 mod domain;
 pub mod event_sourced;
 pub mod http;
+pub mod notices;
 pub mod provider;
 pub mod saga;
+pub mod stripe;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,13 +36,14 @@ use oxcart_platform::auth::Caller;
 use oxcart_platform::cache::Cached;
 use oxcart_platform::service::{About, Parts};
 use oxcart_platform::{ProblemKind, ServiceError};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::provider::{Ledger, SimulatedProvider, SqlLedger};
+use crate::provider::{Ledger, PaymentProvider, SimulatedProvider, SqlLedger};
 
 pub const AGGREGATE: &str = "payment";
 
@@ -54,23 +57,39 @@ pub const ABOUT: About = About {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PaymentsConfig {
+    /// Who moves the money: the simulated provider (the demo's default, with its test
+    /// tokens) or Stripe (`[payments.stripe]`).
+    pub provider: ProviderKind,
     /// How long the simulated provider takes to answer for `tok_slow`: longer than a
     /// caller would wait for a charge, shorter than a consumer's retry budget.
     #[serde(with = "humantime_serde")]
     pub slow_delay: Duration,
+    pub stripe: stripe::StripeConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    #[default]
+    Simulated,
+    Stripe,
 }
 
 impl Default for PaymentsConfig {
     fn default() -> Self {
         Self {
+            provider: ProviderKind::default(),
             slow_delay: Duration::from_secs(3),
+            stripe: stripe::StripeConfig::default(),
         }
     }
 }
 
 /// Payments on `db`, appending to `store` (the log it also reads an order's
-/// `order.created` from): the payments route, and the saga step that charges and refunds
-/// through the simulated provider, whose books are a table of `db`.
+/// `order.created` from): the payments routes, and the saga step that charges and
+/// refunds through the provider `config` chooses. The simulated provider keeps its books
+/// in a table of `db`; Stripe is `stripe`, built by the caller from `[payments.stripe]`
+/// (see [`stripe::Stripe::new`]), and brings its webhook route to life.
 ///
 /// `cache` is the spec's `payment_cache`, when this process's writes and reads share one
 /// (see `oxcart_platform::cache::PAYMENTS`): the saga invalidates an order's entry around
@@ -80,15 +99,52 @@ pub fn build<S: Outbox + EventStore>(
     store: Arc<S>,
     config: &PaymentsConfig,
     cache: Option<Cached>,
+    stripe: Option<stripe::Stripe>,
 ) -> Parts {
-    let provider = SimulatedProvider::new(Arc::new(SqlLedger::new(db.clone())), config.slow_delay);
+    let provider: Arc<dyn PaymentProvider> = match stripe {
+        Some(stripe) => Arc::new(stripe),
+        None => Arc::new(SimulatedProvider::new(
+            Arc::new(SqlLedger::new(db.clone())),
+            config.slow_delay,
+        )),
+    };
+    let stripe_webhooks = (config.provider == ProviderKind::Stripe)
+        .then(|| config.stripe.webhook_secret.clone())
+        .flatten()
+        .map(|secret| {
+            Arc::new(StripeWebhooks {
+                secret,
+                tolerance: config.stripe.webhook_tolerance,
+                notices: notices::Notices {
+                    db: db.clone(),
+                    outbox: store.clone(),
+                    log: store.clone(),
+                    provider: Arc::clone(&provider),
+                    cache: cache.clone(),
+                },
+            })
+        });
     let payments = Payments {
         db: db.clone(),
         cache: cache.clone(),
+        stripe_webhooks,
     };
-    let mut saga = saga::PaymentSaga::new(db, store, Arc::new(provider));
+    let mut saga = saga::PaymentSaga::new(db, store, provider);
     saga.cache = cache;
     Parts::routes(http::router(payments)).with_handler(Arc::new(saga))
+}
+
+/// What Stripe's webhook route needs.
+pub(crate) struct StripeWebhooks {
+    pub(crate) secret: SecretString,
+    pub(crate) tolerance: Duration,
+    pub(crate) notices: notices::Notices,
+}
+
+impl std::fmt::Debug for StripeWebhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeWebhooks").finish_non_exhaustive()
+    }
 }
 
 /// Payments with no table of their own (the serverless mode): each outcome is an event
@@ -119,6 +175,8 @@ pub fn payment_id(order_id: Uuid) -> Uuid {
 pub enum PaymentStatus {
     /// The order is placed; the charge waits for its stock to be reserved.
     Pending,
+    /// Charged; the provider settles it later and tells the outcome by webhook.
+    Processing,
     Succeeded,
     Failed,
     Refunded,
@@ -130,6 +188,7 @@ impl PaymentStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::Processing => "processing",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Refunded => "refunded",
@@ -140,6 +199,7 @@ impl PaymentStatus {
     fn parse(text: &str) -> Option<Self> {
         [
             Self::Pending,
+            Self::Processing,
             Self::Succeeded,
             Self::Failed,
             Self::Refunded,
@@ -223,11 +283,17 @@ pub struct Payments {
     db: Db,
     /// An order's payments, when they are cached.
     cache: Option<Cached>,
+    /// Stripe's webhook, when Stripe is the provider and its secret is set.
+    stripe_webhooks: Option<Arc<StripeWebhooks>>,
 }
 
 impl Payments {
     pub fn new(db: Db) -> Self {
-        Self { db, cache: None }
+        Self {
+            db,
+            cache: None,
+            stripe_webhooks: None,
+        }
     }
 
     /// The payments of an order, to its owner or an admin (nothing for anyone else).

@@ -32,6 +32,11 @@ pub enum ChargeOutcome {
     Declined {
         code: String,
     },
+    /// Accepted, with the outcome to come later from the provider (a webhook): the
+    /// payment method settles asynchronously.
+    Processing {
+        reference: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

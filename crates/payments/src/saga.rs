@@ -246,7 +246,14 @@ impl PaymentSaga {
                 }))
             }
             kind @ (stock::REJECTED | order::CANCELLED) => match payment {
-                Some(row) if row.status == PaymentStatus::Pending => {
+                // A processing payment keeps its reference: should the provider report
+                // it succeeded after all, its notice refunds it (see `notices`).
+                Some(row)
+                    if matches!(
+                        row.status,
+                        PaymentStatus::Pending | PaymentStatus::Processing
+                    ) =>
+                {
                     row.status = PaymentStatus::Cancelled;
                     Ok(Some(Step::Cancel { order_id }))
                 }
@@ -269,13 +276,7 @@ impl PaymentSaga {
     /// nothing) lets the charge go ahead instead of waiting on an event that may be
     /// queued behind this one.
     async fn order_created(&self, order_id: Uuid) -> Result<(Uuid, OrderCreated), BoxError> {
-        let created = self
-            .log
-            .read_stream(order_id)
-            .await?
-            .into_iter()
-            .find(|e| e.event.event_type == order::CREATED)
-            .ok_or_else(|| format!("order {order_id} has no order.created in the log"))?;
+        let created = order_created(self.log.as_ref(), order_id).await?;
         Ok((
             created.event.event_id,
             serde_json::from_value(created.event.data)?,
@@ -395,14 +396,18 @@ impl PaymentSaga {
 }
 
 impl PaymentSaga {
-    /// A cache out of reach is logged, not fatal: payments must go on, and its entries
-    /// expire within their lifetime.
     async fn invalidate(&self, orders: &[String]) {
-        if let (Some(cache), false) = (&self.cache, orders.is_empty())
-            && let Err(error) = cache.invalidate_scopes(orders).await
-        {
-            tracing::warn!(error = %error, "cannot invalidate the payment cache");
-        }
+        invalidate(self.cache.as_ref(), orders).await;
+    }
+}
+
+/// Moves the cached payments of `orders` to a new generation. A cache out of reach is
+/// logged, not fatal: payments must go on, and its entries expire within their lifetime.
+pub(crate) async fn invalidate(cache: Option<&Cached>, orders: &[String]) {
+    if let (Some(cache), false) = (cache, orders.is_empty())
+        && let Err(error) = cache.invalidate_scopes(orders).await
+    {
+        tracing::warn!(error = %error, "cannot invalidate the payment cache");
     }
 }
 
@@ -446,7 +451,9 @@ async fn write(
                     intents.push((*order_id, order));
                 }
                 charges.push((*order_id, charged));
-                replies.push(reply(span, *order_id, 0, &charged.event));
+                if let Some(event) = &charged.event {
+                    replies.push(reply(span, *order_id, 0, event));
+                }
             }
             Step::Cancel { order_id } => cancels.push(*order_id),
             Step::Refund {
@@ -509,7 +516,7 @@ async fn write(
     for chunk in cancels.chunks(db::ROWS_PER_STATEMENT) {
         let sql = format!(
             "UPDATE payments SET status = 'cancelled', updated_at = $1 \
-             WHERE status = 'pending' AND order_id IN ({})",
+             WHERE status IN ('pending', 'processing') AND order_id IN ({})",
             db::params(chunk.len(), 2)
         );
         let mut update = db::query(&sql).bind(&now);
@@ -551,6 +558,18 @@ fn reply(span: &Span, order_id: Uuid, expected_version: u64, event: &NewEvent) -
         expected_version,
         events,
     }
+}
+
+/// The `order.created` of `order_id`, read from `log`.
+pub(crate) async fn order_created(
+    log: &dyn EventStore,
+    order_id: Uuid,
+) -> Result<RecordedEvent, BoxError> {
+    log.read_stream(order_id)
+        .await?
+        .into_iter()
+        .find(|e| e.event.event_type == order::CREATED)
+        .ok_or_else(|| format!("order {order_id} has no order.created in the log").into())
 }
 
 /// The order an event concerns, if payments acts on its type.

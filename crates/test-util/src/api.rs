@@ -227,6 +227,7 @@ pub fn order_body(items: &[(Uuid, u32)]) -> Value {
             "city": "London",
             "postalCode": "SW1Y 4JH",
             "country": "GB"
-        }
+        },
+        "paymentToken": "tok_success"
     })
 }

@@ -21,6 +21,8 @@
 //! - [`mailpit`]: the SMTP servers, and their API to read back what arrived.
 //! - [`tls_proxy`]: a TLS front for a plain server, with the test CA's certificate.
 //! - [`moto`]: moto's server, standing in for DynamoDB and SQS.
+//! - [`stripe`]: stripe-mock, Stripe's mock of its API, behind a front that adds outcomes,
+//!   idempotency and faults.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api;
@@ -43,4 +45,5 @@ pub mod postgres;
 pub mod process;
 pub mod services;
 pub mod sqlite;
+pub mod stripe;
 pub mod tls_proxy;

@@ -86,6 +86,13 @@ const RULES: &[Rule] = &[
     rule("GET", "/api/orders/{id}/events", [401, 404, 200, 200]),
     // Filtered, not refused: another customer's query finds nothing (checked below).
     rule("GET", "/api/payments", [401, 200, 200, 200]),
+    // Stripe's signature is the authorization, whoever calls; this app charges through
+    // the simulation, so there is no webhook for anyone (signed deliveries: `stripe.rs`).
+    rule(
+        "POST",
+        "/api/payments/webhooks/stripe",
+        [404, 404, 404, 404],
+    ),
     rule("GET", "/api/invoices/{orderId}", [401, 404, 200, 200]),
     rule(
         "GET",

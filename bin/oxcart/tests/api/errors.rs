@@ -46,7 +46,7 @@ async fn order_items_are_checked_field_by_field() {
     api.post(
         "/api/orders",
         Some(&customer),
-        &json!({ "items": [], "shippingAddress": order_body(&[])["shippingAddress"] }),
+        &json!({ "items": [], "shippingAddress": order_body(&[])["shippingAddress"], "paymentToken": "tok_success" }),
     )
     .await
     .problem_at(422, "#/items");
@@ -83,6 +83,11 @@ async fn missing_and_mistyped_fields_are_named() {
         (
             json!({ "items": "all of them", "shippingAddress": order_body(&[])["shippingAddress"] }),
             "#/items",
+        ),
+        // No payment method is never taken to mean a default card.
+        (
+            json!({ "items": [{ "productId": product, "quantity": 1 }], "shippingAddress": order_body(&[])["shippingAddress"] }),
+            "#/paymentToken",
         ),
     ];
     for (body, pointer) in cases {

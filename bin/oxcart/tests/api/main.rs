@@ -22,6 +22,7 @@ mod process;
 mod replica;
 mod saga;
 mod sessions;
+mod stripe;
 mod tls;
 mod traces;
 mod users;

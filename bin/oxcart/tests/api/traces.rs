@@ -407,3 +407,48 @@ async fn an_unreachable_catalog_makes_placing_an_order_unavailable() {
     let listed = api.get("/api/orders", Some(&customer)).await;
     assert_eq!(listed.ok(200)["items"].as_array().map(Vec::len), Some(0));
 }
+
+/// A charge through Stripe shows the provider's call, as the specification's trace does
+/// (`[stripe-api] POST /charges`): a client span per request under the charge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs stripe-mock (.ci/services)"]
+async fn a_charge_through_stripe_shows_the_call_to_stripe() {
+    let mock = oxcart_test_util::stripe::mock_url().expect("OXCART_TEST_STRIPE_MOCK");
+    let front = oxcart_test_util::stripe::StripeFront::start(&mock).await;
+    let receiver = Receiver::start().await;
+    let mut env: Vec<(&str, String)> = FAST.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    env.extend(exporting_to(&receiver.http_endpoint()));
+    env.extend([
+        ("OXCART_PAYMENTS__PROVIDER", "stripe".to_owned()),
+        ("STRIPE_API_KEY", "sk_test_oxcart".to_owned()),
+        ("OXCART_PAYMENTS__STRIPE__API_BASE", front.url.clone()),
+    ]);
+    let shop = Shop::open(&[], &env).await;
+    let caller = Caller::new();
+    let mut body = order_body(&[(shop.product, 1)]);
+    body["paymentToken"] = "pm_card_visa".into();
+    let request = shop
+        .api
+        .client()
+        .post(shop.api.url("/api/orders"))
+        .bearer_auth(&shop.customer)
+        .header("traceparent", caller.traceparent())
+        .json(&body);
+    shop.api.send(request).await.ok(201);
+    let trace = saga_trace(&receiver, &caller).await;
+
+    let charge = trace.one("charge", |_| true);
+    let provider = trace.one("provider charge", |s| trace.is_under(s, charge));
+    assert_eq!(provider.attribute("payment.provider"), Some("stripe"));
+    let call = trace.one("POST /v1/payment_intents", |s| trace.is_under(s, provider));
+    assert_eq!(call.kind, "SPAN_KIND_CLIENT");
+    assert_eq!(call.attribute("peer.service"), Some("stripe-api"));
+    assert_eq!(call.attribute("http.response.status_code"), Some("200"));
+    assert_eq!(
+        call.attribute("server.address"),
+        Some("127.0.0.1"),
+        "{}",
+        trace.tree()
+    );
+    assert_eq!(front.intents().len(), 1);
+}

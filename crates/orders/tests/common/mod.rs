@@ -57,5 +57,5 @@ pub fn two_of(product: &ProductSnapshot) -> PlaceOrder {
         postal_code: "N1".into(),
         country: "GB".into(),
     };
-    PlaceOrder::parse(vec![(product.id, 2)], address, None).unwrap()
+    PlaceOrder::parse(vec![(product.id, 2)], address, "tok_success".into()).unwrap()
 }

@@ -35,6 +35,36 @@ pub enum ClientError {
     },
 }
 
+/// The OpenTelemetry client span of one outgoing call: named `METHOD template`
+/// (`GET /api/products/{id}`, `POST /v1/payment_intents`), with the HTTP semantic
+/// conventions' attributes. The caller records `http.response.status_code` and, on
+/// failure, `otel.status_code = "ERROR"`; a call to a third party names it in
+/// `peer.service` (`stripe-api`), as the specification's trace shows it.
+pub fn client_span(method: &str, template: &str, url: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "client request",
+        otel.name = %format!("{method} {template}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        url.full = %url,
+        url.template = template,
+        server.address = tracing::field::Empty,
+        server.port = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        peer.service = tracing::field::Empty,
+    );
+    if let Ok(parsed) = reqwest::Url::parse(url) {
+        if let Some(host) = parsed.host_str() {
+            span.record("server.address", host);
+        }
+        if let Some(port) = parsed.port_or_known_default() {
+            span.record("server.port", port);
+        }
+    }
+    span
+}
+
 /// An HTTP client for one service, at `base` (`http://catalog:8080`, or
 /// `https://catalog.shop.internal` verified against the public roots and `cas`).
 #[derive(Clone)]
@@ -93,26 +123,7 @@ impl ServiceClient {
         path: &str,
     ) -> Result<Option<T>, ClientError> {
         let url = format!("{}{path}", self.base);
-        let span = tracing::info_span!(
-            "client request",
-            otel.name = %format!("GET {template}"),
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            http.request.method = "GET",
-            url.full = %url,
-            url.template = template,
-            server.address = tracing::field::Empty,
-            server.port = tracing::field::Empty,
-            http.response.status_code = tracing::field::Empty,
-        );
-        if let Ok(parsed) = reqwest::Url::parse(&url) {
-            if let Some(host) = parsed.host_str() {
-                span.record("server.address", host);
-            }
-            if let Some(port) = parsed.port_or_known_default() {
-                span.record("server.port", port);
-            }
-        }
+        let span = client_span("GET", template, &url);
         let call = async {
             let mut request = self.http.get(&url);
             if let Some(traceparent) = context::current_traceparent() {
