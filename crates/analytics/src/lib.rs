@@ -67,6 +67,8 @@ enum Change {
     Status(OrderStatus),
     /// The outcome of the order's charge, `succeeded` or `failed`.
     Payment(&'static str),
+    /// Money given back: the refund's id and amount.
+    Refund(String, i64),
 }
 
 impl Change {
@@ -75,10 +77,24 @@ impl Change {
         Ok(Some(match kind {
             payment::SUCCEEDED => Self::Payment("succeeded"),
             payment::FAILED => Self::Payment("failed"),
+            payment::REFUNDED => {
+                let data = &event.event.data;
+                let id = data["refundId"]
+                    .as_str()
+                    .ok_or("payment.refunded without a refundId")?;
+                let amount = data["amount"]
+                    .as_i64()
+                    .ok_or("payment.refunded without an amount")?;
+                Self::Refund(id.to_owned(), amount)
+            }
             _ => match OrderEvent::decode(kind, &event.event.data)? {
                 None => return Ok(None),
                 Some(OrderEvent::Created(created)) => Self::Placed(created),
-                Some(other) => Self::Status(other.status()),
+                Some(other) => match other.status() {
+                    Some(status) => Self::Status(status),
+                    // A refund request: the refund itself is counted when it is made.
+                    None => return Ok(None),
+                },
             },
         }))
     }
@@ -96,7 +112,11 @@ impl Apply for Sales {
 
     fn wants(&self, event: &RecordedEvent) -> bool {
         let kind = event.event.event_type.as_str();
-        kind.starts_with("order.") || matches!(kind, payment::SUCCEEDED | payment::FAILED)
+        kind.starts_with("order.")
+            || matches!(
+                kind,
+                payment::SUCCEEDED | payment::FAILED | payment::REFUNDED
+            )
     }
 
     async fn apply(
@@ -107,8 +127,8 @@ impl Apply for Sales {
         self.apply_all(tx, &[event], false).await
     }
 
-    /// The batch in at most four multi-row statements (new orders, their lines, each
-    /// order's latest status, each order's latest payment outcome), in that order, which
+    /// The batch in a few multi-row statements (new orders, their lines, each order's
+    /// latest status, each order's latest payment outcome, refunds), in that order, which
     /// is the order that matters: an order's status is written after its row exists.
     async fn apply_all(
         &self,
@@ -137,6 +157,8 @@ struct Rows<'a> {
     statuses: IndexMap<String, OrderStatus>,
     /// Each order's latest payment outcome.
     payments: IndexMap<String, &'static str>,
+    /// Refunds: (refund id, order id, amount).
+    refunds: Vec<(String, String, i64)>,
 }
 
 impl<'a> Rows<'a> {
@@ -156,6 +178,12 @@ impl<'a> Rows<'a> {
                     .as_str()
                     .ok_or("payment event without an orderId")?;
                 self.payments.insert(order_id.to_owned(), outcome);
+            }
+            Change::Refund(refund_id, amount) => {
+                let order_id = event.event.data["orderId"]
+                    .as_str()
+                    .ok_or("payment event without an orderId")?;
+                self.refunds.push((refund_id, order_id.to_owned(), amount));
             }
         }
         Ok(())
@@ -231,6 +259,18 @@ impl<'a> Rows<'a> {
             }
             upsert.execute(&mut **tx).await?;
         }
+        for chunk in self.refunds.chunks(db::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO analytics_refunds (refund_id, order_id, amount) VALUES {} \
+                 ON CONFLICT (refund_id) DO NOTHING",
+                db::values(chunk.len(), 3, 1)
+            );
+            let mut insert = db::query(&sql);
+            for (refund_id, order_id, amount) in chunk {
+                insert = insert.bind(refund_id).bind(order_id).bind(*amount);
+            }
+            insert.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 }
@@ -252,11 +292,16 @@ pub struct DayStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Revenue {
     pub currency: String,
-    /// Minor units.
+    /// Net revenue: what paid orders brought in, less what was refunded of them. Minor
+    /// units.
     pub amount: i64,
+    /// What the paid orders came to before refunds.
+    pub gross: i64,
+    /// What was refunded of them.
+    pub refunded: i64,
     /// Paid orders this revenue comes from.
     pub orders: i64,
-    /// `amount / orders`, rounded to the nearest minor unit.
+    /// `gross / orders`, rounded to the nearest minor unit.
     pub average_order_value: i64,
 }
 
@@ -358,8 +403,11 @@ impl Analytics {
         }
 
         let rows = db::query(&format!(
-            "SELECT currency, COUNT(*) AS n, CAST(SUM(total) AS BIGINT) AS amount FROM analytics_orders \
-             WHERE {range} AND status IN {EARNING} GROUP BY currency ORDER BY currency"
+            "SELECT o.currency, COUNT(*) AS n, CAST(SUM(o.total) AS BIGINT) AS gross, \
+             CAST(SUM(COALESCE(r.refunded, 0)) AS BIGINT) AS refunded FROM analytics_orders o \
+             LEFT JOIN (SELECT order_id, SUM(amount) AS refunded FROM analytics_refunds GROUP BY order_id) r \
+             ON r.order_id = o.order_id \
+             WHERE o.day >= $1 AND o.day <= $2 AND o.status IN {EARNING} GROUP BY o.currency ORDER BY o.currency"
         ))
         .bind(&start)
         .bind(&end)
@@ -368,12 +416,18 @@ impl Analytics {
         let revenue = rows
             .iter()
             .map(|row| {
-                let (n, amount): (i64, i64) = (row.try_get("n")?, row.try_get("amount")?);
+                let (n, gross, refunded): (i64, i64, i64) = (
+                    row.try_get("n")?,
+                    row.try_get("gross")?,
+                    row.try_get("refunded")?,
+                );
                 Ok(Revenue {
                     currency: row.try_get("currency")?,
-                    amount,
+                    amount: gross - refunded,
+                    gross,
+                    refunded,
                     orders: n,
-                    average_order_value: (amount + n / 2) / n.max(1),
+                    average_order_value: (gross + n / 2) / n.max(1),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?;

@@ -16,6 +16,8 @@ pub mod order {
     pub const CANCELLED: &str = "order.cancelled";
     pub const SHIPPED: &str = "order.shipped";
     pub const DELIVERED: &str = "order.delivered";
+    /// An admin asked for (part of) a paid order's money back; payments carries it out.
+    pub const REFUND_REQUESTED: &str = "order.refund_requested";
 }
 
 /// The catalog service's stock reservations, on the `catalog` topic.
@@ -33,7 +35,7 @@ pub mod payment {
 }
 
 use crate::NewEvent;
-use crate::evolution::{Contract, MissingStep};
+use crate::evolution::{Contract, MissingStep, Upcaster};
 
 /// Every event type's contract. To change a payload in a way readers would notice, raise
 /// its type's `version` here, add the step from the old version to `upcasters`, and a
@@ -42,15 +44,44 @@ pub const CONTRACTS: &[Contract] = &[
     Contract::first(order::CREATED),
     Contract::first(order::PAID),
     Contract::first(order::PAYMENT_FAILED),
-    Contract::first(order::CANCELLED),
+    // v2: a cancelled order may have been partly refunded before; `refundedBefore` says
+    // how much, and the cancellation refunds the rest. None could be in v1.
+    Contract {
+        event_type: order::CANCELLED,
+        version: 2,
+        upcasters: &[Upcaster {
+            from: 1,
+            step: |mut data| {
+                data["refundedBefore"] = 0.into();
+                data
+            },
+        }],
+    },
     Contract::first(order::SHIPPED),
     Contract::first(order::DELIVERED),
+    Contract::first(order::REFUND_REQUESTED),
     Contract::first(stock::RESERVED),
     Contract::first(stock::REJECTED),
     Contract::first(stock::RELEASED),
     Contract::first(payment::SUCCEEDED),
     Contract::first(payment::FAILED),
-    Contract::first(payment::REFUNDED),
+    // v2: refunds may be partial and requested apart from a cancellation. `amount` is
+    // what this refund gave back; `refundId`, `source` and `reason` say which refund.
+    // Every v1 refund was a cancellation's, of the whole payment, with the order's id as
+    // its refund's.
+    Contract {
+        event_type: payment::REFUNDED,
+        version: 2,
+        upcasters: &[Upcaster {
+            from: 1,
+            step: |mut data| {
+                data["refundId"] = data["orderId"].clone();
+                data["source"] = "cancellation".into();
+                data["reason"] = "order cancelled".into();
+                data
+            },
+        }],
+    },
 ];
 
 /// The schema version producers write for `event_type` (1 for a type with no contract).

@@ -248,6 +248,9 @@ impl InvoiceHandler {
 fn document_for(event: &RecordedEvent) -> Result<Option<(Uuid, Kind)>, BoxError> {
     Ok(match event.event.event_type.as_str() {
         order::PAID => Some((event.event.aggregate_id, Kind::Invoice)),
+        // A partial refund an admin made gets no credit note yet: this one reverses the
+        // whole invoice, which is a cancellation's refund (issue 20, item 2).
+        payment::REFUNDED if event.event.data["source"] == "request" => None,
         payment::REFUNDED => {
             let order_id = event.event.data["orderId"]
                 .as_str()

@@ -183,18 +183,27 @@ impl Handler for EmailHandler {
     }
 
     fn topics(&self) -> &'static [&'static str] {
-        &[topics::ORDERS]
+        &[topics::ORDERS, topics::PAYMENTS]
     }
 
     async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
         let Some(template) = Template::for_event(&event.event.event_type) else {
             return Ok(());
         };
+        let data = &event.event.data;
+        // A cancelled order's refund is in the cancellation's e-mail already.
+        if template == Template::Refunded && data["source"] != "request" {
+            return Ok(());
+        }
         let event_id = event.event.event_id;
         if db::claimed(&self.db, GROUP, event_id).await? {
             return Ok(());
         }
-        let order_id = event.event.aggregate_id;
+        // An order's own events are its stream's; a payment's name their order.
+        let order_id = match data["orderId"].as_str() {
+            Some(id) if template == Template::Refunded => id.parse()?,
+            _ => event.event.aggregate_id,
+        };
         let order = self
             .orders
             .order(order_id)
@@ -208,8 +217,12 @@ impl Handler for EmailHandler {
             return Ok(());
         };
         let details = Details {
-            reason: event.event.data["reason"].as_str().map(str::to_owned),
-            refund_due: event.event.data["refundDue"].as_bool().unwrap_or(false),
+            reason: data["reason"].as_str().map(str::to_owned),
+            refund_due: data["refundDue"].as_bool().unwrap_or(false),
+            refunded: data["amount"]
+                .as_i64()
+                .filter(|_| template == Template::Refunded),
+            refunded_before: data["refundedBefore"].as_i64().unwrap_or(0),
         };
         let mail = templates::render(template, &order, recipient.name.as_deref(), &details);
         let id = message_id(event_id, &recipient.email);

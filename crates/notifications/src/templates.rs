@@ -1,6 +1,6 @@
 //! The e-mails a customer gets, as plain text and HTML, rendered from the order.
 
-use oxcart_events::types::order;
+use oxcart_events::types::{order, payment};
 use oxcart_orders::domain::Order;
 use oxcart_platform::money::format_amount;
 
@@ -15,6 +15,9 @@ pub enum Template {
     Shipped,
     /// `order.cancelled`, with the refund when there is one.
     Cancelled,
+    /// `payment.refunded`, for a refund an admin made (a cancellation's is told by
+    /// `Cancelled`).
+    Refunded,
 }
 
 impl Template {
@@ -24,6 +27,7 @@ impl Template {
             order::PAYMENT_FAILED => Some(Self::PaymentFailed),
             order::SHIPPED => Some(Self::Shipped),
             order::CANCELLED => Some(Self::Cancelled),
+            payment::REFUNDED => Some(Self::Refunded),
             _ => None,
         }
     }
@@ -34,6 +38,7 @@ impl Template {
             Self::PaymentFailed => "payment-failed",
             Self::Shipped => "order-shipped",
             Self::Cancelled => "order-cancelled",
+            Self::Refunded => "order-refunded",
         }
     }
 }
@@ -46,11 +51,16 @@ pub struct Rendered {
     pub html: String,
 }
 
-/// What the event adds to the order: a decline reason, whether a refund is due.
+/// What the event adds to the order: a decline reason, whether a refund is due, what
+/// a refund gave back.
 #[derive(Debug, Clone, Default)]
 pub struct Details {
     pub reason: Option<String>,
     pub refund_due: bool,
+    /// Minor units.
+    pub refunded: Option<i64>,
+    /// What refunds gave back before a cancellation, minor units.
+    pub refunded_before: i64,
 }
 
 pub fn render(
@@ -100,11 +110,31 @@ pub fn render(
                 None => "Your order has been cancelled.".to_owned(),
             }];
             paragraphs.push(if details.refund_due {
-                format!("A refund of {total} is on its way to your card.")
+                let rest = order.total_amount - details.refunded_before;
+                format!(
+                    "A refund of {} is on its way to your card.",
+                    format_amount(&order.currency, rest)
+                )
             } else {
                 "You have not been charged.".to_owned()
             });
             (format!("Your order {short} was cancelled"), paragraphs)
+        }
+        Template::Refunded => {
+            let amount = format_amount(&order.currency, details.refunded.unwrap_or_default());
+            (
+                format!("A refund for your order {short}"),
+                vec![
+                    match &details.reason {
+                        Some(reason) => {
+                            format!("We have refunded {amount} of your order: {reason}.")
+                        }
+                        None => format!("We have refunded {amount} of your order."),
+                    },
+                    "It is on its way to your card; your bank may take a few days to show it."
+                        .to_owned(),
+                ],
+            )
         }
     };
 
@@ -223,6 +253,7 @@ mod tests {
                 postal_code: "N1".into(),
                 country: "GB".into(),
             },
+            refunds: Vec::new(),
             version: 2,
             created_at: Utc::now(),
             updated_at: Utc::now(),
@@ -256,6 +287,7 @@ mod tests {
         let refunded = Details {
             reason: Some("changed my mind".into()),
             refund_due: true,
+            ..Details::default()
         };
         let mail = render(Template::Cancelled, &order, None, &refunded);
         assert!(mail.text.contains("cancelled: changed my mind."));
@@ -268,9 +300,26 @@ mod tests {
     fn a_declined_payment_names_the_reason() {
         let details = Details {
             reason: Some("insufficient_funds".into()),
-            refund_due: false,
+            ..Details::default()
         };
         let mail = render(Template::PaymentFailed, &order(), None, &details);
         assert!(mail.text.contains("(insufficient funds)"), "{}", mail.text);
+    }
+
+    #[test]
+    fn a_refund_says_how_much_and_why() {
+        let details = Details {
+            reason: Some("arrived damaged".into()),
+            refunded: Some(500),
+            ..Details::default()
+        };
+        let mail = render(Template::Refunded, &order(), None, &details);
+        assert!(
+            mail.text
+                .contains("We have refunded 5.00 EUR of your order: arrived damaged."),
+            "{}",
+            mail.text
+        );
+        assert!(mail.subject.starts_with("A refund for your order"));
     }
 }

@@ -10,6 +10,10 @@
 //!    │  └─payment failed──▶ PAYMENT_FAILED
 //!    └──────cancelled─────▶ CANCELLED ◀──cancelled (refund due)── PAID
 //! ```
+//!
+//! A refund requested of a PAID, SHIPPED or DELIVERED order (`order.refund_requested`)
+//! leaves its status as it is: the order keeps the sum requested, so that no refund
+//! takes back more than the order was paid.
 
 use std::collections::{HashMap, HashSet};
 
@@ -74,8 +78,9 @@ impl OrderStatus {
                 E::Paid(_) | E::PaymentFailed(_) | E::Cancelled(_)
             ) | (S::Paid, E::Cancelled(_) | E::Shipped(_))
                 | (S::Shipped, E::Delivered(_))
+                | (S::Paid | S::Shipped | S::Delivered, E::RefundRequested(_))
         );
-        allowed.then(|| event.status())
+        allowed.then(|| event.status().unwrap_or(self))
     }
 }
 
@@ -361,6 +366,7 @@ pub enum OrderEvent {
     Cancelled(OrderCancelled),
     Shipped(OrderShipped),
     Delivered(OrderDelivered),
+    RefundRequested(OrderRefundRequested),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,6 +404,10 @@ pub struct OrderCancelled {
     pub cancelled_by: Uuid,
     /// The order had been paid, so the payment must be refunded.
     pub refund_due: bool,
+    /// What refunds asked for before gave back already: the cancellation refunds the
+    /// rest. (Version 2 of `order.cancelled`; 0 in the first, which had no such refunds.)
+    #[serde(default)]
+    pub refunded_before: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -412,6 +422,19 @@ pub struct OrderDelivered {
     pub delivered_by: Uuid,
 }
 
+/// An admin's request to give back `amount` of a paid order, which payments carries out
+/// under `refund_id` (its idempotency key with the provider).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRefundRequested {
+    pub refund_id: Uuid,
+    /// Minor units, in the order's currency.
+    pub amount: i64,
+    pub currency: String,
+    pub reason: String,
+    pub requested_by: Uuid,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("event {event_type} cannot be decoded: {source}")]
 pub struct DecodeError {
@@ -421,16 +444,18 @@ pub struct DecodeError {
 }
 
 impl OrderEvent {
-    /// The status an order has once this event has happened to it.
-    pub fn status(&self) -> OrderStatus {
-        match self {
+    /// The status an order has once this event has happened to it; `None` for an event
+    /// that leaves the status as it was (a refund request).
+    pub fn status(&self) -> Option<OrderStatus> {
+        Some(match self {
             Self::Created(_) => OrderStatus::Created,
             Self::Paid(_) => OrderStatus::Paid,
             Self::PaymentFailed(_) => OrderStatus::PaymentFailed,
             Self::Cancelled(_) => OrderStatus::Cancelled,
             Self::Shipped(_) => OrderStatus::Shipped,
             Self::Delivered(_) => OrderStatus::Delivered,
-        }
+            Self::RefundRequested(_) => return None,
+        })
     }
 
     pub fn event_type(&self) -> &'static str {
@@ -441,6 +466,7 @@ impl OrderEvent {
             Self::Cancelled(_) => order::CANCELLED,
             Self::Shipped(_) => order::SHIPPED,
             Self::Delivered(_) => order::DELIVERED,
+            Self::RefundRequested(_) => order::REFUND_REQUESTED,
         }
     }
 
@@ -452,6 +478,7 @@ impl OrderEvent {
             Self::Cancelled(e) => serde_json::to_value(e),
             Self::Shipped(e) => serde_json::to_value(e),
             Self::Delivered(e) => serde_json::to_value(e),
+            Self::RefundRequested(e) => serde_json::to_value(e),
         };
         value.unwrap_or_default()
     }
@@ -474,6 +501,7 @@ impl OrderEvent {
             order::CANCELLED => Self::Cancelled(de(event_type, data)?),
             order::SHIPPED => Self::Shipped(de(event_type, data)?),
             order::DELIVERED => Self::Delivered(de(event_type, data)?),
+            order::REFUND_REQUESTED => Self::RefundRequested(de(event_type, data)?),
             _ => return Ok(None),
         }))
     }
@@ -486,6 +514,19 @@ impl OrderEvent {
             _ => None,
         }
     }
+}
+
+/// A refund the order cannot give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefundRefused {
+    #[error(transparent)]
+    Status(#[from] Refused),
+    /// More than is left, or nothing.
+    #[error("must be between 1 and {left}, what is left to refund")]
+    Amount { left: i64 },
+    /// The idempotency key was used for another refund of this order.
+    #[error("this Idempotency-Key was used for a different refund")]
+    KeyReused,
 }
 
 /// A command refused because of the order's status.
@@ -512,6 +553,10 @@ pub struct Order {
     /// Sum of the line totals, in minor units.
     pub total_amount: i64,
     pub shipping_address: ShippingAddress,
+    /// The refunds requested so far (the aggregate's own bookkeeping: the payment shows
+    /// what was refunded, `GET /api/payments?orderId=`).
+    #[serde(skip)]
+    pub refunds: Vec<OrderRefundRequested>,
     /// The order's stream version; pass as `min_version` to read your own write.
     pub version: u64,
     pub created_at: DateTime<Utc>,
@@ -570,6 +615,7 @@ impl Order {
             currency: created.currency.clone(),
             total_amount: created.total_amount,
             shipping_address: created.shipping_address.clone(),
+            refunds: Vec::new(),
             version,
             created_at: at,
             updated_at: at,
@@ -588,8 +634,13 @@ impl Order {
             version,
             status: self.status,
         })?;
+        if event.status().is_some() {
+            self.status_reason = event.reason().map(str::to_owned);
+        }
+        if let OrderEvent::RefundRequested(refund) = event {
+            self.refunds.push(refund.clone());
+        }
         self.status = status;
-        self.status_reason = event.reason().map(str::to_owned);
         self.version = version;
         self.updated_at = at;
         Ok(self)
@@ -604,6 +655,7 @@ impl Order {
             OrderEvent::Cancelled(_) => "cancelled",
             OrderEvent::Shipped(_) => "shipped",
             OrderEvent::Delivered(_) => "delivered",
+            OrderEvent::RefundRequested(_) => "refunded",
         };
         match self.status.after(&event) {
             Some(_) => Ok(event),
@@ -614,6 +666,37 @@ impl Order {
         }
     }
 
+    /// What is left to refund: the total, less every refund requested.
+    pub fn refundable(&self) -> i64 {
+        self.total_amount - self.refunds.iter().map(|r| r.amount).sum::<i64>()
+    }
+
+    /// Asks for `amount` of the order back under `refund_id`, at most what is left to
+    /// refund. A request whose id the order has seen is answered with the refund it
+    /// made (`Ok(None)`: nothing new happens), provided it asks for the same.
+    pub fn request_refund(
+        &self,
+        refund: OrderRefundRequested,
+    ) -> Result<Option<OrderEvent>, RefundRefused> {
+        if let Some(earlier) = self
+            .refunds
+            .iter()
+            .find(|r| r.refund_id == refund.refund_id)
+        {
+            return if (earlier.amount, &earlier.reason) == (refund.amount, &refund.reason) {
+                Ok(None)
+            } else {
+                Err(RefundRefused::KeyReused)
+            };
+        }
+        let event = self.decide(OrderEvent::RefundRequested(refund.clone()))?;
+        let left = self.refundable();
+        if !(1..=left).contains(&refund.amount) {
+            return Err(RefundRefused::Amount { left });
+        }
+        Ok(Some(event))
+    }
+
     /// Cancels the order, noting whether its payment must be refunded.
     pub fn cancel(&self, by: Uuid, reason: Option<String>) -> Result<OrderEvent, Refused> {
         let refund_due = self.status == OrderStatus::Paid;
@@ -621,6 +704,7 @@ impl Order {
             reason,
             cancelled_by: by,
             refund_due,
+            refunded_before: self.total_amount - self.refundable(),
         }))
     }
 }
@@ -754,6 +838,7 @@ mod tests {
                 reason: None,
                 cancelled_by: user,
                 refund_due: false,
+                refunded_before: 0,
             }),
             OrderEvent::Shipped(OrderShipped { shipped_by: user }),
             OrderEvent::Delivered(OrderDelivered { delivered_by: user }),
@@ -901,10 +986,18 @@ mod contract {
                 reason: Some("wrong size".into()),
                 cancelled_by: id(1),
                 refund_due: true,
+                refunded_before: 0,
             }),
             OrderEvent::Shipped(OrderShipped { shipped_by: id(9) }),
             OrderEvent::Delivered(OrderDelivered {
                 delivered_by: id(9),
+            }),
+            OrderEvent::RefundRequested(OrderRefundRequested {
+                refund_id: id(7),
+                amount: 500,
+                currency: "EUR".into(),
+                reason: "arrived damaged".into(),
+                requested_by: id(9),
             }),
         ]
     }

@@ -99,6 +99,7 @@ pub fn routes() -> OpenApiRouter<Orders> {
         .routes(routes!(cancel_order))
         .routes(routes!(ship_order))
         .routes(routes!(deliver_order))
+        .routes(routes!(refund_order))
         .routes(routes!(order_events))
 }
 
@@ -137,6 +138,32 @@ pub struct CancelRequest {
     /// Shown to the customer and kept in the order's history.
     #[schema(max_length = 500, example = "ordered the wrong size")]
     pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefundRequest {
+    /// How much to give back, in minor units of the order's currency: at most what is
+    /// left to refund.
+    #[schema(minimum = 1, example = 500)]
+    pub amount: i64,
+    /// Why: shown to the customer, and kept in the order's history.
+    #[schema(min_length = 1, max_length = 500, example = "arrived damaged")]
+    pub reason: String,
+}
+
+/// A refund, as asked for. Payments carries it out (the payment shows it refunded,
+/// `GET /api/payments?orderId=`), a credit note is issued, and the customer hears of it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Refund {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub amount: i64,
+    pub currency: String,
+    pub reason: String,
+    /// `REQUESTED`: accepted; the provider's refund follows.
+    pub status: String,
 }
 
 /// An order's events, oldest first.
@@ -410,6 +437,75 @@ async fn deliver_order(
 ) -> Result<Response, ApiError> {
     let order = orders.deliver(admin.user_id, id, &context).await?;
     Ok(respond(StatusCode::OK, order))
+}
+
+/// Refund (part of) a PAID, SHIPPED or DELIVERED order (admins).
+///
+/// Accepted at once (202) and carried out by payments through the provider: the
+/// payment shows the refund, the customer gets a credit note and an e-mail, and
+/// analytics counts revenue net of it. The refunds of an order never add up to more than
+/// it was paid: asking for more than is left is a 422 naming `amount`, and nothing is
+/// refunded. With an `Idempotency-Key`, a retry of the same request answers with the
+/// refund it asked for, and refunds nothing more.
+#[utoipa::path(
+    post,
+    path = "/api/orders/{id}/refunds",
+    tag = TAG,
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Order id"),
+        ("idempotency-key" = Option<String>, Header, description = "Makes retries safe: one refund per key and order"),
+    ),
+    request_body = RefundRequest,
+    responses(
+        (status = 202, description = "Accepted; payments refunds it", body = Refund),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such order"),
+        (status = 409, description = "The order was not paid, or was cancelled (a cancellation refunds it whole)"),
+        (status = 422, description = "`amount` is more than is left to refund, or `reason` is empty, or the key was used for another refund"),
+    )
+)]
+async fn refund_order(
+    State(orders): State<Orders>,
+    Admin(admin): Admin,
+    context: RequestContext,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    Json(request): Json<RefundRequest>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let reason = request.reason.trim().to_owned();
+    let mut errors = Vec::new();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        errors.push(FieldError::body(
+            &["reason"],
+            format!("must be 1 to {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    if request.amount < 1 {
+        errors.push(FieldError::body(&["amount"], "must be at least 1"));
+    }
+    if !errors.is_empty() {
+        return Err(Error::Invalid(errors).into());
+    }
+    let refund = orders
+        .request_refund(
+            admin.user_id,
+            id,
+            (request.amount, reason),
+            key.as_deref(),
+            &context,
+        )
+        .await?;
+    let body = Refund {
+        id: refund.refund_id,
+        order_id: id,
+        amount: refund.amount,
+        currency: refund.currency,
+        reason: refund.reason,
+        status: "REQUESTED".to_owned(),
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 /// An order's events, oldest first (its owner or an admin): the audit trail the order's

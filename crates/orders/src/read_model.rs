@@ -228,6 +228,8 @@ fn decode_order(row: &AnyRow) -> Result<Order, Error> {
         total_amount: row.try_get("total_amount")?,
         shipping_address: serde_json::from_str(&address)
             .map_err(|_| corrupt("shipping_address"))?,
+        // The aggregate's bookkeeping; the read side does not show it.
+        refunds: Vec::new(),
         version: u64::try_from(row.try_get::<i64, _>("version")?)
             .map_err(|_| corrupt("version"))?,
         created_at: timestamp("created_at")?,
@@ -282,7 +284,8 @@ impl Projection for OrderProjection {
 /// after the order's row, which its creation (always an order's first event) inserted.
 async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<(), BoxError> {
     struct Status {
-        status: OrderStatus,
+        /// `None`: the event left the status as it was (a refund request).
+        status: Option<OrderStatus>,
         reason: Option<String>,
         version: i64,
         at: String,
@@ -306,12 +309,19 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
             placed.push((id, created, version, at));
             continue;
         }
-        let status = Status {
+        let mut status = Status {
             status: event.status(),
             reason: event.reason().map(str::to_owned),
             version,
             at,
         };
+        if status.status.is_none()
+            && let Some(before) = statuses.get(&id)
+        {
+            // An earlier event of this batch set the status: it stands.
+            status.status = before.status;
+            status.reason.clone_from(&before.reason);
+        }
         statuses.insert(id, status);
     }
 
@@ -372,7 +382,9 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
         // `UPDATE … FROM` a list of values, which both engines read the same way.
         let sql = format!(
             "WITH changed (order_id, status, status_reason, version, updated_at) AS (VALUES {}) \
-             UPDATE order_read_model SET status = changed.status, status_reason = changed.status_reason, \
+             UPDATE order_read_model SET status = COALESCE(changed.status, order_read_model.status), \
+             status_reason = CASE WHEN changed.status IS NULL THEN order_read_model.status_reason \
+             ELSE changed.status_reason END, \
              version = changed.version, updated_at = changed.updated_at \
              FROM changed WHERE order_read_model.order_id = changed.order_id",
             db::values(chunk.len(), 5, 1)
@@ -381,7 +393,7 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
         for (id, status) in chunk {
             update = update
                 .bind(id)
-                .bind(status.status.as_str())
+                .bind(status.status.map(OrderStatus::as_str))
                 .bind(&status.reason)
                 .bind(status.version)
                 .bind(&status.at);

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use oxcart_db as db;
 use oxcart_events::store::BoxError;
 use oxcart_events::{EventStore, Metadata, NewEvent, Position, RecordedEvent, StreamAppend};
+use oxcart_platform::FieldError;
 use oxcart_platform::auth::Caller;
 use oxcart_platform::http::RequestContext;
 use tokio::sync::watch;
@@ -14,8 +15,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::domain::{
-    self, AGGREGATE, Order, OrderDelivered, OrderEvent, OrderShipped, OrderStatus, PlaceOrder,
-    ProductSnapshot,
+    self, AGGREGATE, Order, OrderDelivered, OrderEvent, OrderRefundRequested, OrderShipped,
+    OrderStatus, PlaceOrder, ProductSnapshot, RefundRefused,
 };
 use crate::read_model::{After, Filter, OrderViews};
 use crate::saga::SYSTEM;
@@ -34,6 +35,9 @@ const ATTEMPTS: usize = 3;
 
 /// Namespace of order ids derived from idempotency keys.
 const IDEMPOTENT_ORDERS: Uuid = Uuid::from_u128(0x6f78_6361_7274_4f72_6465_7273_4b65_7973);
+
+/// Namespace of refund ids derived from an order and an idempotency key.
+const IDEMPOTENT_REFUNDS: Uuid = Uuid::from_u128(0x6f78_6361_7274_5265_6675_6e64_4b65_7973);
 
 /// What another service's event means for one order: see [`Orders::react_all`].
 pub struct Reaction<'a> {
@@ -254,6 +258,54 @@ impl Orders {
             OrderEvent::Delivered(OrderDelivered { delivered_by: by }),
         )
         .await
+    }
+
+    /// Asks for `amount` of order `id` back, for `reason` (admins): an
+    /// `order.refund_requested` that payments carries out. At most what is left to
+    /// refund (else invalid, naming `amount`), and once per `key`: the same key again is
+    /// answered with the refund it asked for, and nothing more happens.
+    pub async fn request_refund(
+        &self,
+        by: Uuid,
+        id: Uuid,
+        (amount, reason): (i64, String),
+        key: Option<&str>,
+        context: &RequestContext,
+    ) -> Result<OrderRefundRequested, Error> {
+        let refund_id = match key {
+            Some(key) => Uuid::new_v5(&IDEMPOTENT_REFUNDS, format!("{id}\n{key}").as_bytes()),
+            None => Uuid::now_v7(),
+        };
+        let asked = std::sync::Mutex::new(None);
+        self.append_decided(&[id], |_, _, order| {
+            let refund = OrderRefundRequested {
+                refund_id,
+                amount,
+                currency: order.currency.clone(),
+                reason: reason.clone(),
+                requested_by: by,
+            };
+            if let Ok(mut asked) = asked.lock() {
+                *asked = Some(refund.clone());
+            }
+            match order.request_refund(refund) {
+                // Asked before under this key: the refund stands as it was.
+                Ok(None) => Ok((order, Vec::new())),
+                Ok(Some(event)) => step(id, order, &event, context),
+                Err(RefundRefused::Status(refused)) => Err(Error::Refused(refused)),
+                Err(RefundRefused::KeyReused) => Err(Error::IdempotencyKeyReused),
+                Err(refused @ RefundRefused::Amount { .. }) => {
+                    Err(Error::Invalid(vec![FieldError::body(
+                        &["amount"],
+                        refused.to_string(),
+                    )]))
+                }
+            }
+        })
+        .await?;
+        let refund = asked.into_inner().ok().flatten().ok_or(Error::Contended)?;
+        tracing::info!(order_id = %id, refund_id = %refund.refund_id, amount = refund.amount, "refund requested");
+        Ok(refund)
     }
 
     /// Moves an order on by `event`, if its status allows.

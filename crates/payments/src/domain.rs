@@ -31,6 +31,70 @@ pub(crate) struct Row {
     pub currency: String,
     pub token: Option<String>,
     pub provider_reference: Option<String>,
+    /// What refunds have given back so far.
+    pub refunded: i64,
+    /// How many refunds there have been: the payment's stream holds its charge's
+    /// outcome, then one event per refund.
+    pub refunds: u64,
+}
+
+/// What payments reads of `order.refund_requested` (a tolerant reader).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RefundRequested {
+    pub refund_id: Uuid,
+    pub amount: i64,
+    pub reason: String,
+}
+
+/// Why a refund is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The order was cancelled after it was paid: whatever is left of the payment.
+    Cancellation,
+    /// An admin asked for it (`POST /api/orders/{id}/refunds`).
+    Request,
+}
+
+impl Source {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancellation => "cancellation",
+            Self::Request => "request",
+        }
+    }
+}
+
+/// A refund to ask the provider for.
+pub(crate) struct Asked {
+    /// A cancellation's refund has its order's id.
+    pub refund_id: Uuid,
+    pub amount: i64,
+    pub source: Source,
+    pub reason: String,
+}
+
+/// A refund the provider made.
+#[derive(Debug, Clone)]
+pub(crate) struct RefundMade {
+    pub refund_id: Uuid,
+    pub amount: i64,
+    pub currency: String,
+    pub source: Source,
+    pub reason: String,
+    /// The provider's id of the refund.
+    pub reference: String,
+}
+
+/// `payment.refunded` (v2) for `refund`: its amount, not the payment's.
+pub(crate) fn refund_event(cause: &RecordedEvent, order_id: Uuid, refund: &RefundMade) -> NewEvent {
+    let id = payment_id(order_id);
+    let data = json!({
+        "orderId": order_id, "paymentId": id, "amount": refund.amount, "currency": refund.currency,
+        "refundReference": refund.reference, "refundId": refund.refund_id.to_string(),
+        "source": refund.source.as_str(), "reason": refund.reason,
+    });
+    NewEvent::caused_by(cause, payment::REFUNDED, AGGREGATE, id, data)
 }
 
 impl Row {
@@ -42,6 +106,8 @@ impl Row {
             currency: order.currency.clone(),
             token: order.payment_token.clone(),
             provider_reference: None,
+            refunded: 0,
+            refunds: 0,
         }
     }
 }
@@ -159,6 +225,8 @@ mod tests {
             currency: "EUR".into(),
             token: Some("tok_success".into()),
             provider_reference: Some("ch_1".into()),
+            refunded: 0,
+            refunds: 0,
         };
         let example = |event_type, detail: (&str, &str)| {
             let event = payment_event(
@@ -176,7 +244,22 @@ mod tests {
             &[
                 example(payment::SUCCEEDED, ("providerReference", "ch_1")),
                 example(payment::FAILED, ("reason", "card_declined")),
-                example(payment::REFUNDED, ("refundReference", "re_1")),
+                (
+                    payment::REFUNDED,
+                    refund_event(
+                        &cause,
+                        order_id,
+                        &RefundMade {
+                            refund_id: Uuid::from_u128(7),
+                            amount: 500,
+                            currency: "EUR".into(),
+                            source: Source::Request,
+                            reason: "arrived damaged".into(),
+                            reference: "re_1".into(),
+                        },
+                    )
+                    .data,
+                ),
             ],
             |_, data| {
                 // What the order saga and analytics read of every payment event.

@@ -225,10 +225,32 @@ pub struct Payment {
     pub provider_reference: Option<String>,
     /// Why the provider declined, when it did (`card_declined`, `insufficient_funds`, …).
     pub failure_reason: Option<String>,
-    /// The provider's id of the refund, once refunded.
+    /// The provider's id of the latest refund.
     pub refund_reference: Option<String>,
+    /// What refunds have given back so far, minor units: the status stays `SUCCEEDED`
+    /// until it is the whole amount, then `REFUNDED`.
+    pub refunded_amount: i64,
+    /// Each refund, oldest first.
+    pub refunds: Vec<PaymentRefund>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A refund of a payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefund {
+    /// For a refund an admin asked for, the id `POST /api/orders/{id}/refunds` answered
+    /// with; for a cancelled order's, the order's id.
+    pub id: Uuid,
+    pub amount: i64,
+    pub currency: String,
+    /// `CANCELLATION` or `REQUEST`.
+    pub source: String,
+    pub reason: String,
+    /// The provider's id of the refund.
+    pub provider_reference: String,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,7 +271,7 @@ impl ServiceError for Error {
 }
 
 const COLUMNS: &str = "id, order_id, user_id, amount, currency, status, provider_reference, failure_reason, \
-                       refund_reference, created_at, updated_at";
+                       refund_reference, refunded_amount, created_at, updated_at";
 
 fn decode(row: &AnyRow) -> Result<Payment, Error> {
     let corrupt = |what: &str| Error::Corrupt(format!("payment {what}"));
@@ -272,8 +294,27 @@ fn decode(row: &AnyRow) -> Result<Payment, Error> {
         provider_reference: row.try_get("provider_reference")?,
         failure_reason: row.try_get("failure_reason")?,
         refund_reference: row.try_get("refund_reference")?,
+        refunded_amount: row.try_get("refunded_amount")?,
+        refunds: Vec::new(),
         created_at: time("created_at")?,
         updated_at: time("updated_at")?,
+    })
+}
+
+fn decode_refund(row: &AnyRow) -> Result<PaymentRefund, Error> {
+    let corrupt = |what: &str| Error::Corrupt(format!("refund {what}"));
+    Ok(PaymentRefund {
+        id: row
+            .try_get::<String, _>("refund_id")?
+            .parse()
+            .map_err(|_| corrupt("id"))?,
+        amount: row.try_get("amount")?,
+        currency: row.try_get("currency")?,
+        source: row.try_get::<String, _>("source")?.to_ascii_uppercase(),
+        reason: row.try_get("reason")?,
+        provider_reference: row.try_get("provider_reference")?,
+        created_at: db::parse_timestamp(&row.try_get::<String, _>("created_at")?)
+            .map_err(|_| corrupt("created_at"))?,
     })
 }
 
@@ -319,10 +360,27 @@ impl Payments {
 
     async fn query(&self, order_id: Uuid) -> Result<Vec<Payment>, Error> {
         let sql = format!("SELECT {COLUMNS} FROM payments WHERE order_id = $1");
+        let mut reader = self.db.read().await?;
         let rows = db::query(&sql)
             .bind(order_id.to_string())
-            .fetch_all(&mut *self.db.read().await?)
+            .fetch_all(&mut *reader)
             .await?;
-        rows.iter().map(decode).collect()
+        let mut payments = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        if let Some(payment) = payments.first_mut()
+            && payment.refunded_amount > 0
+        {
+            let refunds = db::query(
+                "SELECT refund_id, amount, currency, source, reason, provider_reference, created_at \
+                 FROM refunds WHERE order_id = $1 ORDER BY created_at, refund_id",
+            )
+            .bind(order_id.to_string())
+            .fetch_all(&mut *reader)
+            .await?;
+            payment.refunds = refunds
+                .iter()
+                .map(decode_refund)
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(payments)
     }
 }

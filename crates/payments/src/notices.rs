@@ -25,9 +25,9 @@ use oxcart_events::{EventStore, StreamAppend, trace};
 use oxcart_platform::cache::Cached;
 use uuid::Uuid;
 
-use crate::domain::{Row, payment_event};
+use crate::domain::{RefundMade, Row, Source, payment_event, refund_event};
 use crate::provider::{PaymentProvider, Refund};
-use crate::saga::{invalidate, order_created};
+use crate::saga::{invalidate, order_created, write_refunds};
 use crate::{PaymentStatus, payment_id};
 
 /// A provider's notice, in oxcart's terms.
@@ -80,11 +80,17 @@ struct Found {
 }
 
 /// The change a notice makes to its payment.
-struct Change {
-    from: PaymentStatus,
+enum Change {
+    /// A processing payment settled: its new status, the decline reason if it failed,
+    /// and the event that tells the order.
+    Settle(Settled),
+    /// The order ended while its payment settled: the provider refunded it whole.
+    Refund(RefundMade),
+}
+
+struct Settled {
     to: PaymentStatus,
-    /// `failure_reason` or `refund_reference`, by `to`.
-    detail: Option<String>,
+    reason: Option<String>,
     event_type: &'static str,
     field: (&'static str, String),
 }
@@ -136,34 +142,45 @@ impl Notices {
             return Ok(Applied::Nothing);
         };
         let order = found.order_id.to_string();
-        let column = match change.to {
-            PaymentStatus::Refunded => "refund_reference",
-            _ => "failure_reason",
+        let mut events = match change {
+            Change::Settle(settle) => {
+                let moved = db::query(
+                    "UPDATE payments SET status = $1, failure_reason = $2, updated_at = $3 \
+                     WHERE order_id = $4 AND status = $5",
+                )
+                .bind(settle.to.as_str())
+                .bind(&settle.reason)
+                .bind(db::timestamp(db::now()))
+                .bind(&order)
+                .bind(PaymentStatus::Processing.as_str())
+                .execute(&mut *tx)
+                .await?;
+                if moved.rows_affected() == 0 {
+                    // The saga moved it between the read and now; the provider delivers
+                    // again.
+                    return Err(format!(
+                        "payment of order {order} changed while a notice was applied"
+                    )
+                    .into());
+                }
+                vec![payment_event(
+                    &cause,
+                    settle.event_type,
+                    found.order_id,
+                    &found.row,
+                    settle.field,
+                )]
+            }
+            Change::Refund(refund) => {
+                write_refunds(
+                    &mut tx,
+                    &[(found.order_id, &refund)],
+                    &db::timestamp(db::now()),
+                )
+                .await?;
+                vec![refund_event(&cause, found.order_id, &refund)]
+            }
         };
-        let moved = db::query(&format!(
-            "UPDATE payments SET status = $1, {column} = $2, updated_at = $3 \
-             WHERE order_id = $4 AND status = $5"
-        ))
-        .bind(change.to.as_str())
-        .bind(&change.detail)
-        .bind(db::timestamp(db::now()))
-        .bind(&order)
-        .bind(change.from.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() == 0 {
-            // The saga moved it between the read and now; the provider delivers again.
-            return Err(
-                format!("payment of order {order} changed while a notice was applied").into(),
-            );
-        }
-        let mut events = vec![payment_event(
-            &cause,
-            change.event_type,
-            found.order_id,
-            &found.row,
-            change.field,
-        )];
         trace::stamp(&trace::append_span(&events), &mut events);
         let append = StreamAppend {
             aggregate_id: payment_id(found.order_id),
@@ -178,7 +195,7 @@ impl Notices {
         if let Some(position) = appended.iter().map(|a| a.position).max() {
             self.outbox.committed(position);
         }
-        tracing::info!(order_id = %order, status = change.to.as_str(), "provider notice applied");
+        tracing::info!(order_id = %order, notice = notice.kind(), "provider notice applied");
         Ok(Applied::Changed)
     }
 
@@ -186,23 +203,26 @@ impl Notices {
     /// refund of a payment whose order ended while it settled).
     async fn decide(&self, found: &Found, notice: &Notice) -> Result<Option<Change>, BoxError> {
         Ok(match (found.row.status, notice) {
-            (PaymentStatus::Processing, Notice::Succeeded { reference }) => Some(Change {
-                from: PaymentStatus::Processing,
-                to: PaymentStatus::Succeeded,
-                detail: None,
-                event_type: payment::SUCCEEDED,
-                field: ("providerReference", reference.clone()),
-            }),
-            (PaymentStatus::Processing, Notice::Failed { code, .. }) => Some(Change {
-                from: PaymentStatus::Processing,
-                to: PaymentStatus::Failed,
-                detail: Some(code.clone()),
-                event_type: payment::FAILED,
-                field: ("reason", code.clone()),
-            }),
+            (PaymentStatus::Processing, Notice::Succeeded { reference }) => {
+                Some(Change::Settle(Settled {
+                    to: PaymentStatus::Succeeded,
+                    reason: None,
+                    event_type: payment::SUCCEEDED,
+                    field: ("providerReference", reference.clone()),
+                }))
+            }
+            (PaymentStatus::Processing, Notice::Failed { code, .. }) => {
+                Some(Change::Settle(Settled {
+                    to: PaymentStatus::Failed,
+                    reason: Some(code.clone()),
+                    event_type: payment::FAILED,
+                    field: ("reason", code.clone()),
+                }))
+            }
             (PaymentStatus::Cancelled, Notice::Succeeded { reference }) => {
-                // The same key as the saga's refund: whoever asks first, one refund.
-                let refunded = self
+                // The same key as the saga's refund of a cancelled order: whoever asks
+                // first, one refund.
+                let reference = self
                     .provider
                     .refund(&Refund {
                         idempotency_key: format!("refund:{}", found.order_id),
@@ -211,13 +231,14 @@ impl Notices {
                         currency: found.row.currency.clone(),
                     })
                     .await?;
-                Some(Change {
-                    from: PaymentStatus::Cancelled,
-                    to: PaymentStatus::Refunded,
-                    detail: Some(refunded.clone()),
-                    event_type: payment::REFUNDED,
-                    field: ("refundReference", refunded),
-                })
+                Some(Change::Refund(RefundMade {
+                    refund_id: found.order_id,
+                    amount: found.row.amount,
+                    currency: found.row.currency.clone(),
+                    source: Source::Cancellation,
+                    reason: "order cancelled".to_owned(),
+                    reference,
+                }))
             }
             _ => None,
         })
@@ -253,6 +274,8 @@ impl Notices {
                 currency,
                 token,
                 provider_reference: Some(reference.to_owned()),
+                refunded: 0,
+                refunds: 0,
             },
         }))
     }

@@ -29,7 +29,7 @@ use oxcart_events::bus::topics;
 use oxcart_events::consumer::{Handler, Unfinished};
 use oxcart_events::outbox::Outbox;
 use oxcart_events::store::BoxError;
-use oxcart_events::types::{order, payment, stock};
+use oxcart_events::types::{order, stock};
 use oxcart_events::{EventStore, NewEvent, Position, RecordedEvent, StreamAppend, trace};
 use oxcart_platform::cache::Cached;
 use serde::Deserialize;
@@ -37,7 +37,10 @@ use sqlx::Row as _;
 use tracing::{Instrument as _, Span};
 use uuid::Uuid;
 
-use crate::domain::{Charged, OrderCreated, Row, charge_order, payment_event};
+use crate::domain::{
+    Asked, Charged, OrderCreated, RefundMade, RefundRequested, Row, Source, charge_order,
+    refund_event,
+};
 use crate::provider::{PaymentProvider, Refund};
 use crate::{PaymentStatus, payment_id};
 
@@ -74,10 +77,13 @@ enum Step {
     },
     /// The order ended before it was charged.
     Cancel { order_id: Uuid },
-    /// The order was cancelled after it was charged; the provider has refunded it.
+    /// The provider has refunded (part of) the charge: the rest of it for a cancelled
+    /// order, or what an admin asked for.
     Refund {
         order_id: Uuid,
-        reference: String,
+        refund: RefundMade,
+        /// The payment stream's version the event is appended at.
+        version: u64,
         event: NewEvent,
         span: Span,
     },
@@ -257,13 +263,54 @@ impl PaymentSaga {
                     row.status = PaymentStatus::Cancelled;
                     Ok(Some(Step::Cancel { order_id }))
                 }
-                Some(row) if row.status == PaymentStatus::Succeeded && kind == order::CANCELLED => {
-                    let step = self.refund(event, order_id, row).await?;
-                    row.status = PaymentStatus::Refunded;
-                    Ok(Some(step))
+                Some(row)
+                    if row.status == PaymentStatus::Succeeded
+                        && kind == order::CANCELLED
+                        && row.amount > row.refunded =>
+                {
+                    // What requested refunds have not given back already.
+                    let asked = Asked {
+                        refund_id: order_id,
+                        amount: row.amount - row.refunded,
+                        source: Source::Cancellation,
+                        reason: "order cancelled".to_owned(),
+                    };
+                    Ok(Some(self.refund(event, order_id, row, asked).await?))
                 }
                 _ => Ok(None),
             },
+            order::REFUND_REQUESTED => {
+                let request: RefundRequested = serde_json::from_value(event.event.data.clone())?;
+                let Some(row) = payment.as_mut() else {
+                    return Err(
+                        format!("order {order_id} asks for a refund, but has no payment").into(),
+                    );
+                };
+                if self.refunded(request.refund_id).await? {
+                    return Ok(None);
+                }
+                if row.status != PaymentStatus::Succeeded
+                    || request.amount > row.amount - row.refunded
+                {
+                    // The order only asks for what is left of a paid order; a payment that
+                    // disagrees is for an operator (the event is dead-lettered).
+                    return Err(format!(
+                        "order {order_id} asks for {} back, but its payment is {} with {} of {} refunded",
+                        request.amount,
+                        row.status.as_str(),
+                        row.refunded,
+                        row.amount
+                    )
+                    .into());
+                }
+                let asked = Asked {
+                    refund_id: request.refund_id,
+                    amount: request.amount,
+                    source: Source::Request,
+                    reason: request.reason,
+                };
+                Ok(Some(self.refund(event, order_id, row, asked).await?))
+            }
             _ => Ok(None),
         }
     }
@@ -285,7 +332,9 @@ impl PaymentSaga {
 
     async fn payment(&self, order_id: Uuid) -> Result<Option<Row>, BoxError> {
         let row = db::query(
-            "SELECT status, amount, currency, payment_token, provider_reference FROM payments WHERE order_id = $1",
+            "SELECT status, amount, currency, payment_token, provider_reference, refunded_amount, \
+             (SELECT COUNT(*) FROM refunds WHERE refunds.order_id = payments.order_id) AS refunds \
+             FROM payments WHERE order_id = $1",
         )
         .bind(order_id.to_string())
         .fetch_optional(&mut *self.db.read_primary().await?)
@@ -300,37 +349,61 @@ impl PaymentSaga {
             currency: row.try_get("currency")?,
             token: row.try_get("payment_token")?,
             provider_reference: row.try_get("provider_reference")?,
+            refunded: row.try_get("refunded_amount")?,
+            refunds: u64::try_from(row.try_get::<i64, _>("refunds")?)?,
         }))
     }
 
-    /// Asks the provider to refund the charge of `payment`.
+    /// Whether refund `id` was made before (a redelivered request).
+    async fn refunded(&self, id: Uuid) -> Result<bool, BoxError> {
+        let found: Option<String> =
+            db::query_scalar("SELECT refund_id FROM refunds WHERE refund_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *self.db.read_primary().await?)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// Asks the provider for `asked` back of the charge of `payment`, which it updates to
+    /// match, under the refund's id as idempotency key.
     async fn refund(
         &self,
         cause: &RecordedEvent,
         order_id: Uuid,
-        payment: &Row,
+        payment: &mut Row,
+        asked: Asked,
     ) -> Result<Step, BoxError> {
-        let span = tracing::info_span!("refund", order.id = %order_id);
+        let span =
+            tracing::info_span!("refund", order.id = %order_id, refund.id = %asked.refund_id);
         let reference = self
             .provider
             .refund(&Refund {
-                idempotency_key: format!("refund:{order_id}"),
+                idempotency_key: format!("refund:{}", asked.refund_id),
                 charge_reference: payment.provider_reference.clone().unwrap_or_default(),
-                amount: payment.amount,
+                amount: asked.amount,
                 currency: payment.currency.clone(),
             })
             .instrument(span.clone())
             .await?;
-        let event = payment_event(
-            cause,
-            payment::REFUNDED,
-            order_id,
-            payment,
-            ("refundReference", reference.clone()),
-        );
+        let refund = RefundMade {
+            refund_id: asked.refund_id,
+            amount: asked.amount,
+            currency: payment.currency.clone(),
+            source: asked.source,
+            reason: asked.reason,
+            reference,
+        };
+        let event = refund_event(cause, order_id, &refund);
+        let version = 1 + payment.refunds;
+        payment.refunded += refund.amount;
+        payment.refunds += 1;
+        if payment.refunded >= payment.amount {
+            payment.status = PaymentStatus::Refunded;
+        }
         Ok(Step::Refund {
             order_id,
-            reference,
+            refund,
+            version,
             event,
             span,
         })
@@ -385,8 +458,10 @@ impl PaymentSaga {
                 } => {
                     tracing::info!(order_id = %order_id, outcome = charged.status.as_str(), reason = charged.reason.as_deref(), "charge");
                 }
-                Step::Refund { order_id, .. } => {
-                    tracing::info!(order_id = %order_id, "refund");
+                Step::Refund {
+                    order_id, refund, ..
+                } => {
+                    tracing::info!(order_id = %order_id, refund_id = %refund.refund_id, amount = refund.amount, "refund");
                 }
                 _ => {}
             }
@@ -458,12 +533,13 @@ async fn write(
             Step::Cancel { order_id } => cancels.push(*order_id),
             Step::Refund {
                 order_id,
-                reference,
+                refund,
+                version,
                 event,
                 span,
             } => {
-                refunds.push((*order_id, reference));
-                replies.push(reply(span, *order_id, 1, event));
+                refunds.push((*order_id, refund));
+                replies.push(reply(span, *order_id, *version, event));
             }
         }
     }
@@ -525,25 +601,71 @@ async fn write(
         }
         update.execute(&mut **tx).await?;
     }
-    for chunk in refunds.chunks(db::ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "WITH refunded (order_id, refund_reference) AS (VALUES {}) \
-             UPDATE payments SET status = 'refunded', refund_reference = refunded.refund_reference, updated_at = ${} \
-             FROM refunded WHERE payments.order_id = refunded.order_id AND payments.status = 'succeeded'",
-            db::values(chunk.len(), 2, 1),
-            chunk.len() * 2 + 1
-        );
-        let mut update = db::query(&sql);
-        for (order_id, reference) in chunk {
-            update = update.bind(order_id.to_string()).bind(*reference);
-        }
-        update.bind(&now).execute(&mut **tx).await?;
-    }
+    write_refunds(tx, &refunds, &now).await?;
     if replies.is_empty() {
         return Ok(None);
     }
     let appended = outbox.append_all_in(tx, replies).await?;
     Ok(appended.iter().map(|one| one.position).max())
+}
+
+/// Records `refunds` (each once, by id), and adds them to their payments: `refunded`
+/// once they come to the whole amount. An order's refunds of one batch are summed first,
+/// since an `UPDATE … FROM` updates a row once however many rows match it.
+pub(crate) async fn write_refunds(
+    tx: &mut Tx,
+    refunds: &[(Uuid, &RefundMade)],
+    now: &str,
+) -> Result<(), BoxError> {
+    for chunk in refunds.chunks(db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO refunds (refund_id, order_id, amount, currency, source, reason, provider_reference, created_at) \
+             VALUES {} ON CONFLICT (refund_id) DO NOTHING",
+            db::values(chunk.len(), 8, 1)
+        );
+        let mut insert = db::query(&sql);
+        for (order_id, refund) in chunk {
+            insert = insert
+                .bind(refund.refund_id.to_string())
+                .bind(order_id.to_string())
+                .bind(refund.amount)
+                .bind(&refund.currency)
+                .bind(refund.source.as_str())
+                .bind(&refund.reason)
+                .bind(&refund.reference)
+                .bind(now);
+        }
+        insert.execute(&mut **tx).await?;
+    }
+    let mut by_order: indexmap::IndexMap<Uuid, (i64, &str)> = indexmap::IndexMap::new();
+    for (order_id, refund) in refunds {
+        let entry = by_order.entry(*order_id).or_insert((0, ""));
+        entry.0 += refund.amount;
+        entry.1 = &refund.reference;
+    }
+    let by_order: Vec<_> = by_order.into_iter().collect();
+    for chunk in by_order.chunks(db::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH refunded (order_id, amount, refund_reference) AS (VALUES {}) \
+             UPDATE payments SET refunded_amount = payments.refunded_amount + refunded.amount, \
+             refund_reference = refunded.refund_reference, \
+             status = CASE WHEN payments.refunded_amount + refunded.amount >= payments.amount \
+             THEN 'refunded' ELSE payments.status END, updated_at = ${} \
+             FROM refunded WHERE payments.order_id = refunded.order_id \
+             AND payments.status IN ('succeeded', 'cancelled')",
+            db::values(chunk.len(), 3, 1),
+            chunk.len() * 3 + 1
+        );
+        let mut update = db::query(&sql);
+        for (order_id, (amount, reference)) in chunk {
+            update = update
+                .bind(order_id.to_string())
+                .bind(*amount)
+                .bind(*reference);
+        }
+        update.bind(now).execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// The append of an outcome event to its payment's stream (at `expected_version`), the
@@ -575,7 +697,9 @@ pub(crate) async fn order_created(
 /// The order an event concerns, if payments acts on its type.
 fn about_order(event: &RecordedEvent) -> Result<Option<Uuid>, BoxError> {
     Ok(match event.event.event_type.as_str() {
-        order::CREATED | order::CANCELLED => Some(event.event.aggregate_id),
+        order::CREATED | order::CANCELLED | order::REFUND_REQUESTED => {
+            Some(event.event.aggregate_id)
+        }
         stock::RESERVED | stock::REJECTED => {
             Some(serde_json::from_value::<AboutOrder>(event.event.data.clone())?.order_id)
         }

@@ -133,6 +133,7 @@ pub async fn a_view_is_the_order_its_stream_folds_to(under_test: Views) {
         reason: Some("changed my mind — «vraiment»".into()),
         cancelled_by: customer,
         refund_due: true,
+        refunded_before: 0,
     });
     append(&*store, id, customer, 1, &[paid, cancelled], 30).await;
     catch_up().await;

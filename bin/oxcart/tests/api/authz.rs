@@ -83,6 +83,7 @@ const RULES: &[Rule] = &[
     rule("POST", "/api/orders/{id}/cancel", [401, 404, 200, 409]),
     rule("POST", "/api/orders/{id}/ship", [401, 403, 403, 200]),
     rule("POST", "/api/orders/{id}/deliver", [401, 403, 403, 200]),
+    rule("POST", "/api/orders/{id}/refunds", [401, 403, 403, 202]),
     rule("GET", "/api/orders/{id}/events", [401, 404, 200, 200]),
     // Filtered, not refused: another customer's query finds nothing (checked below).
     rule("GET", "/api/payments", [401, 200, 200, 200]),
@@ -209,6 +210,7 @@ impl Shop {
             ("PATCH", _) => json!({ "name": "Renamed mug" }),
             ("POST", "/api/orders") => order_body(&[(self.product, 1)]),
             ("POST", "/api/orders/{id}/cancel") => json!({ "reason": "changed my mind" }),
+            ("POST", "/api/orders/{id}/refunds") => json!({ "amount": 100, "reason": "goodwill" }),
             _ => return None,
         })
     }

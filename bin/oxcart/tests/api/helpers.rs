@@ -66,6 +66,50 @@ pub async fn order_reaches(api: &Api, token: &str, id: &str, status: &str) {
     panic!("order {id} never reached {status}");
 }
 
+/// The payment of order `id`, read as `token`.
+pub async fn payment(api: &Api, token: &str, id: &str) -> serde_json::Value {
+    let reply = api
+        .get(&format!("/api/payments?orderId={id}"), Some(token))
+        .await;
+    reply.ok(200)["items"][0].clone()
+}
+
+/// Waits (up to 15 s) until the payment of order `id`, read as `token`, is as `done`
+/// says (`what` names it for the failure message); returns it.
+pub async fn payment_until(
+    api: &Api,
+    token: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    for _ in 0..300 {
+        let payment = payment(api, token, id).await;
+        if done(&payment) {
+            return payment;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the payment of {id} never {what}: {}",
+        payment(api, token, id).await
+    );
+}
+
+/// Waits (up to 5 s) until `check` answers something; returns it, or panics naming `what`.
+pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    check: impl Fn() -> F,
+) -> T {
+    for _ in 0..100 {
+        if let Some(found) = check().await {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never {what}");
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await

@@ -19,6 +19,7 @@ mod metrics;
 mod orders;
 mod ports;
 mod process;
+mod refunds;
 mod replica;
 mod saga;
 mod sessions;

@@ -395,7 +395,7 @@ impl Scenario {
         assert_eq!(
             summary["revenue"],
             json!([{
-                "currency": "EUR", "amount": revenue, "orders": paid,
+                "currency": "EUR", "amount": revenue, "gross": revenue, "refunded": 0, "orders": paid,
                 "averageOrderValue": (revenue + paid / 2) / paid,
             }])
         );

@@ -14,13 +14,14 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, order_reaches};
+use crate::helpers::{TestApp, order_reaches, payment, payment_until};
 
 const WEBHOOK_SECRET: &str = "whsec_oxcart_test";
 
 struct Shop {
     app: TestApp,
     front: StripeFront,
+    admin: String,
     customer: String,
     product: Uuid,
 }
@@ -48,6 +49,7 @@ async fn shop() -> Shop {
     Shop {
         app,
         front,
+        admin,
         customer,
         product,
     }
@@ -67,29 +69,15 @@ impl Shop {
     }
 
     async fn payment(&self, order: &str) -> Value {
-        let reply = self
-            .app
-            .api
-            .get(
-                &format!("/api/payments?orderId={order}"),
-                Some(&self.customer),
-            )
-            .await;
-        reply.ok(200)["items"][0].clone()
+        payment(&self.app.api, &self.customer, order).await
     }
 
     async fn payment_reaches(&self, order: &str, status: &str) -> Value {
-        for _ in 0..300 {
-            let payment = self.payment(order).await;
-            if payment["status"] == status {
-                return payment;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "the payment of {order} never reached {status}: {}",
-            self.payment(order).await
-        );
+        let what = format!("reached {status}");
+        payment_until(&self.app.api, &self.customer, order, &what, |p| {
+            p["status"] == status
+        })
+        .await
     }
 
     /// How many events of `event_type` the log holds for the order (its own stream's
@@ -295,5 +283,52 @@ async fn a_failure_reported_by_webhook_fails_the_order() {
     );
     order_reaches(&shop.app.api, &shop.customer, &order, "PAYMENT_FAILED").await;
     assert_eq!(shop.payment(&order).await["failureReason"], "expired_card");
+    shop.app.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs stripe-mock (.ci/services)"]
+async fn a_partial_refund_through_stripe_becomes_payment_refunded() {
+    let shop = shop().await;
+    let order = shop.order("pm_card_visa").await;
+    order_reaches(&shop.app.api, &shop.customer, &order, "PAID").await;
+    let refund = shop
+        .app
+        .api
+        .post(
+            &format!("/api/orders/{order}/refunds"),
+            Some(&shop.admin),
+            &json!({ "amount": 700, "reason": "one mug chipped" }),
+        )
+        .await;
+    let refund_id = refund.ok(202)["id"].as_str().unwrap().to_owned();
+    let payment = payment_until(
+        &shop.app.api,
+        &shop.customer,
+        &order,
+        "had 700 refunded",
+        |p| p["refundedAmount"] == 700,
+    )
+    .await;
+    assert_eq!(payment["status"], "SUCCEEDED", "{payment}");
+    let refunds = shop.front.refunds();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(
+        (
+            refunds[0]["amount"].as_i64(),
+            refunds[0]["payment_intent"].as_str()
+        ),
+        (Some(700), payment["providerReference"].as_str())
+    );
+    assert_eq!(payment["refunds"][0]["providerReference"], refunds[0]["id"]);
+    let keys: Vec<_> = shop
+        .front
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/v1/refunds")
+        .filter_map(|s| s.idempotency_key)
+        .collect();
+    assert_eq!(keys, [format!("oxcart-refund:{refund_id}")]);
+    assert_eq!(shop.events(&order, "payment.refunded").await, 1);
     shop.app.stop().await;
 }

@@ -15,10 +15,14 @@ CREATE TABLE payments_new (
     failure_reason     TEXT,
     refund_reference   TEXT,
     created_at         TEXT    NOT NULL,
-    updated_at         TEXT    NOT NULL
+    updated_at         TEXT    NOT NULL,
+    -- Refunds may be partial, and several: what was given back so far (the status
+    -- becomes `refunded` when it is all of it).
+    refunded_amount    INTEGER NOT NULL DEFAULT 0
 );
 INSERT INTO payments_new SELECT id, order_id, user_id, amount, currency, payment_token, status,
-    provider_reference, failure_reason, refund_reference, created_at, updated_at FROM payments;
+    provider_reference, failure_reason, refund_reference, created_at, updated_at,
+    CASE WHEN status = 'refunded' THEN amount ELSE 0 END FROM payments;
 DROP TABLE payments;
 ALTER TABLE payments_new RENAME TO payments;
 CREATE INDEX payments_by_user ON payments (user_id);
@@ -35,3 +39,23 @@ CREATE TABLE provider_notices (
     received_at TEXT NOT NULL,
     PRIMARY KEY (provider, notice_id)
 );
+
+-- Each refund on a row of its own.
+CREATE TABLE refunds (
+    refund_id          TEXT    PRIMARY KEY,
+    order_id           TEXT    NOT NULL,
+    amount             INTEGER NOT NULL CHECK (amount > 0),
+    currency           TEXT    NOT NULL,
+    -- `cancellation` (the order was cancelled: the rest of the payment) or `request`.
+    source             TEXT    NOT NULL CHECK (source IN ('cancellation', 'request')),
+    reason             TEXT    NOT NULL,
+    provider_reference TEXT    NOT NULL,
+    created_at         TEXT    NOT NULL
+);
+
+CREATE INDEX refunds_by_order ON refunds (order_id, created_at);
+
+-- The refunds made before this table, each a cancellation's of the whole payment.
+INSERT INTO refunds (refund_id, order_id, amount, currency, source, reason, provider_reference, created_at)
+    SELECT order_id, order_id, amount, currency, 'cancellation', 'order cancelled', COALESCE(refund_reference, ''), updated_at
+    FROM payments WHERE status = 'refunded' AND amount > 0;
