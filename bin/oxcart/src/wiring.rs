@@ -210,8 +210,7 @@ pub fn assemble(
                         .context("notifications run without a mailer")?,
                 },
                 &config.mail,
-            )
-            .context("mail.from")?,
+            )?,
             Service::Invoices => oxcart_invoices::build(db.clone(), Arc::clone(&order_source)),
             Service::Analytics => oxcart_analytics::build(db.clone()),
         });

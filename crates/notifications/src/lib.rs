@@ -41,6 +41,7 @@ use uuid::Uuid;
 
 pub use mailer::{CheckError, FileMailer, Mailer, SmtpMailer};
 use templates::{Details, Template};
+pub use templates::{TemplateError, Templates};
 
 pub const GROUP: &str = "email-service";
 
@@ -65,6 +66,10 @@ pub struct MailConfig {
     /// Where a customer's reply goes (`Reply-To`), when not to `from`: a support desk's
     /// address while `from` is a no-reply one.
     pub reply_to: Option<String>,
+    /// A directory of e-mail templates that replace the built-in ones of the same name
+    /// (`order-confirmation.subject.txt`, `….txt`, `….html`, `layout.html`, …; see
+    /// `crates/notifications/templates/`). Checked at start-up.
+    pub templates_dir: Option<PathBuf>,
 }
 
 impl Default for MailConfig {
@@ -74,6 +79,7 @@ impl Default for MailConfig {
             dir: None,
             from: "oxcart <orders@oxcart.localhost>".to_owned(),
             reply_to: None,
+            templates_dir: None,
         }
     }
 }
@@ -111,16 +117,27 @@ pub struct Ports {
 
 /// The notifications service: its one consumer. A `from` or `reply_to` that is not an
 /// address is an error here, at start, not in a customer's mail.
-pub fn build(ports: Ports, config: &MailConfig) -> Result<Parts, lettre::address::AddressError> {
+pub fn build(ports: Ports, config: &MailConfig) -> Result<Parts, SetupError> {
     tracing::info!(mail = %ports.mailer.describe(), "e-mail delivery");
+    let templates = Templates::load(config.templates_dir.as_deref())?;
     let handler = EmailHandler::new(
         ports.db,
         ports.orders,
         ports.recipients,
         ports.mailer,
         config,
-    )?;
+    )?
+    .with_templates(templates);
     Ok(Parts::default().with_handler(Arc::new(handler)))
+}
+
+/// Why the e-mail service cannot start as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("mail.from or mail.reply_to: {0}")]
+    Address(#[from] lettre::address::AddressError),
+    #[error("mail.templates_dir: {0}")]
+    Templates(#[from] TemplateError),
 }
 
 /// Who an e-mail goes to.
@@ -144,6 +161,7 @@ pub struct EmailHandler {
     mailer: Arc<dyn Mailer>,
     from: Mailbox,
     reply_to: Option<Mailbox>,
+    templates: Templates,
 }
 
 impl EmailHandler {
@@ -161,7 +179,14 @@ impl EmailHandler {
             mailer,
             from: config.from.parse()?,
             reply_to: config.reply_to.as_deref().map(str::parse).transpose()?,
+            templates: Templates::built_in(),
         })
+    }
+
+    /// Renders with `templates` instead of the built-in ones.
+    pub fn with_templates(mut self, templates: Templates) -> Self {
+        self.templates = templates;
+        self
     }
 }
 
@@ -224,7 +249,9 @@ impl Handler for EmailHandler {
                 .filter(|_| template == Template::Refunded),
             refunded_before: data["refundedBefore"].as_i64().unwrap_or(0),
         };
-        let mail = templates::render(template, &order, recipient.name.as_deref(), &details);
+        let mail = self
+            .templates
+            .render(template, &order, recipient.name.as_deref(), &details)?;
         let id = message_id(event_id, &recipient.email);
         let to = Mailbox::new(recipient.name.clone(), recipient.email.parse()?);
         // The event's time, so a resend is the same message.

@@ -1,5 +1,20 @@
-//! The e-mails a customer gets, as plain text and HTML, rendered from the order.
+//! The e-mails a customer gets, as plain text and HTML, rendered from the order by
+//! templates ([minijinja](https://docs.rs/minijinja)).
+//!
+//! Each template is three files: `<name>.subject.txt`, `<name>.txt` and `<name>.html`,
+//! the last two extending `layout.txt` and `layout.html` (the greeting, the order's lines,
+//! the address). They are built into the binary from `crates/notifications/templates/`;
+//! a file of the same name in `mail.templates_dir` replaces one, so the copy can change
+//! without a rebuild. HTML is escaped by the engine.
+//!
+//! Every template is rendered once with a sample order when the service starts, with
+//! undefined variables an error: a misspelt variable in an override stops the start,
+//! naming the file, instead of leaving a blank in a customer's mail.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use minijinja::{Environment, UndefinedBehavior, context};
 use oxcart_events::types::{order, payment};
 use oxcart_orders::domain::Order;
 use oxcart_platform::money::format_amount;
@@ -21,6 +36,14 @@ pub enum Template {
 }
 
 impl Template {
+    pub const ALL: [Template; 5] = [
+        Self::Confirmation,
+        Self::PaymentFailed,
+        Self::Shipped,
+        Self::Cancelled,
+        Self::Refunded,
+    ];
+
     pub fn for_event(event_type: &str) -> Option<Self> {
         match event_type {
             order::PAID => Some(Self::Confirmation),
@@ -63,91 +86,169 @@ pub struct Details {
     pub refunded_before: i64,
 }
 
-pub fn render(
+/// The files built into the binary.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("layout.txt", include_str!("../templates/layout.txt")),
+    ("layout.html", include_str!("../templates/layout.html")),
+    (
+        "order-confirmation.subject.txt",
+        include_str!("../templates/order-confirmation.subject.txt"),
+    ),
+    (
+        "order-confirmation.txt",
+        include_str!("../templates/order-confirmation.txt"),
+    ),
+    (
+        "order-confirmation.html",
+        include_str!("../templates/order-confirmation.html"),
+    ),
+    (
+        "payment-failed.subject.txt",
+        include_str!("../templates/payment-failed.subject.txt"),
+    ),
+    (
+        "payment-failed.txt",
+        include_str!("../templates/payment-failed.txt"),
+    ),
+    (
+        "payment-failed.html",
+        include_str!("../templates/payment-failed.html"),
+    ),
+    (
+        "order-shipped.subject.txt",
+        include_str!("../templates/order-shipped.subject.txt"),
+    ),
+    (
+        "order-shipped.txt",
+        include_str!("../templates/order-shipped.txt"),
+    ),
+    (
+        "order-shipped.html",
+        include_str!("../templates/order-shipped.html"),
+    ),
+    (
+        "order-cancelled.subject.txt",
+        include_str!("../templates/order-cancelled.subject.txt"),
+    ),
+    (
+        "order-cancelled.txt",
+        include_str!("../templates/order-cancelled.txt"),
+    ),
+    (
+        "order-cancelled.html",
+        include_str!("../templates/order-cancelled.html"),
+    ),
+    (
+        "order-refunded.subject.txt",
+        include_str!("../templates/order-refunded.subject.txt"),
+    ),
+    (
+        "order-refunded.txt",
+        include_str!("../templates/order-refunded.txt"),
+    ),
+    (
+        "order-refunded.html",
+        include_str!("../templates/order-refunded.html"),
+    ),
+];
+
+/// Why the templates cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {source:#}")]
+    Template {
+        file: String,
+        #[source]
+        source: minijinja::Error,
+    },
+}
+
+/// The e-mail templates, loaded and checked; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+}
+
+impl Templates {
+    /// The built-in templates, with the files of `dir` (when given) in place of those of
+    /// the same name. Every template is rendered once with a sample order: a syntax
+    /// error or an undefined variable is an error here, naming the file.
+    pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(false);
+        for (name, built_in) in BUILT_IN {
+            let source = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|source| TemplateError::Read { path, source })?,
+                None => (*built_in).to_owned(),
+            };
+            env.add_template_owned(*name, source)
+                .map_err(|source| TemplateError::Template {
+                    file: (*name).to_owned(),
+                    source,
+                })?;
+        }
+        let templates = Self { env: Arc::new(env) };
+        let sample = sample_order();
+        let details = Details {
+            reason: Some("sample".into()),
+            refund_due: true,
+            refunded: Some(100),
+            refunded_before: 0,
+        };
+        for template in Template::ALL {
+            templates.render(template, &sample, Some("Sample"), &details)?;
+            templates.render(template, &sample, None, &Details::default())?;
+        }
+        Ok(templates)
+    }
+
+    /// The built-in templates alone.
+    pub fn built_in() -> Self {
+        Self::load(None).expect("the built-in templates render")
+    }
+
+    pub fn render(
+        &self,
+        template: Template,
+        order: &Order,
+        name: Option<&str>,
+        details: &Details,
+    ) -> Result<Rendered, TemplateError> {
+        let context = context(template, order, name, details);
+        let part = |suffix: &str| {
+            let file = format!("{}.{suffix}", template.name());
+            self.env
+                .get_template(&file)
+                .and_then(|t| t.render(&context))
+                .map_err(|source| TemplateError::Template { file, source })
+        };
+        Ok(Rendered {
+            subject: part("subject.txt")?.trim().to_owned(),
+            text: format!("{}\n", part("txt")?.trim_end()),
+            html: part("html")?,
+        })
+    }
+}
+
+/// The variables every template sees: `name` (or none), `order` (`id`, `short_id`,
+/// `total`, `currency`, `city`, `items` with `quantity`, `name`, `sku`, `total`, and
+/// `address` as lines), `reason` (or none), and `refund` (the amount a cancellation
+/// or a refund gives back, formatted; none when nothing comes back).
+fn context(
     template: Template,
     order: &Order,
     name: Option<&str>,
     details: &Details,
-) -> Rendered {
-    let short = order.id.simple().to_string()[..8].to_uppercase();
-    let total = format_amount(&order.currency, order.total_amount);
-    let greeting = match name {
-        Some(name) => format!("Hello {name},"),
-        None => "Hello,".to_owned(),
-    };
-    let (subject, paragraphs): (String, Vec<String>) = match template {
-        Template::Confirmation => (
-            format!("Your order {short} is confirmed"),
-            vec![
-                format!("Thank you for your order. We have received your payment of {total}."),
-                "We will let you know when it ships.".to_owned(),
-            ],
-        ),
-        Template::PaymentFailed => (
-            format!("Payment for your order {short} did not go through"),
-            vec![
-                format!(
-                    "We could not take payment of {total}{}. Nothing was charged and the items are back on sale.",
-                    details
-                        .reason
-                        .as_deref()
-                        .map(|r| format!(" ({})", r.replace('_', " ")))
-                        .unwrap_or_default()
-                ),
-                "You are welcome to place the order again with another card.".to_owned(),
-            ],
-        ),
-        Template::Shipped => (
-            format!("Your order {short} is on its way"),
-            vec![format!(
-                "Your order has left our warehouse for {}.",
-                order.shipping_address.city
-            )],
-        ),
-        Template::Cancelled => {
-            let mut paragraphs = vec![match &details.reason {
-                Some(reason) => format!("Your order has been cancelled: {reason}."),
-                None => "Your order has been cancelled.".to_owned(),
-            }];
-            paragraphs.push(if details.refund_due {
-                let rest = order.total_amount - details.refunded_before;
-                format!(
-                    "A refund of {} is on its way to your card.",
-                    format_amount(&order.currency, rest)
-                )
-            } else {
-                "You have not been charged.".to_owned()
-            });
-            (format!("Your order {short} was cancelled"), paragraphs)
-        }
-        Template::Refunded => {
-            let amount = format_amount(&order.currency, details.refunded.unwrap_or_default());
-            (
-                format!("A refund for your order {short}"),
-                vec![
-                    match &details.reason {
-                        Some(reason) => {
-                            format!("We have refunded {amount} of your order: {reason}.")
-                        }
-                        None => format!("We have refunded {amount} of your order."),
-                    },
-                    "It is on its way to your card; your bank may take a few days to show it."
-                        .to_owned(),
-                ],
-            )
-        }
-    };
-
-    let lines: Vec<(String, String)> = order
-        .items
-        .iter()
-        .map(|l| {
-            (
-                format!("{} × {} ({})", l.quantity, l.name, l.sku),
-                format_amount(&order.currency, l.line_total),
-            )
-        })
-        .collect();
+) -> minijinja::Value {
+    let money = |amount: i64| format_amount(&order.currency, amount);
     let a = &order.shipping_address;
     let address: Vec<&str> = [
         Some(a.name.as_str()),
@@ -161,63 +262,69 @@ pub fn render(
     .into_iter()
     .flatten()
     .collect();
-
-    let mut text = format!("{greeting}\n\n");
-    for paragraph in &paragraphs {
-        text.push_str(paragraph);
-        text.push_str("\n\n");
-    }
-    for (line, amount) in &lines {
-        text.push_str(&format!("  {line}  {amount}\n"));
-    }
-    text.push_str(&format!(
-        "  Total  {total}\n\nShipping to:\n  {}\n\nOrder {}\n",
-        address.join("\n  "),
-        order.id
-    ));
-
-    let mut html = format!(
-        "<!doctype html><html><body style=\"font-family: sans-serif\"><p>{}</p>",
-        escape(&greeting)
-    );
-    for paragraph in &paragraphs {
-        html.push_str(&format!("<p>{}</p>", escape(paragraph)));
-    }
-    html.push_str("<table>");
-    for (line, amount) in &lines {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td align=\"right\">{}</td></tr>",
-            escape(line),
-            escape(amount)
-        ));
-    }
-    html.push_str(&format!(
-        "<tr><th align=\"left\">Total</th><th align=\"right\">{}</th></tr></table><p>Shipping to:<br>{}</p>\
-         <p style=\"color: #666\">Order {}</p></body></html>",
-        escape(&total),
-        address.iter().map(|l| escape(l)).collect::<Vec<_>>().join("<br>"),
-        order.id
-    ));
-    Rendered {
-        subject,
-        text,
-        html,
+    let items: Vec<minijinja::Value> = order
+        .items
+        .iter()
+        .map(|l| {
+            context! { quantity => l.quantity, name => l.name, sku => l.sku, total => money(l.line_total) }
+        })
+        .collect();
+    let refund = match template {
+        Template::Cancelled if details.refund_due => {
+            Some(money(order.total_amount - details.refunded_before))
+        }
+        Template::Refunded => details.refunded.map(money),
+        _ => None,
+    };
+    context! {
+        name => name,
+        order => context! {
+            id => order.id.to_string(),
+            short_id => order.id.simple().to_string()[..8].to_uppercase(),
+            total => money(order.total_amount),
+            currency => order.currency,
+            city => a.city,
+            items => items,
+            address => address,
+        },
+        reason => details.reason,
+        refund => refund,
     }
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+/// The order every template is tried on at start-up.
+fn sample_order() -> Order {
+    use oxcart_orders::domain::{OrderLine, OrderStatus, ShippingAddress};
+    let at = chrono::DateTime::UNIX_EPOCH;
+    Order {
+        id: uuid::Uuid::nil(),
+        customer_id: uuid::Uuid::nil(),
+        status: OrderStatus::Paid,
+        status_reason: None,
+        items: vec![OrderLine {
+            product_id: uuid::Uuid::nil(),
+            sku: "SAMPLE-1".into(),
+            name: "Sample".into(),
+            price: 100,
+            quantity: 1,
+            line_total: 100,
+        }],
+        currency: "EUR".into(),
+        total_amount: 100,
+        shipping_address: ShippingAddress {
+            name: "Sample".into(),
+            line1: "1 Road".into(),
+            line2: Some("Flat 2".into()),
+            city: "Town".into(),
+            region: Some("Region".into()),
+            postal_code: "1".into(),
+            country: "GB".into(),
+        },
+        refunds: Vec::new(),
+        version: 1,
+        created_at: at,
+        updated_at: at,
     }
-    out
 }
 
 #[cfg(test)]
@@ -227,6 +334,17 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    fn built_in(
+        template: Template,
+        order: &Order,
+        name: Option<&str>,
+        details: &Details,
+    ) -> Rendered {
+        Templates::built_in()
+            .render(template, order, name, details)
+            .unwrap()
+    }
 
     fn order() -> Order {
         Order {
@@ -263,7 +381,7 @@ mod tests {
     #[test]
     fn a_confirmation_shows_lines_total_and_address_escaped_in_html() {
         let order = order();
-        let mail = render(
+        let mail = built_in(
             Template::Confirmation,
             &order,
             Some("Ada"),
@@ -289,10 +407,10 @@ mod tests {
             refund_due: true,
             ..Details::default()
         };
-        let mail = render(Template::Cancelled, &order, None, &refunded);
+        let mail = built_in(Template::Cancelled, &order, None, &refunded);
         assert!(mail.text.contains("cancelled: changed my mind."));
         assert!(mail.text.contains("A refund of 25.00 EUR"));
-        let unpaid = render(Template::Cancelled, &order, None, &Details::default());
+        let unpaid = built_in(Template::Cancelled, &order, None, &Details::default());
         assert!(unpaid.text.contains("You have not been charged."));
     }
 
@@ -302,7 +420,7 @@ mod tests {
             reason: Some("insufficient_funds".into()),
             ..Details::default()
         };
-        let mail = render(Template::PaymentFailed, &order(), None, &details);
+        let mail = built_in(Template::PaymentFailed, &order(), None, &details);
         assert!(mail.text.contains("(insufficient funds)"), "{}", mail.text);
     }
 
@@ -313,7 +431,7 @@ mod tests {
             refunded: Some(500),
             ..Details::default()
         };
-        let mail = render(Template::Refunded, &order(), None, &details);
+        let mail = built_in(Template::Refunded, &order(), None, &details);
         assert!(
             mail.text
                 .contains("We have refunded 5.00 EUR of your order: arrived damaged."),
@@ -321,5 +439,44 @@ mod tests {
             mail.text
         );
         assert!(mail.subject.starts_with("A refund for your order"));
+    }
+
+    #[test]
+    fn a_file_in_the_templates_dir_replaces_the_built_in_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("order-shipped.subject.txt"),
+            "On its way to {{ order.city }}: {{ order.short_id }}",
+        )
+        .unwrap();
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let mail = templates
+            .render(Template::Shipped, &order(), None, &Details::default())
+            .unwrap();
+        assert!(
+            mail.subject.starts_with("On its way to London: "),
+            "{}",
+            mail.subject
+        );
+        // The rest are the built-in ones.
+        assert!(
+            mail.text.contains("has left our warehouse"),
+            "{}",
+            mail.text
+        );
+    }
+
+    #[test]
+    fn a_misspelt_variable_or_bad_syntax_stops_the_start_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("order-refunded.txt"), "{{ refnud }}").unwrap();
+        let error = Templates::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(error.starts_with("order-refunded.txt: "), "{error}");
+        assert!(error.contains("undefined"), "{error}");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("layout.html"), "{% block message %}").unwrap();
+        let error = Templates::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(error.starts_with("layout.html: "), "{error}");
     }
 }
