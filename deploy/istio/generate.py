@@ -27,6 +27,8 @@ SERVICES = {
         (["POST"], "/api/auth/token"),
         (["POST"], "/api/auth/refresh"),
         (["POST"], "/api/auth/sign-out"),
+        (["POST"], "/api/auth/password-reset"),
+        (["POST"], "/api/auth/password-reset/confirm"),
         (["GET"], "/.well-known/jwks.json"),
     ]),
     "catalog": ("catalog-service", [
@@ -148,10 +150,11 @@ def gateway():
             "hosts": [HOST],
             "gateways": ["oxcart-gateway"],
             "http": [
-                # A route of its own, so that the gateway's sign-in limit applies to it.
+                # A route of its own, so that the gateway's sign-in limit applies to it,
+                # and to asking for a password-reset e-mail.
                 {
                     "name": "sign-in",
-                    "match": [match("/api/auth/token")],
+                    "match": [match("/api/auth/token"), match("/api/auth/password-reset")],
                     "route": [{"destination": {"host": SERVICES["users"][0], "port": {"number": 8080}}}],
                 },
             ] + [

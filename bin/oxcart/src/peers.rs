@@ -45,7 +45,10 @@ impl Peers {
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         let cas =
             TrustedCas::from_optional(config.tls.ca_file.as_deref()).context("tls.ca_file")?;
-        let mailer = if config.services.contains(Service::Notifications) {
+        // Notifications send order e-mails; users send password-reset codes.
+        let mailer = if config.services.contains(Service::Notifications)
+            || config.services.contains(Service::Users)
+        {
             let mailer = config.mail.mailer(&config.default_mail_dir(), &cas).await;
             Some(
                 mailer

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use oxcart_catalog::Catalog;
 use oxcart_db::Db;
 use oxcart_events::store::BoxError;
-use oxcart_notifications::{Recipient, Recipients};
+use oxcart_notifications::{AccountMail, Recipient, Recipients, Reset};
 use oxcart_orders::cached_catalog::CachedCatalog;
 use oxcart_orders::domain::ProductSnapshot;
 use oxcart_orders::remote::{PRODUCT_ROUTE, RemoteCatalog};
@@ -21,7 +21,7 @@ use oxcart_platform::cache::{CacheMetrics, Cached, PAYMENTS, PRODUCT_SNAPSHOTS};
 use oxcart_platform::metrics::Metrics;
 use oxcart_platform::service::Parts;
 use oxcart_sql::SqlEventStore;
-use oxcart_users::Users;
+use oxcart_users::{ResetMail, ResetMailer, Users};
 
 use crate::Peers;
 use crate::config::{Config, Service};
@@ -85,6 +85,23 @@ impl Recipients for LocalUsers {
             Err(oxcart_users::Error::NotFound) => Ok(None),
             Err(error) => Err(error.into()),
         }
+    }
+}
+
+/// Users send password-reset codes through the process's mailer and the e-mail
+/// templates.
+struct ResetByMail(AccountMail);
+
+#[async_trait]
+impl ResetMailer for ResetByMail {
+    async fn send(&self, mail: ResetMail) -> Result<(), BoxError> {
+        let reset = Reset {
+            name: mail.name.as_deref(),
+            token: &mail.token,
+            link: mail.link.as_deref(),
+            expires_in: mail.expires_in,
+        };
+        self.0.send_reset(&mail.email, &reset).await
     }
 }
 
@@ -183,6 +200,13 @@ pub fn assemble(
                 db.clone(),
                 Arc::clone(key),
                 Arc::clone(&peers.revocations),
+                match &peers.mailer {
+                    Some(mailer) => Some(Arc::new(ResetByMail(AccountMail::new(
+                        Arc::clone(mailer),
+                        &config.mail,
+                    )?)) as Arc<dyn ResetMailer>),
+                    None => None,
+                },
                 &config.users,
                 metrics,
             ),

@@ -25,7 +25,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use async_trait::async_trait;
 use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Mailbox, MessageBuilder, MultiPart};
 use oxcart_db::{self as db, Db};
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
@@ -41,7 +41,7 @@ use uuid::Uuid;
 
 pub use mailer::{CheckError, FileMailer, Mailer, SmtpMailer};
 use templates::{Details, Template};
-pub use templates::{TemplateError, Templates};
+pub use templates::{Reset, TemplateError, Templates};
 
 pub const GROUP: &str = "email-service";
 
@@ -131,6 +131,72 @@ pub fn build(ports: Ports, config: &MailConfig) -> Result<Parts, SetupError> {
     Ok(Parts::default().with_handler(Arc::new(handler)))
 }
 
+/// E-mails about an account rather than an order (a password reset), through the same
+/// mailer and templates as the order e-mails; cheap to clone.
+#[derive(Clone)]
+pub struct AccountMail {
+    mailer: Arc<dyn Mailer>,
+    templates: Templates,
+    sender: Sender,
+}
+
+/// Who every e-mail is from, and where replies go.
+#[derive(Debug, Clone)]
+struct Sender {
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+}
+
+impl Sender {
+    fn new(config: &MailConfig) -> Result<Self, lettre::address::AddressError> {
+        Ok(Self {
+            from: config.from.parse()?,
+            reply_to: config.reply_to.as_deref().map(str::parse).transpose()?,
+        })
+    }
+
+    /// A message `id` to `to`, made from `template`, with its headers in place.
+    fn message(&self, id: &str, to: Mailbox, subject: &str, template: &str) -> MessageBuilder {
+        let mut message = Message::builder()
+            .message_id(Some(format!("<{id}>")))
+            .from(self.from.clone());
+        if let Some(reply_to) = &self.reply_to {
+            message = message.reply_to(reply_to.clone());
+        }
+        message
+            .to(to)
+            .subject(subject)
+            .raw_header(header("X-Oxcart-Template", template.to_owned()))
+    }
+}
+
+impl AccountMail {
+    pub fn new(mailer: Arc<dyn Mailer>, config: &MailConfig) -> Result<Self, SetupError> {
+        Ok(Self {
+            mailer,
+            templates: Templates::load(config.templates_dir.as_deref())?,
+            sender: Sender::new(config)?,
+        })
+    }
+
+    /// Sends the password-reset e-mail to `email`.
+    pub async fn send_reset(
+        &self,
+        email: &str,
+        reset: &templates::Reset<'_>,
+    ) -> Result<(), BoxError> {
+        let mail = self.templates.render_reset(reset)?;
+        let id = format!("{}@oxcart", Uuid::now_v7().simple());
+        let to = Mailbox::new(reset.name.map(str::to_owned), email.parse()?);
+        let message = self
+            .sender
+            .message(&id, to, &mail.subject, "password-reset")
+            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))?;
+        self.mailer.send(&id, &message).await?;
+        Ok(())
+    }
+}
+
 /// Why the e-mail service cannot start as configured.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -159,8 +225,7 @@ pub struct EmailHandler {
     orders: Arc<dyn OrderSource>,
     recipients: Arc<dyn Recipients>,
     mailer: Arc<dyn Mailer>,
-    from: Mailbox,
-    reply_to: Option<Mailbox>,
+    sender: Sender,
     templates: Templates,
 }
 
@@ -177,8 +242,7 @@ impl EmailHandler {
             orders,
             recipients,
             mailer,
-            from: config.from.parse()?,
-            reply_to: config.reply_to.as_deref().map(str::parse).transpose()?,
+            sender: Sender::new(config)?,
             templates: Templates::built_in(),
         })
     }
@@ -259,19 +323,12 @@ impl Handler for EmailHandler {
             + Duration::from_micros(
                 u64::try_from(event.event.timestamp.timestamp_micros()).unwrap_or(0),
             );
-        let mut message = Message::builder()
-            .message_id(Some(format!("<{id}>")))
-            .from(self.from.clone());
-        if let Some(reply_to) = &self.reply_to {
-            message = message.reply_to(reply_to.clone());
-        }
-        let message = message
-            .to(to)
-            .subject(&mail.subject)
+        let message = self
+            .sender
+            .message(&id, to, &mail.subject, template.name())
             .date(at)
             .raw_header(header("X-Oxcart-Order-Id", order_id.to_string()))
             .raw_header(header("X-Oxcart-Event-Id", event_id.to_string()))
-            .raw_header(header("X-Oxcart-Template", template.name().to_owned()))
             .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))?;
         self.mailer.send(&id, &message).await?;
 

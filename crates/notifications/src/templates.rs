@@ -150,7 +150,29 @@ const BUILT_IN: &[(&str, &str)] = &[
         "order-refunded.html",
         include_str!("../templates/order-refunded.html"),
     ),
+    (
+        "password-reset.subject.txt",
+        include_str!("../templates/password-reset.subject.txt"),
+    ),
+    (
+        "password-reset.txt",
+        include_str!("../templates/password-reset.txt"),
+    ),
+    (
+        "password-reset.html",
+        include_str!("../templates/password-reset.html"),
+    ),
 ];
+
+/// What a password-reset e-mail says: the code, the shop's page for it if there is one,
+/// and how long it works.
+#[derive(Debug, Clone)]
+pub struct Reset<'a> {
+    pub name: Option<&'a str>,
+    pub token: &'a str,
+    pub link: Option<&'a str>,
+    pub expires_in: std::time::Duration,
+}
 
 /// Why the templates cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +229,43 @@ impl Templates {
             templates.render(template, &sample, Some("Sample"), &details)?;
             templates.render(template, &sample, None, &Details::default())?;
         }
+        let link = "https://shop.example/reset?token=sample";
+        for (name, link) in [(Some("Sample"), Some(link)), (None, None)] {
+            templates.render_reset(&Reset {
+                name,
+                token: "sample",
+                link,
+                expires_in: std::time::Duration::from_secs(3600),
+            })?;
+        }
         Ok(templates)
+    }
+
+    /// The password-reset e-mail (`password-reset.*`): variables `name` (or none),
+    /// `token`, `link` (or none) and `expires_in` (`1h`).
+    pub fn render_reset(&self, reset: &Reset<'_>) -> Result<Rendered, TemplateError> {
+        let context = context! {
+            name => reset.name,
+            token => reset.token,
+            link => reset.link,
+            expires_in => humantime::format_duration(reset.expires_in).to_string(),
+        };
+        self.parts("password-reset", &context)
+    }
+
+    fn parts(&self, name: &str, context: &minijinja::Value) -> Result<Rendered, TemplateError> {
+        let part = |suffix: &str| {
+            let file = format!("{name}.{suffix}");
+            self.env
+                .get_template(&file)
+                .and_then(|t| t.render(context))
+                .map_err(|source| TemplateError::Template { file, source })
+        };
+        Ok(Rendered {
+            subject: part("subject.txt")?.trim().to_owned(),
+            text: format!("{}\n", part("txt")?.trim_end()),
+            html: part("html")?,
+        })
     }
 
     /// The built-in templates alone.
@@ -222,19 +280,7 @@ impl Templates {
         name: Option<&str>,
         details: &Details,
     ) -> Result<Rendered, TemplateError> {
-        let context = context(template, order, name, details);
-        let part = |suffix: &str| {
-            let file = format!("{}.{suffix}", template.name());
-            self.env
-                .get_template(&file)
-                .and_then(|t| t.render(&context))
-                .map_err(|source| TemplateError::Template { file, source })
-        };
-        Ok(Rendered {
-            subject: part("subject.txt")?.trim().to_owned(),
-            text: format!("{}\n", part("txt")?.trim_end()),
-            html: part("html")?,
-        })
+        self.parts(template.name(), &context(template, order, name, details))
     }
 }
 

@@ -32,6 +32,8 @@ pub fn routes() -> OpenApiRouter<Users> {
         .routes(routes!(sign_out))
         .routes(routes!(me))
         .routes(routes!(change_password))
+        .routes(routes!(request_reset))
+        .routes(routes!(confirm_reset))
         .routes(routes!(get_user))
         .routes(routes!(jwks))
 }
@@ -274,6 +276,71 @@ async fn change_password(
         .change_password(caller.user_id, request.current_password, new)
         .await?;
     Ok(tokens(session))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResetRequest {
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResetConfirmation {
+    /// The code from the e-mail.
+    pub token: String,
+    #[schema(min_length = 12, max_length = 128)]
+    pub new_password: String,
+}
+
+/// Forgot the password: e-mails a reset code to the address, if it is an account's.
+///
+/// The answer is 202 whether or not the address has an account, and comes before the
+/// e-mail is sent, so it tells nothing about who has one. The code works once, for
+/// `users.reset_ttl` (1 hour). Attempts count against the sign-in limits of the address
+/// and the e-mail.
+#[utoipa::path(
+    post,
+    path = "/api/auth/password-reset",
+    tag = TAG,
+    request_body = ResetRequest,
+    responses(
+        (status = 202, description = "If the address has an account, a code is on its way"),
+        (status = 503, description = "No mailer is configured to send the code"),
+    )
+)]
+async fn request_reset(
+    State(users): State<Users>,
+    client: Client,
+    Json(request): Json<ResetRequest>,
+) -> Result<StatusCode, ApiError> {
+    let email = request.email.trim().to_lowercase();
+    client.sign_in_attempt(&email).await?;
+    users.request_reset(&email).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Set a new password with the code from a reset e-mail. Every session of the account
+/// ends (whoever knew the old password is signed out), every other code stops working,
+/// and the answer starts a new session.
+#[utoipa::path(
+    post,
+    path = "/api/auth/password-reset/confirm",
+    tag = TAG,
+    request_body = ResetConfirmation,
+    responses(
+        (status = 200, description = "Reset; the new session", body = TokenResponse),
+        (status = 422, description = "`token` is unknown, used or expired, or `newPassword` is not a valid password"),
+    )
+)]
+async fn confirm_reset(
+    State(users): State<Users>,
+    Json(request): Json<ResetConfirmation>,
+) -> Result<impl IntoResponse, ApiError> {
+    let new = Password::parse(request.new_password)
+        .map_err(|e| Error::Invalid(vec![FieldError::body(&["newPassword"], e)]))?;
+    Ok(tokens(users.confirm_reset(&request.token, new).await?))
 }
 
 /// The caller's own account.

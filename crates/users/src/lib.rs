@@ -53,6 +53,14 @@ pub struct UsersConfig {
     /// Lifetime of a refresh token: how long a session lasts without use.
     #[serde(with = "humantime_serde")]
     pub refresh_ttl: Duration,
+    /// How long a password-reset code sent by e-mail works.
+    #[serde(with = "humantime_serde")]
+    pub reset_ttl: Duration,
+    /// The page of the shop where a customer chooses a new password, with `{token}`
+    /// where the code goes (`https://shop.example.com/reset-password?token={token}`): the
+    /// e-mail links to it. Unset: the e-mail gives the code, to send to
+    /// `POST /api/auth/password-reset/confirm`.
+    pub reset_url: Option<String>,
 }
 
 impl Default for UsersConfig {
@@ -60,8 +68,28 @@ impl Default for UsersConfig {
         Self {
             token_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            reset_ttl: Duration::from_secs(3600),
+            reset_url: None,
         }
     }
+}
+
+/// A password-reset e-mail to send: to whom, the code, and how long it works.
+#[derive(Debug, Clone)]
+pub struct ResetMail {
+    pub email: String,
+    pub name: Option<String>,
+    pub token: String,
+    /// The configured page with the code in it, if there is one.
+    pub link: Option<String>,
+    pub expires_in: Duration,
+}
+
+/// Where password-reset e-mails go: the process's mailer, through the account
+/// templates (`oxcart_notifications`).
+#[async_trait::async_trait]
+pub trait ResetMailer: Send + Sync + 'static {
+    async fn send(&self, mail: ResetMail) -> Result<(), oxcart_platform::BoxError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +104,12 @@ pub enum Error {
     InvalidRefresh,
     #[error("the current password is wrong")]
     WrongPassword,
+    #[error("the reset code is unknown, used or expired")]
+    InvalidReset,
     #[error("no such user")]
     NotFound,
+    #[error("password resets are not available: no mailer to send the code")]
+    ResetUnavailable,
     #[error("password hashing failed: {0}")]
     Hashing(String),
     #[error("cannot sign the token")]
@@ -91,10 +123,11 @@ pub enum Error {
 impl ServiceError for Error {
     fn kind(&self) -> ProblemKind {
         match self {
-            Self::Invalid(_) | Self::WrongPassword => ProblemKind::Validation,
+            Self::Invalid(_) | Self::WrongPassword | Self::InvalidReset => ProblemKind::Validation,
             Self::EmailTaken => ProblemKind::Conflict,
             Self::InvalidCredentials | Self::InvalidRefresh => ProblemKind::Unauthorized,
             Self::NotFound => ProblemKind::NotFound,
+            Self::ResetUnavailable => ProblemKind::Unavailable,
             Self::Storage(e) => ProblemKind::of_storage(e),
             Self::Hashing(_) | Self::Token(_) | Self::Corrupt(_) => ProblemKind::Internal,
         }
@@ -107,6 +140,10 @@ impl ServiceError for Error {
             Self::WrongPassword => vec![FieldError::body(
                 &["currentPassword"],
                 "is not the account's password",
+            )],
+            Self::InvalidReset => vec![FieldError::body(
+                &["token"],
+                "is unknown, was used already, or has expired: ask for another",
             )],
             _ => Vec::new(),
         }
@@ -127,10 +164,12 @@ pub fn build(
     db: Db,
     key: Arc<SigningKey>,
     revocations: Arc<dyn Revocations>,
+    reset_mailer: Option<Arc<dyn ResetMailer>>,
     config: &UsersConfig,
     metrics: &Metrics,
 ) -> Parts {
-    let users = Users::new(db, key, config).with_revocations(revocations);
+    let mut users = Users::new(db, key, config).with_revocations(revocations);
+    users.reset_mailer = reset_mailer;
     metrics.register(Box::new(users.password_checks.clone()));
     Parts::routes(http::router(users))
 }
@@ -143,6 +182,10 @@ pub struct Users {
     key: Arc<SigningKey>,
     revocations: Arc<dyn Revocations>,
     refresh_ttl: Duration,
+    reset_ttl: Duration,
+    reset_url: Option<String>,
+    /// Where reset codes are sent; without one, resets are refused.
+    reset_mailer: Option<Arc<dyn ResetMailer>>,
     /// `password_checks_total`: Argon2 verifications run, the cost a sign-in limit saves.
     password_checks: IntCounter,
 }
@@ -196,6 +239,9 @@ impl Users {
             key,
             revocations: Arc::new(MemoryRevocations::default()),
             refresh_ttl: config.refresh_ttl,
+            reset_ttl: config.reset_ttl,
+            reset_url: config.reset_url.clone(),
+            reset_mailer: None,
             password_checks: IntCounter::new(
                 "password_checks_total",
                 "Passwords checked against their Argon2 hash at sign-in",
@@ -357,6 +403,87 @@ impl Users {
         tx.commit().await?;
         self.end_sessions(&ended).await;
         tracing::info!(user_id = %user.id, sessions_ended = ended.len(), "password changed");
+        self.start_session(&user).await
+    }
+
+    /// Sends a password-reset code to `email`, if it is an account's. The answer is the
+    /// same either way, and comes before the e-mail is sent, so that neither it nor its
+    /// timing tells whether the address has an account.
+    pub async fn request_reset(&self, email: &str) -> Result<(), Error> {
+        let Some(mailer) = self.reset_mailer.clone() else {
+            return Err(Error::ResetUnavailable);
+        };
+        let Some((user, _)) = self.store.by_email(email).await? else {
+            tracing::info!("password reset asked for an address with no account");
+            return Ok(());
+        };
+        let token = sessions::new_token();
+        let now = chrono::Utc::now();
+        let expires = now + chrono::Duration::from_std(self.reset_ttl).unwrap_or_default();
+        let mut tx = self.store.db().begin().await?;
+        db::query(
+            "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(sessions::digest(&token))
+        .bind(user.id.to_string())
+        .bind(db::timestamp(now))
+        .bind(db::timestamp(expires))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mail = ResetMail {
+            email: user.email.clone(),
+            name: user.name.clone(),
+            link: self
+                .reset_url
+                .as_ref()
+                .map(|url| url.replace("{token}", &token)),
+            token,
+            expires_in: self.reset_ttl,
+        };
+        let user_id = user.id;
+        tokio::spawn(async move {
+            match mailer.send(mail).await {
+                Ok(()) => tracing::info!(user_id = %user_id, "password reset code sent"),
+                Err(error) => {
+                    tracing::warn!(user_id = %user_id, %error, "cannot send the password reset code");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Sets a new password with a reset code: once per code, before it expires. Every
+    /// session of the account ends, every other code is retired, and the answer starts a
+    /// new session.
+    pub async fn confirm_reset(&self, token: &str, new: Password) -> Result<Session, Error> {
+        let now = chrono::Utc::now();
+        let new = new.expose().to_owned();
+        let password_hash = blocking(move || hash(&new)).await??;
+        let mut tx = self.store.db().begin().await?;
+        let user_id: Option<String> = db::query_scalar(
+            "UPDATE password_resets SET used_at = $1 \
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+        )
+        .bind(db::timestamp(now))
+        .bind(sessions::digest(token))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let user_id: Uuid = user_id
+            .ok_or(Error::InvalidReset)?
+            .parse()
+            .map_err(|_| Error::Corrupt("password reset".into()))?;
+        db::query("UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+            .bind(db::timestamp(now))
+            .bind(user_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        UserStore::set_password(&mut tx, user_id, &password_hash).await?;
+        let ended = SessionStore::end_all(&mut tx, user_id, now).await?;
+        tx.commit().await?;
+        self.end_sessions(&ended).await;
+        tracing::info!(user_id = %user_id, sessions_ended = ended.len(), "password reset");
+        let user = self.get(user_id).await?;
         self.start_session(&user).await
     }
 

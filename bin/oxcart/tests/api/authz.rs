@@ -68,6 +68,14 @@ const RULES: &[Rule] = &[
     // Possession of a refresh token is the authorization: a made-up one is refused to all.
     rule("POST", "/api/auth/refresh", [401, 401, 401, 401]),
     rule("POST", "/api/auth/sign-out", [204, 204, 204, 204]),
+    // Answered alike for every address, account or not, and whoever asks.
+    rule("POST", "/api/auth/password-reset", [202, 202, 202, 202]),
+    // Possession of the e-mailed code is the authorization: a made-up one is refused.
+    rule(
+        "POST",
+        "/api/auth/password-reset/confirm",
+        [422, 422, 422, 422],
+    ),
     rule("GET", "/api/users/me", [401, 200, 200, 200]),
     // With a wrong current password: authenticated callers get as far as checking it.
     rule("POST", "/api/users/me/password", [401, 422, 422, 422]),
@@ -199,6 +207,12 @@ impl Shop {
             ("POST", "/api/auth/token") => json!({ "email": self.signer, "password": PASSWORD }),
             ("POST", "/api/auth/refresh" | "/api/auth/sign-out") => {
                 json!({ "refreshToken": "made-up" })
+            }
+            ("POST", "/api/auth/password-reset") => {
+                json!({ "email": format!("reset-{unique}@example.com") })
+            }
+            ("POST", "/api/auth/password-reset/confirm") => {
+                json!({ "token": "made-up", "newPassword": "a new passphrase" })
             }
             ("POST", "/api/users/me/password") => {
                 json!({ "currentPassword": "not the password", "newPassword": "a new passphrase" })

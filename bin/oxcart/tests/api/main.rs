@@ -17,6 +17,7 @@ mod limits;
 mod mail;
 mod metrics;
 mod orders;
+mod password_reset;
 mod ports;
 mod process;
 mod refunds;

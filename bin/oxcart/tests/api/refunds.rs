@@ -100,49 +100,8 @@ impl Shop {
                 eml.contains(&format!("X-Oxcart-Order-Id: {order}"))
                     && eml.contains(&format!("X-Oxcart-Template: {template}"))
             })
-            .map(|eml| plain_text(&eml))
+            .map(|eml| crate::helpers::plain_text(&eml))
             .collect()
-    }
-}
-
-/// The `text/plain` part of a message, decoded (base64 or quoted-printable).
-fn plain_text(eml: &str) -> String {
-    use base64::Engine as _;
-    let eml = eml.replace("\r\n", "\n");
-    let part = eml
-        .split("\n--")
-        .find(|part| part.contains("Content-Type: text/plain"))
-        .unwrap_or_else(|| panic!("no text/plain part: {eml}"));
-    let (headers, body) = part.split_once("\n\n").unwrap_or((part, ""));
-    if headers.contains("Content-Transfer-Encoding: base64") {
-        let joined: String = body.split_whitespace().collect();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(joined)
-            .unwrap();
-        String::from_utf8(bytes).unwrap()
-    } else if headers.contains("Content-Transfer-Encoding: quoted-printable") {
-        let joined = body.replace("=\n", "");
-        let mut bytes = Vec::new();
-        let mut rest = joined.as_bytes();
-        while let Some((&b, tail)) = rest.split_first() {
-            match (
-                b,
-                tail.get(..2)
-                    .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()),
-            ) {
-                (b'=', Some(decoded)) => {
-                    bytes.push(decoded);
-                    rest = &tail[2..];
-                }
-                _ => {
-                    bytes.push(b);
-                    rest = tail;
-                }
-            }
-        }
-        String::from_utf8(bytes).unwrap()
-    } else {
-        body.to_owned()
     }
 }
 
