@@ -47,6 +47,10 @@ SERVICES = {
     "notifications": ("notification-service", []),
     "invoices": ("invoice-service", [(["GET"], "/api/invoices/*")]),
     "analytics": ("analytics-service", [(["GET"], "/api/analytics/summary")]),
+    "webhooks": ("webhook-service", [
+        (["GET", "POST"], "/api/webhooks"),
+        (["GET", "DELETE"], "/api/webhooks/*"),
+    ]),
 }
 
 # Calls between services: (caller, callee, method, path). oxcart::CALLS in the code.

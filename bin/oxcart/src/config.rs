@@ -36,6 +36,7 @@ use oxcart_postgres::PgConfig;
 use oxcart_redis::RedisConfig;
 use oxcart_sqlite::SqliteConfig;
 use oxcart_users::UsersConfig;
+use oxcart_webhooks::WebhooksConfig;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +72,7 @@ services! {
     Notifications => oxcart_notifications,
     Invoices => oxcart_invoices,
     Analytics => oxcart_analytics,
+    Webhooks => oxcart_webhooks,
 }
 
 impl Service {
@@ -191,6 +193,7 @@ pub struct Config {
     pub orders: OrdersConfig,
     pub payments: PaymentsConfig,
     pub mail: MailConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for Config {
@@ -214,6 +217,7 @@ impl Default for Config {
             orders: OrdersConfig::default(),
             payments: PaymentsConfig::default(),
             mail: MailConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

@@ -237,6 +237,8 @@ pub fn assemble(
             )?,
             Service::Invoices => oxcart_invoices::build(db.clone(), Arc::clone(&order_source)),
             Service::Analytics => oxcart_analytics::build(db.clone()),
+            Service::Webhooks => oxcart_webhooks::build(db.clone(), &config.webhooks)
+                .context("webhooks: the HTTP client")?,
         });
     }
     Ok(parts)

@@ -4,7 +4,7 @@
 //! with the same numbers in both (`crates/orders/migrations/{sqlite,postgres}/4001_….sql`).
 //! An owner's numbers are its own thousand: the event log and the consumers' bookkeeping
 //! (`oxcart-sql`) 1000, users 2000, catalog 3000, orders 4000, payments 5000,
-//! notifications 6000, invoices 7000, analytics 8000. The engine's adapter
+//! notifications 6000, invoices 7000, analytics 8000, webhooks 9000. The engine's adapter
 //! (`oxcart-sqlite`, `oxcart-postgres`) finds every crate with such a directory when it
 //! is built, and composes their sets into the one migrator it runs with [`compose`]:
 //! owners apply in the order of their numbers, and a migration one owner adds later is

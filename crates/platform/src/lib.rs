@@ -30,6 +30,7 @@ pub mod problem;
 pub mod redact;
 pub mod service;
 pub mod shutdown;
+pub mod signature;
 pub mod tls;
 
 pub use oxcart_telemetry as telemetry;

@@ -45,8 +45,7 @@ pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Every service's schema, then the shared event log's. Table names are unique across
 /// them, so the stores' SQL names tables without a schema, as on SQLite.
-pub const SEARCH_PATH: &str =
-    "users, catalog, orders, payments, notifications, invoices, analytics, eventlog, public";
+pub const SEARCH_PATH: &str = "users, catalog, orders, payments, notifications, invoices, analytics, webhooks, eventlog, public";
 
 /// The `[database.postgres]` section of the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

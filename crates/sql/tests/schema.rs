@@ -241,6 +241,7 @@ async fn both_engines_end_with_the_same_tables_and_columns() {
         "orders",
         "payments",
         "analytics",
+        "webhooks",
     ] {
         assert!(schemas.contains(schema), "no {schema} schema: {schemas:?}");
     }

@@ -160,6 +160,7 @@ SERVICES = {
     "notifications": ("E-mails to customers", None, ["email-service"], []),
     "invoices": ("Invoices and credit notes", "/api/invoices.*", ["invoice-service"], []),
     "analytics": ("Sales figures", "/api/analytics.*", ["analytics-service"], []),
+    "webhooks": ("Events POSTed to registered endpoints", "/api/webhooks.*", ["webhook-service"], []),
 }
 
 

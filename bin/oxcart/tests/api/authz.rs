@@ -109,6 +109,11 @@ const RULES: &[Rule] = &[
         [401, 404, 200, 200],
     ),
     rule("GET", "/api/analytics/summary", [401, 403, 403, 200]),
+    // Admins only; a public URL the test cannot reach, but registering it does not call it.
+    rule("POST", "/api/webhooks", [401, 403, 403, 201]),
+    rule("GET", "/api/webhooks", [401, 403, 403, 200]),
+    rule("GET", "/api/webhooks/{id}/deliveries", [401, 403, 403, 404]),
+    rule("DELETE", "/api/webhooks/{id}", [401, 403, 403, 404]),
 ];
 
 impl Shop {
@@ -225,6 +230,9 @@ impl Shop {
             ("POST", "/api/orders") => order_body(&[(self.product, 1)]),
             ("POST", "/api/orders/{id}/cancel") => json!({ "reason": "changed my mind" }),
             ("POST", "/api/orders/{id}/refunds") => json!({ "amount": 100, "reason": "goodwill" }),
+            ("POST", "/api/webhooks") => {
+                json!({ "url": "https://93.184.216.34/hook", "eventTypes": ["order.paid"] })
+            }
             _ => return None,
         })
     }

@@ -196,3 +196,12 @@ pub fn plain_text(eml: &str) -> String {
         body.to_owned()
     }
 }
+
+/// A port nothing listens on (yet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

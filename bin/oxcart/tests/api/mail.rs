@@ -7,7 +7,6 @@
 //! `cargo test`; `.ci/run` starts the servers and runs them with `-- --ignored`.
 
 use oxcart_db as db;
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use oxcart_test_util::process;
 use secrecy::SecretString;
 use serde_json::json;
 
-use crate::helpers::{TestApp, order_reaches};
+use crate::helpers::{TestApp, free_port, order_reaches};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oxcart");
 
@@ -29,14 +28,6 @@ pub fn sending_to(mailpit: &Mailpit) -> impl FnOnce(&mut Config) + '_ {
         c.mail.smtp_url = Some(SecretString::from(mailpit.smtp_url.clone()));
         c.tls.ca_file = Some(mailpit.ca());
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub async fn paid_order(app: &TestApp) -> (String, String) {

@@ -28,3 +28,4 @@ mod stripe;
 mod tls;
 mod traces;
 mod users;
+mod webhooks;

@@ -16,12 +16,13 @@ use crate::helpers::TestApp;
 pub const TERMINAL: [&str; 3] = ["PAID", "PAYMENT_FAILED", "CANCELLED"];
 
 /// The consumer groups of the all-in-one, plus the order projection.
-pub const GROUPS: [&str; 7] = [
+pub const GROUPS: [&str; 8] = [
     "catalog-service",
     "payment-service",
     "email-service",
     "invoice-service",
     "analytics-service",
+    "webhook-service",
     "order-service",
     "order-projection",
 ];

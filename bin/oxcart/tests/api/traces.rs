@@ -13,6 +13,7 @@ use oxcart_test_util::otlp::{Receiver, Span, Trace, Traces as _};
 use oxcart_test_util::process::Process;
 use uuid::Uuid;
 
+use crate::helpers::free_port;
 use crate::process::create_admin;
 use crate::saga::FAST;
 
@@ -341,15 +342,6 @@ async fn the_standard_variables_govern_sampling_and_are_checked() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{stderr}");
-}
-
-/// A port nothing listens on (yet).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Orders priced by the catalog over HTTP (`OXCART_ORDERS__CATALOG_URL`, here the process's own
