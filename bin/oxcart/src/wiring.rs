@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use oxcart_catalog::Catalog;
 use oxcart_db::Db;
 use oxcart_events::store::BoxError;
-use oxcart_notifications::{AccountMail, Recipient, Recipients, Reset};
+use oxcart_notifications::{AccountMail, Recipient, Recipients, Reset, Templates};
 use oxcart_orders::cached_catalog::CachedCatalog;
 use oxcart_orders::domain::ProductSnapshot;
 use oxcart_orders::remote::{PRODUCT_ROUTE, RemoteCatalog};
@@ -193,6 +193,14 @@ pub fn assemble(
     );
     let order_source: Arc<dyn OrderSource> = Arc::new(orders.orders().clone());
     let mut orders = Some(orders);
+    // The e-mail templates, loaded (and checked) once for the services that send mail.
+    let mail = match &peers.mailer {
+        Some(mailer) => Some((
+            Arc::clone(mailer),
+            Templates::load(config.mail.templates_dir.as_deref()).context("mail.templates_dir")?,
+        )),
+        None => None,
+    };
     let mut parts = Parts::default();
     for service in config.services.iter() {
         parts = parts.merge(match service {
@@ -200,11 +208,12 @@ pub fn assemble(
                 db.clone(),
                 Arc::clone(key),
                 Arc::clone(&peers.revocations),
-                match &peers.mailer {
-                    Some(mailer) => Some(Arc::new(ResetByMail(AccountMail::new(
-                        Arc::clone(mailer),
-                        &config.mail,
-                    )?)) as Arc<dyn ResetMailer>),
+                match &mail {
+                    Some((mailer, templates)) => Some(Arc::new(ResetByMail(
+                        AccountMail::new(Arc::clone(mailer), templates.clone(), &config.mail)
+                            .context("mail.from or mail.reply_to")?,
+                    ))
+                        as Arc<dyn ResetMailer>),
                     None => None,
                 },
                 &config.users,
@@ -219,22 +228,25 @@ pub fn assemble(
                 shared_cache(config, peers, PAYMENTS, &cache_metrics),
                 peers.stripe.clone(),
             ),
-            Service::Notifications => oxcart_notifications::build(
-                oxcart_notifications::Ports {
-                    db: db.clone(),
-                    orders: Arc::clone(&order_source),
-                    recipients: Arc::new(LocalUsers(Users::new(
-                        db.clone(),
-                        Arc::clone(key),
-                        &config.users,
-                    ))),
-                    mailer: peers
-                        .mailer
-                        .clone()
-                        .context("notifications run without a mailer")?,
-                },
-                &config.mail,
-            )?,
+            Service::Notifications => {
+                let (mailer, templates) =
+                    mail.clone().context("notifications run without a mailer")?;
+                oxcart_notifications::build(
+                    oxcart_notifications::Ports {
+                        db: db.clone(),
+                        orders: Arc::clone(&order_source),
+                        recipients: Arc::new(LocalUsers(Users::new(
+                            db.clone(),
+                            Arc::clone(key),
+                            &config.users,
+                        ))),
+                        mailer,
+                        templates,
+                    },
+                    &config.mail,
+                )
+                .context("mail.from or mail.reply_to")?
+            }
             Service::Invoices => oxcart_invoices::build(db.clone(), Arc::clone(&order_source)),
             Service::Analytics => oxcart_analytics::build(db.clone()),
             Service::Webhooks => oxcart_webhooks::build(db.clone(), &config.webhooks)

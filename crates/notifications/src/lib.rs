@@ -107,27 +107,21 @@ impl MailConfig {
 }
 
 /// What notifications stand on: where they keep their claims, read orders and
-/// customers' addresses, and send mail.
+/// customers' addresses, and send mail, and the templates (loaded once per process,
+/// [`Templates::load`], and shared with [`AccountMail`]).
 pub struct Ports {
     pub db: Db,
     pub orders: Arc<dyn OrderSource>,
     pub recipients: Arc<dyn Recipients>,
     pub mailer: Arc<dyn Mailer>,
+    pub templates: Templates,
 }
 
 /// The notifications service: its one consumer. A `from` or `reply_to` that is not an
 /// address is an error here, at start, not in a customer's mail.
-pub fn build(ports: Ports, config: &MailConfig) -> Result<Parts, SetupError> {
+pub fn build(ports: Ports, config: &MailConfig) -> Result<Parts, lettre::address::AddressError> {
     tracing::info!(mail = %ports.mailer.describe(), "e-mail delivery");
-    let templates = Templates::load(config.templates_dir.as_deref())?;
-    let handler = EmailHandler::new(
-        ports.db,
-        ports.orders,
-        ports.recipients,
-        ports.mailer,
-        config,
-    )?
-    .with_templates(templates);
+    let handler = EmailHandler::new(ports, config)?;
     Ok(Parts::default().with_handler(Arc::new(handler)))
 }
 
@@ -171,10 +165,14 @@ impl Sender {
 }
 
 impl AccountMail {
-    pub fn new(mailer: Arc<dyn Mailer>, config: &MailConfig) -> Result<Self, SetupError> {
+    pub fn new(
+        mailer: Arc<dyn Mailer>,
+        templates: Templates,
+        config: &MailConfig,
+    ) -> Result<Self, lettre::address::AddressError> {
         Ok(Self {
             mailer,
-            templates: Templates::load(config.templates_dir.as_deref())?,
+            templates,
             sender: Sender::new(config)?,
         })
     }
@@ -195,15 +193,6 @@ impl AccountMail {
         self.mailer.send(&id, &message).await?;
         Ok(())
     }
-}
-
-/// Why the e-mail service cannot start as configured.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("mail.from or mail.reply_to: {0}")]
-    Address(#[from] lettre::address::AddressError),
-    #[error("mail.templates_dir: {0}")]
-    Templates(#[from] TemplateError),
 }
 
 /// Who an e-mail goes to.
@@ -230,27 +219,15 @@ pub struct EmailHandler {
 }
 
 impl EmailHandler {
-    pub fn new(
-        db: Db,
-        orders: Arc<dyn OrderSource>,
-        recipients: Arc<dyn Recipients>,
-        mailer: Arc<dyn Mailer>,
-        config: &MailConfig,
-    ) -> Result<Self, lettre::address::AddressError> {
+    pub fn new(ports: Ports, config: &MailConfig) -> Result<Self, lettre::address::AddressError> {
         Ok(Self {
-            db,
-            orders,
-            recipients,
-            mailer,
+            db: ports.db,
+            orders: ports.orders,
+            recipients: ports.recipients,
+            mailer: ports.mailer,
             sender: Sender::new(config)?,
-            templates: Templates::built_in(),
+            templates: ports.templates,
         })
-    }
-
-    /// Renders with `templates` instead of the built-in ones.
-    pub fn with_templates(mut self, templates: Templates) -> Self {
-        self.templates = templates;
-        self
     }
 }
 

@@ -269,6 +269,7 @@ impl Templates {
     }
 
     /// The built-in templates alone.
+    #[cfg(test)]
     pub fn built_in() -> Self {
         Self::load(None).expect("the built-in templates render")
     }

@@ -271,20 +271,6 @@ impl Front {
         match (method.as_str(), path) {
             ("POST", "/v1/payment_intents") => self.confirm(mocked, form, fault),
             ("POST", "/v1/refunds") => self.refund(mocked, form),
-            ("GET", _) if path.starts_with("/v1/payment_intents/") => {
-                let id = path.trim_start_matches("/v1/payment_intents/");
-                let books = self.books.lock().expect("the front's books");
-                match books.intents.iter().find(|i| i["id"] == id) {
-                    Some(intent) => (200, intent.clone()),
-                    None => error(
-                        404,
-                        "invalid_request_error",
-                        Some("resource_missing"),
-                        &format!("No such payment_intent: '{id}'"),
-                        Some("intent"),
-                    ),
-                }
-            }
             _ => (200, mocked),
         }
     }

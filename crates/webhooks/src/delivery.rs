@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
-use oxcart_events::consumer::Handler;
+use oxcart_events::consumer::{Handler, Unfinished};
 use oxcart_events::store::BoxError;
 use oxcart_platform::signature;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -98,37 +98,27 @@ fn describe(error: &reqwest::Error) -> String {
     text
 }
 
-#[async_trait]
-impl Handler for Deliverer {
-    fn group(&self) -> &'static str {
-        GROUP
-    }
-
-    fn topics(&self) -> &'static [&'static str] {
-        &topics::ALL
-    }
-
-    async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+impl Deliverer {
+    /// Delivers `event` to every endpoint of `targets` that wants it and has not had it;
+    /// an error names the endpoints that failed.
+    async fn deliver(&self, event: &RecordedEvent, targets: &[Target]) -> Result<(), BoxError> {
         let kind = &event.event.event_type;
-        let targets: Vec<Target> = self
-            .endpoints
-            .targets()
-            .await?
-            .into_iter()
-            .filter(|t| t.endpoint.event_types.iter().any(|k| k == kind))
-            .collect();
-        if targets.is_empty() {
-            return Ok(());
-        }
-        let body = serde_json::to_vec(&event.to_json())?;
+        let wanted = targets
+            .iter()
+            .filter(|t| t.endpoint.event_types.iter().any(|k| k == kind));
+        let mut body = None;
         let mut failed = Vec::new();
-        for target in &targets {
+        for target in wanted {
             let id = target.endpoint.id;
             if self.endpoints.delivered(id, event.event.event_id).await? {
                 continue;
             }
+            let body = match &body {
+                Some(body) => body,
+                None => body.insert(serde_json::to_vec(&event.to_json())?),
+            };
             let span = tracing::info_span!("deliver webhook", webhook.endpoint = %id, event.r#type = %kind);
-            let outcome = self.post(target, event, &body).instrument(span).await;
+            let outcome = self.post(target, event, body).instrument(span).await;
             self.endpoints
                 .record(id, (event.event.event_id, kind), &outcome)
                 .await?;
@@ -145,6 +135,43 @@ impl Handler for Deliverer {
             // Retried, then dead-lettered; the endpoints that had it are skipped then.
             Err(format!("webhook delivery failed: {}", failed.join("; ")).into())
         }
+    }
+}
+
+#[async_trait]
+impl Handler for Deliverer {
+    fn group(&self) -> &'static str {
+        GROUP
+    }
+
+    fn topics(&self) -> &'static [&'static str] {
+        &topics::ALL
+    }
+
+    async fn handle(&self, event: &RecordedEvent) -> Result<(), BoxError> {
+        self.deliver(event, &self.endpoints.targets().await?).await
+    }
+
+    /// Every event of the system passes through this group, and most shops register
+    /// few endpoints: the endpoints are read once for a polled batch, not per event.
+    /// Deliveries are recorded per endpoint as they happen, so after a failure the
+    /// events from it on are left to the runner, which skips what was delivered.
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn handle_batch(&self, events: &[&RecordedEvent]) -> Result<(), BoxError> {
+        let targets = self.endpoints.targets().await?;
+        for (n, event) in events.iter().enumerate() {
+            if let Err(error) = self.deliver(event, &targets).await {
+                return Err(Box::new(Unfinished {
+                    failed: vec![event.event.event_id],
+                    left: events[n..].iter().map(|e| e.event.event_id).collect(),
+                    error,
+                }));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -261,7 +261,7 @@ impl Endpoints {
         rows.iter().map(decode_target).collect()
     }
 
-    /// The events endpoint `id` has had, of `event_ids`.
+    /// Whether `endpoint` has had event `event_id` (answered it 2xx).
     pub(crate) async fn delivered(&self, endpoint: Uuid, event_id: Uuid) -> Result<bool, Error> {
         let status: Option<String> = db::query_scalar(
             "SELECT status FROM webhook_deliveries WHERE endpoint_id = $1 AND event_id = $2",
