@@ -23,6 +23,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use oxcart_events::consumer::RetryPolicy;
+use oxcart_invoices::InvoiceConfig;
 use oxcart_notifications::MailConfig;
 use oxcart_orders::OrdersConfig;
 use oxcart_payments::PaymentsConfig;
@@ -31,6 +32,7 @@ use oxcart_platform::housekeeping::HousekeepingConfig;
 use oxcart_platform::http::HttpConfig;
 use oxcart_platform::limit::RateLimitConfig;
 use oxcart_platform::service::About;
+use oxcart_platform::tax::TaxConfig;
 use oxcart_platform::telemetry::LogFormat;
 use oxcart_postgres::PgConfig;
 use oxcart_redis::RedisConfig;
@@ -194,6 +196,10 @@ pub struct Config {
     pub payments: PaymentsConfig,
     pub mail: MailConfig,
     pub webhooks: WebhooksConfig,
+    /// The seller every invoice names.
+    pub invoices: InvoiceConfig,
+    /// Tax classes and rates: catalog products carry a class, invoices show its rate.
+    pub tax: TaxConfig,
 }
 
 impl Default for Config {
@@ -218,6 +224,8 @@ impl Default for Config {
             payments: PaymentsConfig::default(),
             mail: MailConfig::default(),
             webhooks: WebhooksConfig::default(),
+            invoices: InvoiceConfig::default(),
+            tax: TaxConfig::default(),
         }
     }
 }

@@ -11,7 +11,10 @@ use async_trait::async_trait;
 use oxcart_catalog::Catalog;
 use oxcart_db::Db;
 use oxcart_events::store::BoxError;
-use oxcart_notifications::{AccountMail, Recipient, Recipients, Reset, Templates};
+use oxcart_invoices::{Invoices, Which};
+use oxcart_notifications::{
+    AccountMail, InvoiceFile, InvoiceSource, Recipient, Recipients, Reset, Templates,
+};
 use oxcart_orders::cached_catalog::CachedCatalog;
 use oxcart_orders::domain::ProductSnapshot;
 use oxcart_orders::remote::{PRODUCT_ROUTE, RemoteCatalog};
@@ -43,6 +46,7 @@ impl ProductCatalog for LocalCatalog {
                 name: p.name,
                 price: p.price,
                 currency: p.currency.code().to_owned(),
+                tax_class: p.tax_class,
             })
             .collect())
     }
@@ -85,6 +89,25 @@ impl Recipients for LocalUsers {
             Err(oxcart_users::Error::NotFound) => Ok(None),
             Err(error) => Err(error.into()),
         }
+    }
+}
+
+/// The payment confirmation attaches the order's invoice, read from the invoices
+/// service's documents (every process shares the database; its schemas are each
+/// service's own, and this read is the one the invoices service allows).
+struct LocalInvoices(Invoices);
+
+#[async_trait]
+impl InvoiceSource for LocalInvoices {
+    async fn invoice(&self, order_id: uuid::Uuid) -> Result<Option<InvoiceFile>, BoxError> {
+        Ok(self
+            .0
+            .document(order_id, Which::Invoice)
+            .await?
+            .map(|(_, pdf)| InvoiceFile {
+                file_name: format!("{}.pdf", pdf.number),
+                pdf: pdf.bytes,
+            }))
     }
 }
 
@@ -167,6 +190,9 @@ pub fn assemble(
     metrics: &Metrics,
     peers: &Peers,
 ) -> anyhow::Result<Parts> {
+    // Settings a product or an invoice would show wrong stop the start instead.
+    config.tax.validate().map_err(anyhow::Error::msg)?;
+    config.invoices.validate().map_err(anyhow::Error::msg)?;
     let cache_metrics = CacheMetrics::new(metrics);
     let snapshots = snapshot_cache(config, peers, &cache_metrics);
     let catalog: Arc<dyn ProductCatalog> = match &peers.catalog {
@@ -219,7 +245,9 @@ pub fn assemble(
                 &config.users,
                 metrics,
             ),
-            Service::Catalog => oxcart_catalog::build(db.clone(), store.clone(), snapshots.clone()),
+            Service::Catalog => {
+                oxcart_catalog::build(db.clone(), store.clone(), snapshots.clone(), &config.tax)
+            }
             Service::Orders => orders.take().map(OrdersService::parts).unwrap_or_default(),
             Service::Payments => oxcart_payments::build(
                 db.clone(),
@@ -242,12 +270,18 @@ pub fn assemble(
                         ))),
                         mailer,
                         templates,
+                        invoices: Some(Arc::new(LocalInvoices(Invoices::new(db.clone())))),
                     },
                     &config.mail,
                 )
                 .context("mail.from or mail.reply_to")?
             }
-            Service::Invoices => oxcart_invoices::build(db.clone(), Arc::clone(&order_source)),
+            Service::Invoices => oxcart_invoices::build(
+                db.clone(),
+                Arc::clone(&order_source),
+                &config.invoices,
+                &config.tax,
+            ),
             Service::Analytics => oxcart_analytics::build(db.clone()),
             Service::Webhooks => oxcart_webhooks::build(db.clone(), &config.webhooks)
                 .context("webhooks: the HTTP client")?,

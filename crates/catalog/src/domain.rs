@@ -19,6 +19,8 @@ pub struct Product {
     pub description: String,
     pub price: i64,
     pub currency: Currency,
+    /// Its tax class (`[tax]` in configuration), which sets the rate its invoices show.
+    pub tax_class: String,
     pub stock: i64,
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -90,6 +92,7 @@ pub struct NewProduct {
     pub description: String,
     pub price: i64,
     pub currency: Currency,
+    pub tax_class: String,
     pub stock: i64,
 }
 
@@ -100,6 +103,7 @@ pub struct Changes {
     pub description: Option<String>,
     pub price: Option<i64>,
     pub currency: Option<Currency>,
+    pub tax_class: Option<String>,
     pub stock: Option<i64>,
 }
 
@@ -118,6 +122,9 @@ impl Product {
         }
         if let Some(currency) = changes.currency {
             self.currency = currency;
+        }
+        if let Some(tax_class) = changes.tax_class {
+            self.tax_class = tax_class;
         }
         if let Some(stock) = changes.stock {
             self.stock = stock;

@@ -8,6 +8,7 @@ use oxcart_platform::auth::Admin;
 use oxcart_platform::http::page::{self, Linked, Page, decode_cursor};
 use oxcart_platform::http::{Json, Path, Query, etag};
 use oxcart_platform::money::currency_schema;
+use oxcart_platform::tax::DEFAULT_CLASS;
 use oxcart_platform::{ApiError, FieldError, ProblemKind, Validator};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -52,6 +53,11 @@ pub struct CreateProductRequest {
     pub price: i64,
     #[schema(schema_with = currency_schema)]
     pub currency: String,
+    /// Its tax class, one of `[tax] rates` in configuration (default `standard`): the
+    /// rate its invoices show. Prices include tax.
+    #[serde(default)]
+    #[schema(example = "standard", max_length = 32)]
+    pub tax_class: Option<String>,
     /// Units on hand.
     #[serde(default)]
     #[schema(example = 25, minimum = 0, maximum = 1_000_000_000)]
@@ -73,6 +79,8 @@ pub struct UpdateProductRequest {
     pub price: Option<i64>,
     #[schema(schema_with = currency_schema)]
     pub currency: Option<String>,
+    #[schema(example = "reduced", max_length = 32)]
+    pub tax_class: Option<String>,
     #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: Option<i64>,
 }
@@ -87,6 +95,8 @@ pub struct ProductView {
     /// Price in the currency's minor unit.
     pub price: i64,
     pub currency: String,
+    /// Its tax class; prices include the class's tax.
+    pub tax_class: String,
     pub stock: i64,
     /// Increases with every change; also the `ETag`.
     pub version: i64,
@@ -103,6 +113,7 @@ impl From<Product> for ProductView {
             description: p.description,
             price: p.price,
             currency: p.currency.code().to_owned(),
+            tax_class: p.tax_class,
             stock: p.stock,
             version: p.version,
             created_at: p.created_at,
@@ -183,6 +194,12 @@ async fn create_product(
     let price = v.check(&["price"], domain::parse_price(request.price));
     let currency = v.check(&["currency"], domain::parse_currency(&request.currency));
     let stock = v.check(&["stock"], domain::parse_stock(request.stock));
+    let tax_class = v.check(
+        &["taxClass"],
+        catalog
+            .tax()
+            .check_class(request.tax_class.as_deref().unwrap_or(DEFAULT_CLASS)),
+    );
     let new = v
         .finish(|| {
             Some(NewProduct {
@@ -191,6 +208,7 @@ async fn create_product(
                 description: description?,
                 price: price?,
                 currency: currency?,
+                tax_class: tax_class?,
                 stock: stock?,
             })
         })
@@ -249,7 +267,7 @@ async fn get_product(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(respond(StatusCode::OK, catalog.get(id).await?))
 }
-
+/// Change a product's name, description, price, currency, tax class or stock (admin).
 /// Change a product's name, description, price, currency or stock (admin).
 ///
 /// Send the `ETag` from a previous read as `If-Match` to change it only if nobody else
@@ -293,6 +311,9 @@ async fn update_product(
         currency: request
             .currency
             .and_then(|c| v.check(&["currency"], domain::parse_currency(&c))),
+        tax_class: request
+            .tax_class
+            .and_then(|c| v.check(&["taxClass"], catalog.tax().check_class(&c))),
         stock: request
             .stock
             .and_then(|s| v.check(&["stock"], domain::parse_stock(s))),

@@ -21,6 +21,7 @@ use oxcart_db::{self as db, Db};
 use oxcart_events::outbox::Outbox;
 use oxcart_platform::cache::Cached;
 use oxcart_platform::service::{About, Parts};
+use oxcart_platform::tax::TaxConfig;
 use oxcart_platform::{BoxError, FieldError, ProblemKind, ServiceError};
 use uuid::Uuid;
 
@@ -40,9 +41,10 @@ pub const ABOUT: About = About {
 /// this catalog (in this process, or shared through Redis): a change to a product
 /// invalidates it before the change is acknowledged, so the next order is priced at the
 /// new price.
-pub fn build(db: Db, outbox: Arc<dyn Outbox>, snapshots: Option<Cached>) -> Parts {
+pub fn build(db: Db, outbox: Arc<dyn Outbox>, snapshots: Option<Cached>, tax: &TaxConfig) -> Parts {
     let mut catalog = Catalog::new(db.clone());
     catalog.snapshots = snapshots;
+    catalog.tax = Arc::new(tax.clone());
     Parts::routes(http::router(catalog)).with_handler(Arc::new(stock::Stock::handler(db, outbox)))
 }
 
@@ -96,13 +98,17 @@ pub struct Catalog {
     store: ProductStore,
     /// The orders' cache of product snapshots, which a change invalidates.
     snapshots: Option<Cached>,
+    /// The tax classes a product may have.
+    tax: Arc<TaxConfig>,
 }
 
 impl Catalog {
+    /// The catalog on `db`, with the default tax classes (`[tax]`'s defaults).
     pub fn new(db: Db) -> Self {
         Self {
             store: ProductStore::new(db),
             snapshots: None,
+            tax: Arc::new(TaxConfig::default()),
         }
     }
 
@@ -115,6 +121,7 @@ impl Catalog {
             description: new.description,
             price: new.price,
             currency: new.currency,
+            tax_class: new.tax_class,
             stock: new.stock,
             version: 1,
             created_at: now,
@@ -123,6 +130,11 @@ impl Catalog {
         self.store.insert(&product).await?;
         tracing::info!(product_id = %product.id, sku = %product.sku, "product created");
         Ok(product)
+    }
+
+    /// The tax classes a product may be given.
+    pub fn tax(&self) -> &TaxConfig {
+        &self.tax
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Product, Error> {

@@ -10,8 +10,7 @@ use uuid::Uuid;
 use crate::Error;
 use crate::domain::Product;
 
-const COLUMNS: &str =
-    "id, sku, name, description, price, currency, stock, version, created_at, updated_at";
+const COLUMNS: &str = "id, sku, name, description, price, currency, tax_class, stock, version, created_at, updated_at";
 
 /// Where a product page ends: products are listed by lower-cased name, then id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +34,8 @@ impl ProductStore {
     pub async fn insert(&self, product: &Product) -> Result<(), Error> {
         let mut tx = self.db.begin().await?;
         let result = db::query(
-            "INSERT INTO products (id, sku, name, search_name, description, price, currency, stock, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO products (id, sku, name, search_name, description, price, currency, tax_class, stock, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(product.id.to_string())
         .bind(&product.sku)
@@ -45,6 +44,7 @@ impl ProductStore {
         .bind(&product.description)
         .bind(product.price)
         .bind(product.currency.code())
+        .bind(&product.tax_class)
         .bind(product.stock)
         .bind(product.version)
         .bind(db::timestamp(product.created_at))
@@ -147,13 +147,14 @@ impl ProductStore {
         product.updated_at = db::now();
         db::query(
             "UPDATE products SET name = $1, search_name = $2, description = $3, price = $4, currency = $5, \
-             stock = $6, version = $7, updated_at = $8 WHERE id = $9",
+             tax_class = $6, stock = $7, version = $8, updated_at = $9 WHERE id = $10",
         )
         .bind(&product.name)
         .bind(product.name.to_lowercase())
         .bind(&product.description)
         .bind(product.price)
         .bind(product.currency.code())
+        .bind(&product.tax_class)
         .bind(product.stock)
         .bind(product.version)
         .bind(db::timestamp(product.updated_at))
@@ -188,6 +189,7 @@ fn decode(row: &AnyRow) -> Result<Product, Error> {
         description: row.try_get("description")?,
         price: row.try_get("price")?,
         currency: Currency::parse(&currency).ok_or_else(|| corrupt("currency"))?,
+        tax_class: row.try_get("tax_class")?,
         stock: row.try_get("stock")?,
         version: row.try_get("version")?,
         created_at: timestamp("created_at")?,

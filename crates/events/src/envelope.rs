@@ -180,7 +180,8 @@ mod tests {
             event: NewEvent {
                 event_id: Uuid::now_v7(),
                 event_type: "order.created".into(),
-                schema_version: 1,
+                // The current shape: an older one would be upcast on the way back.
+                schema_version: crate::types::version("order.created"),
                 aggregate_type: "order".into(),
                 aggregate_id: id,
                 user_id: Some(Uuid::now_v7()),

@@ -41,7 +41,25 @@ use crate::evolution::{Contract, MissingStep, Upcaster};
 /// its type's `version` here, add the step from the old version to `upcasters`, and a
 /// fixture of the new version in the producer's `fixtures/events/<type>/`.
 pub const CONTRACTS: &[Contract] = &[
-    Contract::first(order::CREATED),
+    // v2: each line carries its product's `taxClass`, and the order the customer's tax
+    // id (`customerTaxId`, null when not given). Every v1 line was `standard`, and no
+    // v1 order had a tax id.
+    Contract {
+        event_type: order::CREATED,
+        version: 2,
+        upcasters: &[Upcaster {
+            from: 1,
+            step: |mut data| {
+                if let Some(items) = data["items"].as_array_mut() {
+                    for item in items {
+                        item["taxClass"] = "standard".into();
+                    }
+                }
+                data["customerTaxId"] = serde_json::Value::Null;
+                data
+            },
+        }],
+    },
     Contract::first(order::PAID),
     Contract::first(order::PAYMENT_FAILED),
     // v2: a cancelled order may have been partly refunded before; `refundedBefore` says

@@ -11,9 +11,10 @@ use oxcart_db::{self as db, Db};
 use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
 use oxcart_events::{Metadata, NewEvent, RecordedEvent};
-use oxcart_invoices::InvoiceHandler;
+use oxcart_invoices::{InvoiceConfig, InvoiceHandler, Settings};
 use oxcart_orders::OrderSource;
 use oxcart_orders::domain::Order;
+use oxcart_platform::tax::TaxConfig;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -27,7 +28,7 @@ impl OrderSource for PaidOrders {
         Ok(Some(serde_json::from_value(json!({
             "id": id, "customerId": Uuid::nil(), "status": "PAID", "statusReason": null,
             "items": [{ "productId": Uuid::nil(), "sku": "MUG", "name": "Mug", "price": 1450,
-                        "quantity": 2, "lineTotal": 2900 }],
+                        "quantity": 2, "lineTotal": 2900, "taxClass": "standard" }],
             "currency": "EUR", "totalAmount": 2900,
             "shippingAddress": { "name": "Ada", "line1": "1 Road", "city": "London",
                                  "postalCode": "N1", "country": "GB" },
@@ -64,7 +65,11 @@ async fn numbers(db: &Db) -> Vec<(String, String)> {
 #[tokio::test]
 async fn a_batch_of_documents_is_one_transaction_issued_once() {
     let (db, _dir) = oxcart_test_util::sqlite::migrated().await;
-    let handler = InvoiceHandler::new(db.clone(), Arc::new(PaidOrders));
+    let handler = InvoiceHandler::new(
+        db.clone(),
+        Arc::new(PaidOrders),
+        Settings::new(&InvoiceConfig::default(), &TaxConfig::default()),
+    );
     assert!(handler.batches());
 
     let orders: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
@@ -103,7 +108,7 @@ async fn a_batch_of_documents_is_one_transaction_issued_once() {
         event(
             "payment.refunded",
             Uuid::now_v7(),
-            json!({ "orderId": unpaid }),
+            json!({ "orderId": unpaid, "refundId": Uuid::now_v7(), "amount": 2900, "reason": "cancelled" }),
         ),
     ];
     let error = handler

@@ -96,6 +96,7 @@ async fn catalog_service() -> ((tempfile::TempDir, TlsProxy), String, Uuid) {
             description: String::new(),
             price: 1250,
             currency: parse_currency("EUR").unwrap(),
+            tax_class: "standard".into(),
             stock: 1000,
         })
         .await

@@ -24,8 +24,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use lettre::Message;
+use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MessageBuilder, MultiPart};
+use lettre::message::{Attachment, Mailbox, MessageBuilder, MultiPart};
 use oxcart_db::{self as db, Db};
 use oxcart_events::RecordedEvent;
 use oxcart_events::bus::topics;
@@ -70,6 +71,13 @@ pub struct MailConfig {
     /// (`order-confirmation.subject.txt`, `….txt`, `….html`, `layout.html`, …; see
     /// `crates/notifications/templates/`). Checked at start-up.
     pub templates_dir: Option<PathBuf>,
+    /// Attach the invoice PDF to the payment confirmation. The invoices service issues
+    /// it from the same event, so the e-mail waits for it, up to `invoice_wait`; past
+    /// that the e-mail fails and is retried like any event (and dead-lettered, to be
+    /// replayed, should invoices stay away). Off for a deployment without invoices.
+    pub attach_invoice: bool,
+    #[serde(with = "humantime_serde")]
+    pub invoice_wait: Duration,
 }
 
 impl Default for MailConfig {
@@ -80,6 +88,8 @@ impl Default for MailConfig {
             from: "oxcart <orders@oxcart.localhost>".to_owned(),
             reply_to: None,
             templates_dir: None,
+            attach_invoice: true,
+            invoice_wait: Duration::from_secs(30),
         }
     }
 }
@@ -115,6 +125,23 @@ pub struct Ports {
     pub recipients: Arc<dyn Recipients>,
     pub mailer: Arc<dyn Mailer>,
     pub templates: Templates,
+    /// Where the confirmation's invoice comes from; `None` sends it without one.
+    pub invoices: Option<Arc<dyn InvoiceSource>>,
+}
+
+/// An invoice to attach: its file name and PDF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceFile {
+    pub file_name: String,
+    pub pdf: Vec<u8>,
+}
+
+/// Where the payment confirmation gets the order's invoice: the invoices service's
+/// documents.
+#[async_trait]
+pub trait InvoiceSource: Send + Sync + 'static {
+    /// The invoice of `order_id`; `None` until it is issued.
+    async fn invoice(&self, order_id: Uuid) -> Result<Option<InvoiceFile>, BoxError>;
 }
 
 /// The notifications service: its one consumer. A `from` or `reply_to` that is not an
@@ -216,6 +243,8 @@ pub struct EmailHandler {
     mailer: Arc<dyn Mailer>,
     sender: Sender,
     templates: Templates,
+    invoices: Option<Arc<dyn InvoiceSource>>,
+    invoice_wait: Duration,
 }
 
 impl EmailHandler {
@@ -227,7 +256,34 @@ impl EmailHandler {
             mailer: ports.mailer,
             sender: Sender::new(config)?,
             templates: ports.templates,
+            invoices: ports.invoices.filter(|_| config.attach_invoice),
+            invoice_wait: config.invoice_wait,
         })
+    }
+
+    /// The invoice of `order_id`, waited for up to `invoice_wait`: it is issued from the
+    /// same event as the confirmation, by another consumer group, usually within
+    /// milliseconds.
+    async fn invoice(&self, order_id: Uuid) -> Result<Option<InvoiceFile>, BoxError> {
+        let Some(invoices) = &self.invoices else {
+            return Ok(None);
+        };
+        let deadline = tokio::time::Instant::now() + self.invoice_wait;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            if let Some(file) = invoices.invoice(order_id).await? {
+                return Ok(Some(file));
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(format!(
+                    "the invoice of order {order_id} was not issued within {}; the confirmation waits for it",
+                    humantime::format_duration(self.invoice_wait)
+                )
+                .into());
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
     }
 }
 
@@ -293,6 +349,10 @@ impl Handler for EmailHandler {
         let mail = self
             .templates
             .render(template, &order, recipient.name.as_deref(), &details)?;
+        let invoice = match template {
+            Template::Confirmation => self.invoice(order_id).await?,
+            _ => None,
+        };
         let id = message_id(event_id, &recipient.email);
         let to = Mailbox::new(recipient.name.clone(), recipient.email.parse()?);
         // The event's time, so a resend is the same message.
@@ -305,8 +365,17 @@ impl Handler for EmailHandler {
             .message(&id, to, &mail.subject, template.name())
             .date(at)
             .raw_header(header("X-Oxcart-Order-Id", order_id.to_string()))
-            .raw_header(header("X-Oxcart-Event-Id", event_id.to_string()))
-            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))?;
+            .raw_header(header("X-Oxcart-Event-Id", event_id.to_string()));
+        let body = MultiPart::alternative_plain_html(mail.text, mail.html);
+        let message = match invoice {
+            None => message.multipart(body)?,
+            Some(file) => message.multipart(
+                MultiPart::mixed().multipart(body).singlepart(
+                    Attachment::new(file.file_name)
+                        .body(file.pdf, ContentType::parse("application/pdf")?),
+                ),
+            )?,
+        };
         self.mailer.send(&id, &message).await?;
 
         let Some(mut tx) = db::begin_claimed(&self.db, GROUP, event_id).await? else {

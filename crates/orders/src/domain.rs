@@ -102,6 +102,12 @@ pub struct OrderLine {
     pub quantity: u32,
     /// `price × quantity`.
     pub line_total: i64,
+    /// The product's tax class when the order was placed (its rate is configuration's,
+    /// `[tax] rates`); prices include its tax. (Views stored before tax classes, such
+    /// as the serverless variant's, have none: `standard`.)
+    #[serde(default = "standard_class")]
+    #[schema(example = "standard")]
+    pub tax_class: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -212,6 +218,30 @@ pub struct PlaceOrder {
     pub items: Vec<(Uuid, u32)>,
     pub shipping_address: ShippingAddress,
     pub payment_token: String,
+    pub customer_tax_id: Option<String>,
+}
+
+/// Longest customer tax id accepted (VAT numbers are at most 14 characters; other
+/// countries' ids are longer).
+pub const MAX_TAX_ID_CHARS: usize = 32;
+
+/// A customer's tax id (a VAT number such as `PL5261040828`), for the invoice: trimmed,
+/// upper-cased, letters, digits, spaces and `-./` only; blank is none.
+pub fn parse_tax_id(raw: &str) -> Result<Option<String>, String> {
+    let id = raw.trim().to_uppercase();
+    if id.is_empty() {
+        return Ok(None);
+    }
+    if id.chars().count() > MAX_TAX_ID_CHARS
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '.' | '/'))
+    {
+        return Err(format!(
+            "must be at most {MAX_TAX_ID_CHARS} letters, digits, spaces or -./"
+        ));
+    }
+    Ok(Some(id))
 }
 
 impl PlaceOrder {
@@ -219,8 +249,13 @@ impl PlaceOrder {
         items: Vec<(Uuid, i64)>,
         address: ShippingAddress,
         token: String,
+        customer_tax_id: Option<String>,
     ) -> Result<Self, Vec<FieldError>> {
         let mut v = Validator::default();
+        let customer_tax_id = match customer_tax_id {
+            None => Some(None),
+            Some(raw) => v.check(&["customerTaxId"], parse_tax_id(&raw)),
+        };
         let token = v.check(
             &["paymentToken"],
             if (1..=64).contains(&token.len())
@@ -270,6 +305,7 @@ impl PlaceOrder {
                 items: lines.into_iter().collect::<Option<_>>()?,
                 shipping_address: address?,
                 payment_token: token?,
+                customer_tax_id: customer_tax_id?,
             })
         })
     }
@@ -297,6 +333,13 @@ pub struct ProductSnapshot {
     pub name: String,
     pub price: i64,
     pub currency: String,
+    /// Snapshots cached before tax classes have none: `standard`.
+    #[serde(default = "standard_class")]
+    pub tax_class: String,
+}
+
+pub(crate) fn standard_class() -> String {
+    oxcart_platform::tax::DEFAULT_CLASS.to_owned()
 }
 
 /// Prices an order from the catalog's snapshots: every product must exist and all must
@@ -339,6 +382,7 @@ pub fn place(
             price: product.price,
             quantity,
             line_total: line_total.unwrap_or(i64::MAX),
+            tax_class: product.tax_class.clone(),
         });
     }
     if total.is_none() {
@@ -352,6 +396,7 @@ pub fn place(
             total_amount: total?,
             shipping_address: command.shipping_address.clone(),
             payment_token: Some(command.payment_token.clone()),
+            customer_tax_id: command.customer_tax_id.clone(),
         })
     })
 }
@@ -381,6 +426,10 @@ pub struct OrderCreated {
     /// card itself. Absent on orders placed before payments existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_token: Option<String>,
+    /// The customer's tax id, shown on the invoice, when given. (Version 2 of
+    /// `order.created`, which also gave each line its `taxClass`.)
+    #[serde(default)]
+    pub customer_tax_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -553,6 +602,9 @@ pub struct Order {
     /// Sum of the line totals, in minor units.
     pub total_amount: i64,
     pub shipping_address: ShippingAddress,
+    /// The customer's tax id, for the invoice, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_tax_id: Option<String>,
     /// The refunds requested so far (the aggregate's own bookkeeping: the payment shows
     /// what was refunded, `GET /api/payments?orderId=`).
     #[serde(skip)]
@@ -615,6 +667,7 @@ impl Order {
             currency: created.currency.clone(),
             total_amount: created.total_amount,
             shipping_address: created.shipping_address.clone(),
+            customer_tax_id: created.customer_tax_id.clone(),
             refunds: Vec::new(),
             version,
             created_at: at,
@@ -734,6 +787,7 @@ mod tests {
             name: "Mug".into(),
             price,
             currency: currency.into(),
+            tax_class: "standard".into(),
         }
     }
 
@@ -744,8 +798,13 @@ mod tests {
     #[test]
     fn placing_prices_from_the_catalog() {
         let (a, b) = (product(1450, "EUR"), product(300, "EUR"));
-        let command =
-            PlaceOrder::parse(vec![(a.id, 2), (b.id, 3)], address(), "tok_success".into()).unwrap();
+        let command = PlaceOrder::parse(
+            vec![(a.id, 2), (b.id, 3)],
+            address(),
+            "tok_success".into(),
+            None,
+        )
+        .unwrap();
         assert_eq!(command.shipping_address.name, "Ada");
         assert_eq!(command.shipping_address.country, "GB");
         assert_eq!(command.shipping_address.line2, None);
@@ -762,6 +821,7 @@ mod tests {
             vec![(id, 0), (Uuid::now_v7(), 1001), (id, 1)],
             address(),
             "tok_success".into(),
+            None,
         )
         .unwrap_err();
         assert_eq!(
@@ -772,12 +832,12 @@ mod tests {
                 "#/items/2/productId"
             ]
         );
-        let errors = PlaceOrder::parse(vec![], address(), "tok_success".into()).unwrap_err();
+        let errors = PlaceOrder::parse(vec![], address(), "tok_success".into(), None).unwrap_err();
         assert_eq!(pointers(&errors), ["#/items"]);
         let mut bad = address();
         bad.country = "Britain".into();
         bad.city = String::new();
-        let errors = PlaceOrder::parse(vec![(id, 1)], bad, "tok_success".into()).unwrap_err();
+        let errors = PlaceOrder::parse(vec![(id, 1)], bad, "tok_success".into(), None).unwrap_err();
         assert_eq!(
             pointers(&errors),
             ["#/shippingAddress/city", "#/shippingAddress/country"]
@@ -791,6 +851,7 @@ mod tests {
             vec![(eur.id, 1), (Uuid::now_v7(), 1), (usd.id, 1)],
             address(),
             "tok_success".into(),
+            None,
         )
         .unwrap();
         let errors = place(Uuid::now_v7(), &command, &[eur, usd]).unwrap_err();
@@ -804,7 +865,7 @@ mod tests {
     fn totals_that_overflow_are_refused() {
         let big = product(i64::MAX / 2, "EUR");
         let command =
-            PlaceOrder::parse(vec![(big.id, 3)], address(), "tok_success".into()).unwrap();
+            PlaceOrder::parse(vec![(big.id, 3)], address(), "tok_success".into(), None).unwrap();
         let errors = place(Uuid::now_v7(), &command, &[big]).unwrap_err();
         assert_eq!(pointers(&errors), ["#/items"]);
     }
@@ -812,11 +873,11 @@ mod tests {
     #[test]
     fn fingerprints_tell_requests_apart() {
         let id = Uuid::now_v7();
-        let a = PlaceOrder::parse(vec![(id, 1)], address(), "tok_success".into()).unwrap();
-        let b = PlaceOrder::parse(vec![(id, 2)], address(), "tok_success".into()).unwrap();
+        let a = PlaceOrder::parse(vec![(id, 1)], address(), "tok_success".into(), None).unwrap();
+        let b = PlaceOrder::parse(vec![(id, 2)], address(), "tok_success".into(), None).unwrap();
         assert_eq!(
             a.fingerprint(),
-            PlaceOrder::parse(vec![(id, 1)], address(), "tok_success".into())
+            PlaceOrder::parse(vec![(id, 1)], address(), "tok_success".into(), None)
                 .unwrap()
                 .fingerprint()
         );
@@ -885,7 +946,8 @@ mod tests {
     #[test]
     fn history_folds_into_state_and_decisions_follow_it() {
         let p = product(500, "EUR");
-        let command = PlaceOrder::parse(vec![(p.id, 2)], address(), "tok_success".into()).unwrap();
+        let command =
+            PlaceOrder::parse(vec![(p.id, 2)], address(), "tok_success".into(), None).unwrap();
         let customer = Uuid::now_v7();
         let created = OrderEvent::Created(Box::new(place(customer, &command, &[p]).unwrap()));
         let paid = OrderEvent::Paid(OrderPaid {
@@ -965,6 +1027,7 @@ mod contract {
             price: 1450,
             quantity: 2,
             line_total: 2900,
+            tax_class: "standard".into(),
         };
         vec![
             OrderEvent::Created(Box::new(OrderCreated {
@@ -974,6 +1037,7 @@ mod contract {
                 total_amount: 2900,
                 shipping_address: address,
                 payment_token: Some("tok_success".into()),
+                customer_tax_id: None,
             })),
             OrderEvent::Paid(OrderPaid {
                 payment_id: "pay_123".into(),

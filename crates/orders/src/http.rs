@@ -122,6 +122,13 @@ pub struct PlaceOrderRequest {
         pattern = "^[A-Za-z0-9_]+$"
     )]
     pub payment_token: String,
+    /// The customer's tax id (a VAT number), printed on the invoice.
+    #[schema(
+        example = "PL5261040828",
+        max_length = 32,
+        pattern = "^[A-Za-z0-9 ./-]*$"
+    )]
+    pub customer_tax_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -268,8 +275,13 @@ async fn place(
         .into_iter()
         .map(|item| (item.product_id, item.quantity))
         .collect();
-    let command = PlaceOrder::parse(items, request.shipping_address, request.payment_token)
-        .map_err(Error::Invalid)?;
+    let command = PlaceOrder::parse(
+        items,
+        request.shipping_address,
+        request.payment_token,
+        request.customer_tax_id,
+    )
+    .map_err(Error::Invalid)?;
     let placed = orders
         .place(&caller, command, key.as_deref(), &context)
         .await?;

@@ -41,7 +41,7 @@ pub struct After {
     pub id: Uuid,
 }
 
-const COLUMNS: &str = "order_id, user_id, status, status_reason, currency, total_amount, shipping_address, version, created_at, updated_at";
+const COLUMNS: &str = "order_id, user_id, status, status_reason, currency, total_amount, shipping_address, customer_tax_id, version, created_at, updated_at";
 
 /// The query side's port: where reads find orders as the projection left them. On SQL
 /// it is [`OrderReadModel`]; the serverless mode keeps them in a DynamoDB table.
@@ -169,7 +169,7 @@ async fn with_items(conn: &mut AnyConnection, rows: Vec<AnyRow>) -> Result<Vec<O
     }
     let placeholders: Vec<String> = (1..=views.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
-        "SELECT order_id, product_id, sku, name, unit_price, quantity, line_total FROM order_item_read_model \
+        "SELECT order_id, product_id, sku, name, unit_price, quantity, line_total, tax_class FROM order_item_read_model \
              WHERE order_id IN ({}) ORDER BY order_id, line_no",
         placeholders.join(", ")
     );
@@ -188,7 +188,8 @@ async fn with_items(conn: &mut AnyConnection, rows: Vec<AnyRow>) -> Result<Vec<O
 }
 
 /// The line columns [`decode_line`] reads, as the join in `get_on` names them.
-const LINE_COLUMNS: &str = "i.product_id, i.sku, i.name, i.unit_price, i.quantity, i.line_total";
+const LINE_COLUMNS: &str =
+    "i.product_id, i.sku, i.name, i.unit_price, i.quantity, i.line_total, i.tax_class";
 
 fn decode_line(row: &AnyRow) -> Result<OrderLine, Error> {
     Ok(OrderLine {
@@ -199,6 +200,7 @@ fn decode_line(row: &AnyRow) -> Result<OrderLine, Error> {
         quantity: u32::try_from(row.try_get::<i64, _>("quantity")?)
             .map_err(|_| corrupt("quantity"))?,
         line_total: row.try_get("line_total")?,
+        tax_class: row.try_get("tax_class")?,
     })
 }
 
@@ -228,6 +230,7 @@ fn decode_order(row: &AnyRow) -> Result<Order, Error> {
         total_amount: row.try_get("total_amount")?,
         shipping_address: serde_json::from_str(&address)
             .map_err(|_| corrupt("shipping_address"))?,
+        customer_tax_id: row.try_get("customer_tax_id")?,
         // The aggregate's bookkeeping; the read side does not show it.
         refunds: Vec::new(),
         version: u64::try_from(row.try_get::<i64, _>("version")?)
@@ -328,8 +331,8 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
     for chunk in placed.chunks(db::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO order_read_model (order_id, user_id, status, status_reason, currency, total_amount, \
-             shipping_address, version, created_at, updated_at) VALUES {}",
-            db::values(chunk.len(), 10, 1)
+             shipping_address, customer_tax_id, version, created_at, updated_at) VALUES {}",
+            db::values(chunk.len(), 11, 1)
         );
         let mut insert = db::query(&sql);
         for (id, created, version, at) in chunk {
@@ -341,6 +344,7 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
                 .bind(&created.currency)
                 .bind(created.total_amount)
                 .bind(serde_json::to_string(&created.shipping_address)?)
+                .bind(&created.customer_tax_id)
                 .bind(*version)
                 .bind(at)
                 .bind(at);
@@ -360,8 +364,8 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
     for chunk in lines.chunks(db::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO order_item_read_model (order_id, line_no, product_id, sku, name, unit_price, quantity, \
-             line_total) VALUES {}",
-            db::values(chunk.len(), 8, 1)
+             line_total, tax_class) VALUES {}",
+            db::values(chunk.len(), 9, 1)
         );
         let mut insert = db::query(&sql);
         for (id, line_no, line) in chunk {
@@ -373,7 +377,8 @@ async fn apply_in(conn: &mut AnyConnection, events: &[RecordedEvent]) -> Result<
                 .bind(&line.name)
                 .bind(line.price)
                 .bind(i64::from(line.quantity))
-                .bind(line.line_total);
+                .bind(line.line_total)
+                .bind(&line.tax_class);
         }
         insert.execute(&mut *conn).await?;
     }

@@ -31,6 +31,9 @@ struct RemoteProduct {
     name: String,
     price: i64,
     currency: String,
+    /// Absent from a catalog older than tax classes.
+    #[serde(rename = "taxClass", default = "crate::domain::standard_class")]
+    tax_class: String,
 }
 
 #[async_trait]
@@ -50,6 +53,7 @@ impl ProductCatalog for RemoteCatalog {
                 name: p.name,
                 price: p.price,
                 currency: p.currency,
+                tax_class: p.tax_class,
             })
             .collect())
     }

@@ -8,7 +8,7 @@
 //! - [`cache`]: caches invalidated by the owner of the data, by generation; in memory or shared.
 //! - [`limit`]: rate limits per caller and per sign-in, in memory or in a shared store.
 //! - [`health`], [`metrics`], [`docs`]: the operational endpoints every process serves.
-//! - [`money`]: ISO 4217 currencies and minor-unit amounts.
+//! - [`money`]: ISO 4217 currencies and minor-unit amounts; [`tax`]: tax classes and rates.
 //! - [`redact`]: which settings' values are secrets, never shown.
 //! - [`service`]: what a service crate's builder hands a composition root: its routes,
 //!   consumers, projections and chores ([`service::Parts`]), and its name and API
@@ -31,6 +31,7 @@ pub mod redact;
 pub mod service;
 pub mod shutdown;
 pub mod signature;
+pub mod tax;
 pub mod tls;
 
 pub use oxcart_telemetry as telemetry;

@@ -34,9 +34,21 @@ pub struct Mail {
     pub text: String,
     #[serde(rename = "HTML")]
     pub html: String,
+    /// The files attached, as mailpit lists them.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
     /// Every header, by name, as sent.
     #[serde(skip)]
     pub headers: HashMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Attachment {
+    #[serde(rename = "PartID")]
+    pub part_id: String,
+    pub file_name: String,
+    pub content_type: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -122,6 +134,30 @@ impl Mailpit {
             .json()
             .await
             .unwrap_or_else(|e| panic!("{url}: unexpected answer: {e}"))
+    }
+
+    /// The bytes of `attachment` of `mail`, as the customer would save it.
+    pub async fn attachment(&self, mail: &Mail, attachment: &Attachment) -> Vec<u8> {
+        let url = format!(
+            "{}/api/v1/message/{}/part/{}",
+            self.api, mail.id, attachment.part_id
+        );
+        let reply = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e:?}"));
+        assert!(
+            reply.status().is_success(),
+            "{url} answered {}",
+            reply.status()
+        );
+        reply
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"))
+            .to_vec()
     }
 
     /// Every message sent to `address`, oldest first.

@@ -56,6 +56,7 @@ fn created(customer_id: Uuid, quantity: u32) -> OrderEvent {
         price,
         quantity,
         line_total: price * i64::from(quantity),
+        tax_class: "standard".into(),
     };
     let items = vec![line("Mug", 1450), line("Teapot", 3900)];
     OrderEvent::Created(Box::new(OrderCreated {
@@ -65,6 +66,7 @@ fn created(customer_id: Uuid, quantity: u32) -> OrderEvent {
         currency: "EUR".into(),
         shipping_address: address(),
         payment_token: Some("tok_success".into()),
+        customer_tax_id: None,
     }))
 }
 

@@ -108,6 +108,12 @@ const RULES: &[Rule] = &[
         "/api/invoices/{orderId}/credit-note",
         [401, 404, 200, 200],
     ),
+    // A cancellation's refund has the order's id.
+    rule(
+        "GET",
+        "/api/invoices/{orderId}/credit-notes/{refundId}",
+        [401, 404, 200, 200],
+    ),
     rule("GET", "/api/analytics/summary", [401, 403, 403, 200]),
     // Admins only; a public URL the test cannot reach, but registering it does not call it.
     rule("POST", "/api/webhooks", [401, 403, 403, 201]),
@@ -184,7 +190,8 @@ impl Shop {
     fn path(&self, rule: &Rule) -> String {
         let order = match rule.route {
             "/api/orders/{id}/cancel" => self.to_cancel,
-            "/api/invoices/{orderId}/credit-note" => self.refunded,
+            "/api/invoices/{orderId}/credit-note"
+            | "/api/invoices/{orderId}/credit-notes/{refundId}" => self.refunded,
             _ => self.paid,
         };
         let id = match rule.route {
@@ -195,7 +202,8 @@ impl Shop {
         let path = rule
             .route
             .replace("{id}", &id.to_string())
-            .replace("{orderId}", &order.to_string());
+            .replace("{orderId}", &order.to_string())
+            .replace("{refundId}", &order.to_string());
         match rule.route {
             "/api/payments" => format!("{path}?orderId={}", self.paid),
             _ => path,

@@ -13,6 +13,7 @@ mod errors;
 mod health;
 mod helpers;
 mod housekeeping;
+mod invoices;
 mod limits;
 mod mail;
 mod metrics;

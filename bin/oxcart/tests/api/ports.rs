@@ -32,6 +32,7 @@ async fn stocked() -> (TestApp, Vec<ProductSnapshot>) {
             name: product["name"].as_str().unwrap().to_owned(),
             price: product["price"].as_i64().unwrap(),
             currency: product["currency"].as_str().unwrap().to_owned(),
+            tax_class: product["taxClass"].as_str().unwrap().to_owned(),
         });
     }
     (app, products)

@@ -27,6 +27,7 @@ pub fn mug() -> ProductSnapshot {
         name: "Mug".into(),
         price: 500,
         currency: "EUR".into(),
+        tax_class: "standard".into(),
     }
 }
 
@@ -57,5 +58,5 @@ pub fn two_of(product: &ProductSnapshot) -> PlaceOrder {
         postal_code: "N1".into(),
         country: "GB".into(),
     };
-    PlaceOrder::parse(vec![(product.id, 2)], address, "tok_success".into()).unwrap()
+    PlaceOrder::parse(vec![(product.id, 2)], address, "tok_success".into(), None).unwrap()
 }
