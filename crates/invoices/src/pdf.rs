@@ -163,26 +163,7 @@ fn wrap(face: &Face, text: &str, size: f32, width: f32) -> Vec<String> {
 
 /// Amounts as `1,234.56`, in the currency's minor unit; the code goes in a heading.
 fn amount(currency: &str, minor: i64) -> String {
-    let exponent = Currency::parse(currency).map_or(2, Currency::exponent);
-    let sign = if minor < 0 { "-" } else { "" };
-    let minor = minor.unsigned_abs();
-    let scale = 10u64.pow(u32::from(exponent));
-    let whole = (minor / scale).to_string();
-    let mut grouped = String::new();
-    for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    match exponent {
-        0 => format!("{sign}{grouped}"),
-        e => format!(
-            "{sign}{grouped}.{:0width$}",
-            minor % scale,
-            width = usize::from(e)
-        ),
-    }
+    Currency::parse(currency).map_or_else(|| minor.to_string(), |c| c.grouped(minor))
 }
 
 struct Layout<'a> {
@@ -264,34 +245,16 @@ impl<'a> Layout<'a> {
         let left = self.party((MARGIN, MARGIN + 10.0, half), (11.0, &seller.name), lines);
 
         let mut right = MARGIN + 12.0;
-        self.text(
-            RIGHT,
-            right,
-            16.0,
-            Weight::Bold,
-            Align::Right,
-            document.kind_title(),
-        );
-        right += 16.0 * LEADING;
-        self.text(
-            RIGHT,
-            right,
-            BODY,
-            Weight::Regular,
-            Align::Right,
-            &format!("No. {}", document.number),
-        );
-        right += BODY * LEADING;
         let issued = document.issued_at.format("%Y-%m-%d");
-        self.text(
-            RIGHT,
-            right,
-            BODY,
-            Weight::Regular,
-            Align::Right,
-            &format!("Issued {issued}"),
-        );
-        right += BODY * LEADING;
+        let heading = [
+            (16.0, Weight::Bold, document.kind_title().to_owned()),
+            (BODY, Weight::Regular, format!("No. {}", document.number)),
+            (BODY, Weight::Regular, format!("Issued {issued}")),
+        ];
+        for (size, weight, text) in heading {
+            self.text(RIGHT, right, size, weight, Align::Right, &text);
+            right += size * LEADING;
+        }
         self.push(Op::PageNumber { x: RIGHT, y: right });
         right += BODY * LEADING;
 
@@ -371,27 +334,28 @@ impl<'a> Layout<'a> {
         self.y = left.max(right) + 16.0;
     }
 
+    /// Figures right-aligned at each cell's edge, on the baseline `y`.
+    fn cells(&mut self, y: f32, size: f32, weight: Weight, cells: &[(f32, &str)]) {
+        for (right, text) in cells {
+            self.text(*right, y, size, weight, Align::Right, text);
+        }
+    }
+
     fn table_header(&mut self) {
         let y = self.y;
         let currency = &self.document.currency;
         self.text(MARGIN, y, SMALL, Weight::Bold, Align::Left, "DESCRIPTION");
-        self.text(QUANTITY_RIGHT, y, SMALL, Weight::Bold, Align::Right, "QTY");
-        self.text(
-            UNIT_RIGHT,
+        let amount = format!("AMOUNT ({currency})");
+        self.cells(
             y,
             SMALL,
             Weight::Bold,
-            Align::Right,
-            "UNIT PRICE",
-        );
-        self.text(RATE_RIGHT, y, SMALL, Weight::Bold, Align::Right, "TAX");
-        self.text(
-            RIGHT,
-            y,
-            SMALL,
-            Weight::Bold,
-            Align::Right,
-            &format!("AMOUNT ({currency})"),
+            &[
+                (QUANTITY_RIGHT, "QTY"),
+                (UNIT_RIGHT, "UNIT PRICE"),
+                (RATE_RIGHT, "TAX"),
+                (RIGHT, &amount),
+            ],
         );
         self.y += 5.0;
         self.push(Op::Rule {
@@ -420,37 +384,16 @@ impl<'a> Layout<'a> {
             }
             let y = self.y;
             let currency = &document.currency;
-            self.text(
-                QUANTITY_RIGHT,
+            self.cells(
                 y,
                 BODY,
                 Weight::Regular,
-                Align::Right,
-                &line.quantity.to_string(),
-            );
-            self.text(
-                UNIT_RIGHT,
-                y,
-                BODY,
-                Weight::Regular,
-                Align::Right,
-                &amount(currency, line.unit_price),
-            );
-            self.text(
-                RATE_RIGHT,
-                y,
-                BODY,
-                Weight::Regular,
-                Align::Right,
-                &line.tax_rate.to_string(),
-            );
-            self.text(
-                RIGHT,
-                y,
-                BODY,
-                Weight::Regular,
-                Align::Right,
-                &amount(currency, line.line_total),
+                &[
+                    (QUANTITY_RIGHT, &line.quantity.to_string()),
+                    (UNIT_RIGHT, &amount(currency, line.unit_price)),
+                    (RATE_RIGHT, &line.tax_rate.to_string()),
+                    (RIGHT, &amount(currency, line.line_total)),
+                ],
             );
             let mut next = y;
             for text in &description {
@@ -481,43 +424,30 @@ impl<'a> Layout<'a> {
         let y = self.y;
         self.text(MARGIN, y, SMALL, Weight::Bold, Align::Left, "TAX BREAKDOWN");
         self.text(label, y, SMALL, Weight::Bold, Align::Left, "RATE");
-        self.text(net_right, y, SMALL, Weight::Bold, Align::Right, "NET");
-        self.text(tax_right, y, SMALL, Weight::Bold, Align::Right, "TAX");
-        self.text(gross_right, y, SMALL, Weight::Bold, Align::Right, "GROSS");
+        self.cells(
+            y,
+            SMALL,
+            Weight::Bold,
+            &[
+                (net_right, "NET"),
+                (tax_right, "TAX"),
+                (gross_right, "GROSS"),
+            ],
+        );
         self.y += BODY * LEADING + 2.0;
         for tax in &document.taxes {
             let y = self.y;
-            self.text(
-                label,
+            let rate = tax.rate.to_string();
+            self.text(label, y, BODY, Weight::Regular, Align::Left, &rate);
+            self.cells(
                 y,
                 BODY,
                 Weight::Regular,
-                Align::Left,
-                &tax.rate.to_string(),
-            );
-            self.text(
-                net_right,
-                y,
-                BODY,
-                Weight::Regular,
-                Align::Right,
-                &amount(currency, tax.net),
-            );
-            self.text(
-                tax_right,
-                y,
-                BODY,
-                Weight::Regular,
-                Align::Right,
-                &amount(currency, tax.tax),
-            );
-            self.text(
-                gross_right,
-                y,
-                BODY,
-                Weight::Regular,
-                Align::Right,
-                &amount(currency, tax.gross),
+                &[
+                    (net_right, &amount(currency, tax.net)),
+                    (tax_right, &amount(currency, tax.tax)),
+                    (gross_right, &amount(currency, tax.gross)),
+                ],
             );
             self.y += BODY * LEADING;
         }
@@ -531,14 +461,8 @@ impl<'a> Layout<'a> {
             let y = self.y;
             let size = if weight == Weight::Bold { 11.0 } else { BODY };
             self.text(label, y, size, weight, Align::Left, name);
-            self.text(
-                RIGHT,
-                y,
-                size,
-                weight,
-                Align::Right,
-                &format!("{} {currency}", amount(currency, value)),
-            );
+            let figure = format!("{} {currency}", amount(currency, value));
+            self.cells(y, size, weight, &[(RIGHT, &figure)]);
             self.y += size * LEADING + 2.0;
         }
         self.y += 10.0;
@@ -579,7 +503,8 @@ pub fn render(document: &Document) -> Result<Vec<u8>, RenderError> {
             .creator("oxcart".to_owned())
             .language("en".to_owned()),
     );
-    let page_settings = PageSettings::from_wh(WIDTH, HEIGHT).ok_or(RenderError::Font)?;
+    let page_settings = PageSettings::from_wh(WIDTH, HEIGHT)
+        .ok_or_else(|| RenderError::Pdf("an A4 page is not a valid size".to_owned()))?;
     for (index, ops) in pages.into_iter().enumerate() {
         let mut page = pdf.start_page_with(page_settings.clone());
         let mut surface = page.surface();

@@ -29,6 +29,7 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MessageBuilder, MultiPart};
 use oxcart_db::{self as db, Db};
 use oxcart_events::RecordedEvent;
+use oxcart_events::backoff::Backoff;
 use oxcart_events::bus::topics;
 use oxcart_events::consumer::Handler;
 use oxcart_events::store::BoxError;
@@ -269,11 +270,12 @@ impl EmailHandler {
             return Ok(None);
         };
         let deadline = tokio::time::Instant::now() + self.invoice_wait;
-        let mut pause = Duration::from_millis(20);
+        let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
         loop {
             if let Some(file) = invoices.invoice(order_id).await? {
                 return Ok(Some(file));
             }
+            let pause = backoff.next_delay();
             if tokio::time::Instant::now() + pause > deadline {
                 return Err(format!(
                     "the invoice of order {order_id} was not issued within {}; the confirmation waits for it",
@@ -282,7 +284,6 @@ impl EmailHandler {
                 .into());
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 }

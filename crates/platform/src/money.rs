@@ -199,17 +199,35 @@ impl Currency {
     /// An amount in minor units as people read it: `1234` EUR is `12.34 EUR`, `500` JPY
     /// is `500 JPY`.
     pub fn format(self, minor: i64) -> String {
+        format!("{} {}", self.figure(minor, false), self.code)
+    }
+
+    /// The number alone, thousands grouped, for a column headed by the code: `123456`
+    /// EUR is `1,234.56`.
+    pub fn grouped(self, minor: i64) -> String {
+        self.figure(minor, true)
+    }
+
+    fn figure(self, minor: i64, grouped: bool) -> String {
         let sign = if minor < 0 { "-" } else { "" };
         let minor = minor.unsigned_abs();
         let scale = 10u64.pow(u32::from(self.exponent));
         let (major, fraction) = (minor / scale, minor % scale);
+        let mut whole = major.to_string();
+        if grouped {
+            let digits = whole.len();
+            whole = whole
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let comma = i > 0 && (digits - i).is_multiple_of(3);
+                    comma.then_some(',').into_iter().chain([c])
+                })
+                .collect();
+        }
         match self.exponent {
-            0 => format!("{sign}{major} {}", self.code),
-            e => format!(
-                "{sign}{major}.{fraction:0width$} {}",
-                self.code,
-                width = usize::from(e)
-            ),
+            0 => format!("{sign}{whole}"),
+            e => format!("{sign}{whole}.{fraction:0width$}", width = usize::from(e)),
         }
     }
 }
